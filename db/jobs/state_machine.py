@@ -1,0 +1,706 @@
+"""Every change of a job's status, one named SQL statement each, its event in the same statement.
+
+This module is the only place that writes ``content_jobs.status``. Each transition is a single
+``UPDATE ... WHERE id = ... AND status IN (...)`` (Procrastinate's shape) whose ``RETURNING`` feeds
+an ``INSERT INTO job_events`` in the same statement, so the status change and its event commit
+together, in one round trip. A transition whose guard matches no row changes nothing and returns
+``None``/``False``: the caller decides whether that is a no-op (a duplicate message) or an error.
+
+Worker-side transitions are *fenced* by the attempt number: a worker whose lease expired and whose
+job was claimed again (attempts incremented) can no longer complete, fail or retry it.
+
+The legal moves (DESIGN.md)::
+
+    pending --send--> queued --claim--> active --> succeeded | failed | cancelled
+       |                 ^                 |
+       +--> cancelled    +---- retry ------+   (also: lease expired -> rescued -> queued)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from db.models.job import JobStatus
+
+# Legal (from, to) pairs. Tests check every recorded history against this table.
+TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
+    {
+        (JobStatus.PENDING, JobStatus.QUEUED),
+        (JobStatus.PENDING, JobStatus.CANCELLED),
+        (JobStatus.QUEUED, JobStatus.ACTIVE),
+        (JobStatus.PENDING, JobStatus.ACTIVE),  # the message overtook its own mark_sent
+        (JobStatus.QUEUED, JobStatus.CANCELLED),
+        (JobStatus.ACTIVE, JobStatus.SUCCEEDED),
+        (JobStatus.ACTIVE, JobStatus.FAILED),
+        (JobStatus.ACTIVE, JobStatus.CANCELLED),
+        (JobStatus.ACTIVE, JobStatus.QUEUED),  # retry, rescue, release
+        (JobStatus.ACTIVE, JobStatus.ACTIVE),  # claim of an expired lease (rescued + started)
+        (JobStatus.FAILED, JobStatus.PENDING),  # manual retry
+        (JobStatus.CANCELLED, JobStatus.PENDING),  # manual retry
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One row for :func:`insert_pending`. ``payload`` is already validated JSON."""
+
+    tenant_id: uuid.UUID
+    type: str
+    payload_json: str
+    message_id: str
+    max_attempts: int
+    priority: int
+    run_at: datetime | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InsertedJob:
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    status: JobStatus
+    queue_job_id: str | None
+    run_at: datetime
+    idempotency_key: str | None
+    created: bool
+    """False when the idempotency key matched an existing job (nothing was written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    lease_expires_at: datetime
+    rescued: bool
+    """True when the claim took over an expired lease (a ``rescued`` event was written too)."""
+
+
+# --- producer side ------------------------------------------------------------------------------
+
+INSERT_PENDING = text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]), CAST(:payloads AS text[]),
+            CAST(:message_ids AS text[]), CAST(:max_attempts AS int[]), CAST(:priorities AS int[]),
+            CAST(:run_ats AS timestamptz[]), CAST(:keys AS text[])
+        ) WITH ORDINALITY AS i(tenant_id, type, payload, message_id, max_attempts, priority,
+                               run_at, idempotency_key, ord)
+    ), inserted AS (
+        INSERT INTO content_jobs (tenant_id, type, payload, status, queue_job_id, max_attempts,
+                                  priority, run_at, idempotency_key)
+        SELECT i.tenant_id, i.type, CAST(i.payload AS jsonb), 'pending', i.message_id,
+               i.max_attempts, i.priority, coalesce(i.run_at, now()), i.idempotency_key
+        FROM input i JOIN tenants t ON t.id = i.tenant_id
+        -- all or nothing: if any tenant is unknown, insert no row at all
+        WHERE (SELECT count(*) FROM tenants WHERE id = ANY(CAST(:tenant_ids AS uuid[])))
+              = CAST(:n_tenants AS int)
+        ORDER BY i.ord
+        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+        RETURNING id, tenant_id, type, status, queue_job_id, run_at, idempotency_key
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'enqueued',
+               jsonb_strip_nulls(jsonb_build_object(
+                   'type', type, 'run_at', run_at, 'idempotency_key', idempotency_key))
+        FROM inserted
+    )
+    SELECT * FROM inserted ORDER BY id
+    """
+)
+
+SELECT_BY_IDEMPOTENCY_KEYS = text(
+    """
+    SELECT j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.idempotency_key
+    FROM content_jobs j
+    JOIN unnest(CAST(:tenant_ids AS uuid[]), CAST(:keys AS text[])) AS k(tenant_id, key)
+      ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key
+    """
+)
+
+
+def insert_pending(conn: Connection, jobs: Sequence[NewJob]) -> list[InsertedJob | None]:
+    """Insert jobs as ``pending`` with their ``enqueued`` events; one statement for all.
+
+    Returns one entry per input, in order: the new job, or the existing job when its idempotency
+    key was taken (``created=False``). When any tenant does not exist nothing is inserted and
+    the entries of the jobs not found by idempotency key are ``None``.
+    """
+    params = {
+        "tenant_ids": [j.tenant_id for j in jobs],
+        "types": [j.type for j in jobs],
+        "payloads": [j.payload_json for j in jobs],
+        "message_ids": [j.message_id for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "run_ats": [j.run_at for j in jobs],
+        "keys": [j.idempotency_key for j in jobs],
+        "n_tenants": len({j.tenant_id for j in jobs}),
+    }
+    rows = conn.execute(INSERT_PENDING, params).all()
+    by_message = {r.queue_job_id: _inserted(r, created=True) for r in rows}
+    results: list[InsertedJob | None] = [by_message.get(j.message_id) for j in jobs]
+    missing = [(i, j) for i, j in enumerate(jobs) if results[i] is None and j.idempotency_key]
+    if missing:
+        existing = conn.execute(
+            SELECT_BY_IDEMPOTENCY_KEYS,
+            {
+                "tenant_ids": [j.tenant_id for _, j in missing],
+                "keys": [j.idempotency_key for _, j in missing],
+            },
+        ).all()
+        by_key = {(r.tenant_id, r.idempotency_key): _inserted(r, created=False) for r in existing}
+        for i, j in missing:
+            results[i] = by_key.get((j.tenant_id, j.idempotency_key))
+    return results
+
+
+def _inserted(row: Any, *, created: bool) -> InsertedJob:
+    return InsertedJob(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        type=row.type,
+        status=JobStatus(row.status),
+        queue_job_id=row.queue_job_id,
+        run_at=row.run_at,
+        idempotency_key=row.idempotency_key,
+        created=created,
+    )
+
+
+MARK_SENT = text(
+    """
+    UPDATE content_jobs SET status = 'queued', updated_at = now()
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'pending'
+    """
+)
+
+
+def mark_sent(conn: Connection, job_ids: Sequence[int]) -> int:
+    """pending -> queued once the message is on Redis. No event of its own: the ``enqueued``
+    event already stands for it (docs/architecture.md). Returns how many rows moved."""
+    return int(conn.execute(MARK_SENT, {"ids": list(job_ids)}).rowcount)
+
+
+RESEND = text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:message_ids AS text[]))
+            AS i(id, message_id)
+    ), moved AS (
+        UPDATE content_jobs j
+        SET status = 'queued', queue_job_id = i.message_id, updated_at = now()
+        FROM input i
+        WHERE j.id = i.id AND j.status IN ('pending', 'queued')
+        RETURNING j.id, j.tenant_id, j.type
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'enqueued',
+               jsonb_build_object('type', type, 'resent', true, 'reason', CAST(:reason AS text))
+        FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def record_resend(
+    conn: Connection, job_ids: Sequence[int], message_ids: Sequence[str], reason: str
+) -> int:
+    """The relay re-sent these jobs' messages: each is queued under its new message id, with an
+    ``enqueued`` event saying why. Returns how many rows were still waiting to run."""
+    params = {"ids": list(job_ids), "message_ids": list(message_ids), "reason": reason}
+    return len(conn.execute(RESEND, params).all())
+
+
+UNSENT_CANDIDATES = text(
+    """
+    SELECT id, tenant_id, type, status, queue_job_id, run_at FROM content_jobs
+    WHERE status = :status AND updated_at < now() - make_interval(secs => :older_than)
+      AND run_at <= now() + make_interval(secs => :horizon)
+    ORDER BY run_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+
+def lock_unsent_candidates(
+    conn: Connection,
+    status: JobStatus,
+    *,
+    older_than_seconds: float,
+    horizon_seconds: float,
+    limit: int,
+) -> list[Any]:
+    """Rows the relay should look at, locked for this transaction (other relays skip them).
+
+    Only rows due within ``horizon_seconds``: jobs scheduled further out wait in PostgreSQL,
+    not in Redis's delay queue (whose messages Dramatiq workers hold in memory until due).
+    """
+    params = {
+        "status": status.value,
+        "older_than": older_than_seconds,
+        "horizon": horizon_seconds,
+        "limit": limit,
+    }
+    return list(conn.execute(UNSENT_CANDIDATES, params).all())
+
+
+CANCEL = text(
+    """
+    WITH target AS (
+        SELECT id, status FROM content_jobs
+        WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE
+    ), cancelled AS (
+        UPDATE content_jobs j
+        SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
+            lease_expires_at = NULL, updated_at = now()
+        FROM target t
+        WHERE j.id = t.id AND t.status IN ('pending', 'queued')
+        RETURNING j.id, j.tenant_id
+    ), requested AS (
+        UPDATE content_jobs j
+        SET cancel_requested_at = coalesce(j.cancel_requested_at, now()), updated_at = now()
+        FROM target t
+        WHERE j.id = t.id AND t.status = 'active'
+        RETURNING j.id
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'cancelled',
+               jsonb_build_object('reason', CAST(:reason AS text), 'while_running', false)
+        FROM cancelled
+    )
+    SELECT t.status AS previous,
+           EXISTS (SELECT 1 FROM cancelled) AS cancelled,
+           EXISTS (SELECT 1 FROM requested) AS requested
+    FROM target t
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    previous: JobStatus
+    cancelled: bool
+    """Cancelled now (it was pending or queued)."""
+    requested: bool
+    """It is running: asked to stop at its next checkpoint."""
+
+
+def cancel(
+    conn: Connection, job_id: int, tenant_id: uuid.UUID, reason: str | None
+) -> CancelOutcome | None:
+    """Cancel a pending/queued job at once, or ask a running one to stop. ``None``: no such job
+    for this tenant. A terminal job is left as it is (``cancelled=requested=False``)."""
+    row = conn.execute(CANCEL, {"id": job_id, "tenant_id": tenant_id, "reason": reason}).first()
+    if row is None:
+        return None
+    return CancelOutcome(JobStatus(row.previous), row.cancelled, row.requested)
+
+
+MANUAL_RETRY = text(
+    """
+    WITH moved AS (
+        UPDATE content_jobs
+        SET status = 'pending', queue_job_id = :message_id, completed_at = NULL,
+            cancel_requested_at = NULL, lease_expires_at = NULL, result = NULL, progress = 0,
+            progress_message = NULL, run_at = now(), updated_at = now(),
+            max_attempts = greatest(max_attempts, attempts + 1)
+        WHERE id = :id AND tenant_id = :tenant_id AND status IN ('failed', 'cancelled')
+        RETURNING id, tenant_id, type, attempts, error_message
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'retry',
+               jsonb_build_object('attempt', attempts, 'manual', true,
+                                  'error', coalesce(error_message, ''))
+        FROM moved
+    )
+    SELECT id, type FROM moved
+    """
+)
+
+
+def manual_retry(
+    conn: Connection, job_id: int, tenant_id: uuid.UUID, message_id: str
+) -> str | None:
+    """failed/cancelled -> pending for one more attempt (the attempt budget grows by one if it
+    was used up), with a ``retry`` event marked manual. Returns the job's type, or None when
+    the job is not failed or cancelled (or not there)."""
+    params = {"id": job_id, "tenant_id": tenant_id, "message_id": message_id}
+    row = conn.execute(MANUAL_RETRY, params).first()
+    return None if row is None else str(row.type)
+
+
+# --- worker side --------------------------------------------------------------------------------
+
+CLAIM = text(
+    """
+    WITH target AS (
+        SELECT id, status FROM content_jobs
+        WHERE id = :id AND tenant_id = :tenant_id
+          AND (status IN ('pending', 'queued')
+               OR (status = 'active' AND lease_expires_at < now() AND attempts < max_attempts))
+          AND run_at <= now() + interval '1 second'
+        FOR UPDATE
+    ), claimed AS (
+        UPDATE content_jobs j
+        SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+            lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
+        FROM target t
+        WHERE j.id = t.id
+        RETURNING j.id, j.tenant_id, j.type, j.payload, j.attempts, j.max_attempts,
+                  j.lease_expires_at, t.status = 'active' AS rescued
+    ), rescued_event AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'rescued',
+               jsonb_build_object('attempt', attempts - 1, 'reason', 'lease expired')
+        FROM claimed WHERE rescued
+    ), started_event AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'started',
+               jsonb_build_object('attempt', attempts, 'message_id', CAST(:message_id AS text),
+                                  'worker', CAST(:worker AS text))
+        FROM claimed
+    )
+    SELECT * FROM claimed
+    """
+)
+
+
+def claim(
+    conn: Connection,
+    job_id: int,
+    tenant_id: uuid.UUID,
+    *,
+    lease_seconds: float,
+    message_id: str | None,
+    worker: str | None,
+) -> ClaimedJob | None:
+    """queued (or active with an expired lease) -> active; attempts + 1; payload returned.
+
+    A pending job is claimable too: its message exists, so it was sent, and the worker may simply
+    have been faster than the producer's pending -> queued update.
+
+    ``None`` when the job is missing, terminal, not yet due, or held by a live lease: the
+    message is then a duplicate and does nothing.
+    """
+    row = conn.execute(
+        CLAIM,
+        {
+            "id": job_id,
+            "tenant_id": tenant_id,
+            "lease_seconds": lease_seconds,
+            "message_id": message_id,
+            "worker": worker,
+        },
+    ).first()
+    if row is None:
+        return None
+    return ClaimedJob(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        type=row.type,
+        payload=row.payload,
+        attempt=row.attempts,
+        max_attempts=row.max_attempts,
+        lease_expires_at=row.lease_expires_at,
+        rescued=row.rescued,
+    )
+
+
+EXTEND_LEASES = text(
+    """
+    UPDATE content_jobs j
+    SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS h(id, attempt)
+    WHERE j.id = h.id AND j.status = 'active' AND j.attempts = h.attempt
+    RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    held: bool
+    """False: the lease was lost (the job was rescued and claimed again, or ended)."""
+    cancel_requested: bool
+
+
+def extend_leases(
+    conn: Connection, held: Sequence[tuple[int, int]], lease_seconds: float
+) -> dict[int, LeaseState]:
+    """Push forward the leases of every job a worker runs, in one statement (not a status
+    change: no event). ``held`` is (job id, attempt) pairs; the answer tells, per job, whether
+    the lease is still held and whether a cancellation was requested."""
+    if not held:
+        return {}
+    params = {
+        "ids": [job_id for job_id, _ in held],
+        "attempts": [attempt for _, attempt in held],
+        "lease_seconds": lease_seconds,
+    }
+    found = {r.id: r.cancel_requested for r in conn.execute(EXTEND_LEASES, params)}
+    return {
+        job_id: LeaseState(job_id in found, bool(found.get(job_id, False))) for job_id, _ in held
+    }
+
+
+RECORD_PROGRESS = text(
+    """
+    WITH updated AS (
+        UPDATE content_jobs
+        SET progress = :percent, progress_message = :message, updated_at = now(),
+            lease_expires_at = greatest(lease_expires_at,
+                                        now() + make_interval(secs => :lease_seconds))
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, cancel_requested_at IS NOT NULL AS cancel_requested
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'progress',
+               jsonb_strip_nulls(jsonb_build_object('percent', CAST(:percent AS int),
+                                                    'message', CAST(:message AS text)))
+        FROM updated
+    )
+    SELECT cancel_requested FROM updated
+    """
+)
+
+
+def record_progress(
+    conn: Connection,
+    job_id: int,
+    attempt: int,
+    percent: int,
+    message: str | None,
+    lease_seconds: float,
+) -> LeaseState:
+    """Progress of a running job (and its ``progress`` event); extends the lease too."""
+    row = conn.execute(
+        RECORD_PROGRESS,
+        {
+            "id": job_id,
+            "attempt": attempt,
+            "percent": percent,
+            "message": message,
+            "lease_seconds": lease_seconds,
+        },
+    ).first()
+    if row is None:
+        return LeaseState(held=False, cancel_requested=False)
+    return LeaseState(held=True, cancel_requested=row.cancel_requested)
+
+
+COMPLETE = text(
+    """
+    WITH done AS (
+        UPDATE content_jobs
+        SET status = 'succeeded', result = CAST(:result AS jsonb), progress = 100,
+            completed_at = now(), lease_expires_at = NULL, updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'completed',
+               jsonb_build_object('attempt', attempts, 'duration_ms',
+                                  CAST(:duration_ms AS double precision))
+        FROM done
+    )
+    SELECT id FROM done
+    """
+)
+
+
+def complete(
+    conn: Connection, job_id: int, attempt: int, result_json: str, duration_ms: float | None
+) -> bool:
+    """active -> succeeded with the handler's result (JSON text). False: the lease was lost."""
+    params = {
+        "id": job_id,
+        "attempt": attempt,
+        "result": result_json,
+        "duration_ms": duration_ms,
+    }
+    return conn.execute(COMPLETE, params).first() is not None
+
+
+FAIL = text(
+    """
+    WITH done AS (
+        UPDATE content_jobs
+        SET status = 'failed', error_message = :error, completed_at = now(),
+            lease_expires_at = NULL, updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'failed',
+               jsonb_build_object('attempt', attempts, 'error', CAST(:error AS text))
+        FROM done
+    )
+    SELECT id FROM done
+    """
+)
+
+
+def fail(conn: Connection, job_id: int, attempt: int, error: str) -> bool:
+    """active -> failed, keeping the (already redacted) error. False: the lease was lost."""
+    return (
+        conn.execute(FAIL, {"id": job_id, "attempt": attempt, "error": error}).first() is not None
+    )
+
+
+SCHEDULE_RETRY = text(
+    """
+    WITH moved AS (
+        UPDATE content_jobs
+        SET status = 'queued', error_message = :error, queue_job_id = :message_id,
+            run_at = :run_at, lease_expires_at = NULL, updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'retry',
+               jsonb_build_object('attempt', attempts, 'error', CAST(:error AS text),
+                                  'next_run_at', CAST(:run_at AS timestamptz))
+        FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def schedule_retry(
+    conn: Connection, job_id: int, attempt: int, error: str, run_at: datetime, message_id: str
+) -> bool:
+    """active -> queued for another attempt at ``run_at``; the caller sends ``message_id``
+    (delayed) after commit. False: the lease was lost."""
+    params = {
+        "id": job_id,
+        "attempt": attempt,
+        "error": error,
+        "run_at": run_at,
+        "message_id": message_id,
+    }
+    return conn.execute(SCHEDULE_RETRY, params).first() is not None
+
+
+FINISH_CANCELLED = text(
+    """
+    WITH done AS (
+        UPDATE content_jobs
+        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL,
+            cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'cancelled',
+               jsonb_build_object('attempt', attempts, 'while_running', true,
+                                  'reason', CAST(:reason AS text))
+        FROM done
+    )
+    SELECT id FROM done
+    """
+)
+
+
+def finish_cancelled(conn: Connection, job_id: int, attempt: int, reason: str | None) -> bool:
+    """active -> cancelled: the handler stopped at a checkpoint after a cancel request."""
+    params = {"id": job_id, "attempt": attempt, "reason": reason}
+    return conn.execute(FINISH_CANCELLED, params).first() is not None
+
+
+RELEASE = text(
+    """
+    WITH moved AS (
+        UPDATE content_jobs
+        SET status = 'queued', attempts = attempts - 1, queue_job_id = :message_id,
+            lease_expires_at = NULL, updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'rescued',
+               jsonb_build_object('attempt', attempts + 1, 'reason', 'worker shutdown')
+        FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def release(conn: Connection, job_id: int, attempt: int, message_id: str) -> bool:
+    """active -> queued on graceful shutdown: the attempt is given back (it was not the job's
+    fault) and another worker takes ``message_id`` at once."""
+    params = {"id": job_id, "attempt": attempt, "message_id": message_id}
+    return conn.execute(RELEASE, params).first() is not None
+
+
+# --- maintenance ----------------------------------------------------------------------------------
+
+RESCUE_EXPIRED = text(
+    """
+    WITH expired AS (
+        SELECT id FROM content_jobs
+        WHERE status = 'active' AND lease_expires_at < now() - make_interval(secs => :grace)
+        ORDER BY lease_expires_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE content_jobs j
+        SET status = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
+            completed_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+            error_message = CASE WHEN j.attempts < j.max_attempts THEN j.error_message
+                                 ELSE 'lease expired: worker lost' END,
+            queue_job_id = CASE WHEN j.attempts < j.max_attempts THEN gen_random_uuid()::text
+                                ELSE j.queue_job_id END,
+            run_at = now(), lease_expires_at = NULL, updated_at = now()
+        FROM expired e
+        WHERE j.id = e.id
+        RETURNING j.id, j.tenant_id, j.type, j.status, j.attempts, j.queue_job_id
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id,
+               CASE WHEN status = 'queued' THEN 'rescued' ELSE 'failed' END,
+               CASE WHEN status = 'queued'
+                    THEN jsonb_build_object('attempt', attempts, 'reason', 'lease expired')
+                    ELSE jsonb_build_object('attempt', attempts,
+                                            'error', 'lease expired: worker lost') END
+        FROM moved
+    )
+    SELECT id, tenant_id, type, status, queue_job_id FROM moved
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RescuedJob:
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    status: JobStatus
+    queue_job_id: str | None
+
+
+def rescue_expired(conn: Connection, *, grace_seconds: float, limit: int) -> list[RescuedJob]:
+    """Expired ``active`` rows back to queued (``rescued``), or failed when attempts are used up.
+
+    Requeued rows get a fresh message id; the caller sends those messages after commit.
+    """
+    rows = conn.execute(RESCUE_EXPIRED, {"grace": grace_seconds, "limit": limit}).all()
+    return [
+        RescuedJob(r.id, r.tenant_id, r.type, JobStatus(r.status), r.queue_job_id) for r in rows
+    ]

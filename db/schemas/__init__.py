@@ -1,0 +1,1 @@
+"""Pydantic shapes per table (create / read / patch) and for the JSONB columns."""

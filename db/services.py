@@ -1,0 +1,70 @@
+"""Where PostgreSQL and Redis are: configured URLs, else the embedded dev servers.
+
+Library code only *finds* servers (a configured URL, or embedded ones already running). Starting
+embedded servers is for local commands and tests (:func:`ensure_local_services`), so a production
+process with a missing DATABASE_URL fails loudly instead of quietly starting a private database.
+"""
+
+from __future__ import annotations
+
+from db.errors import ConfigurationError
+from db.settings import Settings, get_settings
+
+_HINT = "set {var}, or start the embedded servers with `jobctl dev up`"
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """The PostgreSQL URL to use, as given (``postgresql://...``)."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    found = _embedded_urls(settings)[0]
+    if found is None:
+        raise ConfigurationError("no PostgreSQL configured: " + _HINT.format(var="DATABASE_URL"))
+    return found
+
+
+def redis_url(settings: Settings | None = None) -> str:
+    """The Redis URL to use."""
+    settings = settings or get_settings()
+    if settings.redis_url:
+        return settings.redis_url
+    found = _embedded_urls(settings)[1]
+    if found is None:
+        raise ConfigurationError("no Redis configured: " + _HINT.format(var="REDIS_URL"))
+    return found
+
+
+def ensure_local_services(settings: Settings | None = None) -> tuple[str, str]:
+    """Both URLs, starting embedded servers for whichever is not configured."""
+    settings = settings or get_settings()
+    need_pg, need_redis = not settings.database_url, not settings.redis_url
+    if need_pg or need_redis:
+        if settings.environment == "production":
+            raise ConfigurationError(
+                "embedded servers are for development: set DATABASE_URL and REDIS_URL"
+            )
+        from db import embedded
+
+        embedded.start(settings.dev_dir, postgres=need_pg, redis=need_redis)
+    return database_url(settings), redis_url(settings)
+
+
+def _embedded_urls(settings: Settings) -> tuple[str | None, str | None]:
+    """URLs of embedded servers running for this project now, if any."""
+    if settings.environment == "production":
+        return None, None
+    from db import embedded
+
+    if not embedded.available():
+        return None, None
+    found = embedded.status(settings.dev_dir)
+    return found.database_url, found.redis_url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Select the psycopg 3 driver for a plain ``postgresql://`` URL."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,10 @@
+"""`jobctl credentials ...` (placeholder: being written)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def credentials() -> None:
+    """(not yet available)"""

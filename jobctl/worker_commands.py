@@ -1,0 +1,75 @@
+"""`jobctl worker` (Dramatiq worker processes) and `jobctl maintenance` (the periodic services)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+import click
+
+from db.services import ensure_local_services
+from db.settings import get_settings
+
+
+def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[str]:
+    """The `dramatiq` command line for our worker application."""
+    settings = get_settings()
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "worker.app",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        # Idle consumers poll Redis at most this many ms apart: an idle system picks a new job
+        # up quickly (stock default 1000 ms).
+        "--worker-timeout",
+        "100",
+        # Longer than our grace period, so jobs are released by us, not killed by Dramatiq.
+        "--worker-shutdown-timeout",
+        str(int((settings.shutdown_grace_seconds + 15) * 1000)),
+    ]
+    if queues:
+        argv += ["--queues", *queues]
+    return argv
+
+
+@click.command()
+@click.option("--processes", "-p", type=int, default=None, help="Worker processes.")
+@click.option("--threads", "-t", type=int, default=None, help="Threads per process.")
+@click.option("--queues", "-Q", multiple=True, help="Only these queues (default: all).")
+def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
+    """Run worker processes (replaces this process with `dramatiq worker.app ...`)."""
+    settings = get_settings()
+    database_url, redis_url = ensure_local_services()
+    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
+    argv = worker_argv(
+        processes or settings.worker_processes, threads or settings.worker_threads, queues
+    )
+    os.execv(argv[0], argv)  # noqa: S606 - argv is built above, no shell
+
+
+@click.command()
+@click.option("--interval", type=float, default=None, help="Seconds between passes.")
+def maintenance(interval: float | None) -> None:
+    """Run the relay, the rescuer and the pruner until SIGTERM/SIGINT."""
+    from worker.maintenance import run_maintenance
+    from worker.setup import import_user_modules
+
+    database_url, redis_url = ensure_local_services()
+    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
+    get_settings.cache_clear()
+    import_user_modules()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run_maintenance(stop, interval=interval)

@@ -1,0 +1,161 @@
+"""The one Dramatiq broker of a process, created on first use, and message sending.
+
+Everything that talks to Redis imports the broker from here (never Dramatiq's hidden global
+default). Messages carry ids only: ``(job_id, tenant_id)``; the payload stays in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import dq_name
+
+from db.services import redis_url
+from db.settings import get_settings
+from producer.job_types import actor_name_for
+
+_lock = threading.Lock()
+
+
+class JobsBroker(RedisBroker):
+    """RedisBroker whose Redis message id is always the Dramatiq message id.
+
+    Stock ``enqueue`` draws a fresh Redis id on every enqueue, including when a worker moves a
+    due message out of the delay queue; keeping the id stable lets the relay find any job's
+    message in Redis by ``content_jobs.queue_job_id``.
+    """
+
+    def enqueue(
+        self, message: dramatiq.Message[None], *, delay: int | None = None
+    ) -> dramatiq.Message[None]:
+        queue_name = message.queue_name
+        message = message.copy(options={"redis_message_id": message.message_id})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(
+                queue_name=queue_name, options={"eta": int(time.time() * 1000) + delay}
+            )
+        self.emit_before("enqueue", message, delay)
+        self.do_enqueue(queue_name, message.message_id, message.encode())
+        self.emit_after("enqueue", message, delay)
+        return message
+
+
+_broker: JobsBroker | None = None
+
+
+def get_broker() -> JobsBroker:
+    """This process's broker (also installed as Dramatiq's global broker)."""
+    global _broker
+    with _lock:
+        if _broker is None:
+            settings = get_settings()
+            _broker = JobsBroker(url=redis_url(settings), namespace=settings.redis_namespace)
+            dramatiq.set_broker(_broker)
+        return _broker
+
+
+def set_broker(broker: JobsBroker | None) -> None:
+    """Replace the process's broker (the worker installs its configured one; tests reset)."""
+    global _broker
+    with _lock:
+        _broker = broker
+        if broker is not None:
+            dramatiq.set_broker(broker)
+
+
+def new_message_id() -> str:
+    """Dramatiq message ids are UUID strings; ours are chosen before the row is written."""
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to send after commit."""
+
+    job_id: int
+    tenant_id: uuid.UUID
+    queue: str
+    message_id: str
+    delay_ms: int | None = None
+
+    def to_message(self) -> dramatiq.Message[None]:
+        return dramatiq.Message(
+            queue_name=self.queue,
+            actor_name=actor_name_for(self.queue),
+            args=(self.job_id, str(self.tenant_id)),
+            kwargs={},
+            options={},
+            message_id=self.message_id,
+        )
+
+
+def delay_until(run_at_epoch: float) -> int | None:
+    """Milliseconds from now until ``run_at_epoch``, or None when it is due already."""
+    delay = int((run_at_epoch - time.time()) * 1000)
+    return delay if delay > 0 else None
+
+
+def send(outgoing: Sequence[Outgoing]) -> None:
+    """Put messages on Redis in one round trip (a pipeline), however many there are.
+
+    Mirrors ``RedisBroker.enqueue`` (same encoding, delay queue and middleware hooks) with one
+    difference: the Redis message id is our message id (``content_jobs.queue_job_id``), so the
+    relay can ask Redis whether a queued job's message is still there.
+    """
+    if not outgoing:
+        return
+    broker = get_broker()
+    dispatch = broker.scripts["dispatch"]
+    max_unpack = broker._max_unpack_size()
+    pipe = broker.client.pipeline(transaction=False) if len(outgoing) > 1 else None
+    sent: list[tuple[dramatiq.Message[None], int | None]] = []
+    now_ms = int(time.time() * 1000)
+    for item in outgoing:
+        message = item.to_message().copy(options={"redis_message_id": item.message_id})
+        if item.delay_ms is not None:
+            message = message.copy(
+                queue_name=dq_name(item.queue), options={"eta": now_ms + item.delay_ms}
+            )
+        broker.emit_before("enqueue", message, item.delay_ms)
+        args = [
+            "enqueue",
+            now_ms,
+            message.queue_name,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            0,
+            max_unpack,
+            item.message_id,
+            message.encode(),
+        ]
+        dispatch(keys=[broker.namespace], args=args, client=pipe or broker.client)
+        sent.append((message, item.delay_ms))
+    if pipe is not None:
+        pipe.execute()
+    for message, delay in sent:
+        broker.emit_after("enqueue", message, delay)
+
+
+def message_present(queue: str, message_ids: Sequence[str]) -> list[bool]:
+    """Whether each message is still held by Redis (waiting, delayed or being processed).
+
+    Dramatiq keeps a message's body in ``<ns>:<queue>.msgs`` (or ``.DQ.msgs`` when delayed)
+    until it is acked; one pipelined HEXISTS pair per id.
+    """
+    if not message_ids:
+        return []
+    broker = get_broker()
+    pipe = broker.client.pipeline(transaction=False)
+    for message_id in message_ids:
+        pipe.hexists(f"{broker.namespace}:{queue}.msgs", message_id)
+        pipe.hexists(f"{broker.namespace}:{dq_name(queue)}.msgs", message_id)
+    found = pipe.execute()
+    return [bool(found[2 * i] or found[2 * i + 1]) for i in range(len(message_ids))]

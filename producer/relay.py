@@ -1,0 +1,108 @@
+"""The relay: makes sure every job that should have a message on Redis has one.
+
+Two cases (DESIGN.md, "content_jobs is the outbox"):
+
+* pending rows older than ``relay_pending_after_seconds``: the producer committed but died (or
+  Redis refused) before sending;
+* queued rows untouched for ``relay_queued_after_seconds`` whose message Redis no longer holds
+  (Redis restarted without persistence, or was flushed).
+
+Rows are locked ``FOR UPDATE SKIP LOCKED`` for the pass, so several relays never handle the same
+row; the message is sent before the row is updated, so a crash in between leaves at worst a
+duplicate message, which the worker's claim turns into a no-op. Each re-send writes an
+``enqueued`` event with ``resent: true`` and the reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from db.engine import transaction
+from db.jobs import state_machine as sm
+from db.models import JobStatus
+from db.settings import get_settings
+from producer import broker
+from producer.errors import UnknownJobType
+from producer.job_types import get_job_type
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayResult:
+    resent_pending: int
+    resent_lost: int
+
+
+def relay_once() -> RelayResult:
+    """One pass over both cases; returns how many jobs were re-sent."""
+    settings = get_settings()
+    pending = _pass(
+        JobStatus.PENDING,
+        older_than=settings.relay_pending_after_seconds,
+        horizon=settings.schedule_horizon_seconds,
+        limit=settings.relay_batch_size,
+        reason="pending: not sent after commit, or scheduled and now due",
+    )
+    lost = _pass(
+        JobStatus.QUEUED,
+        older_than=settings.relay_queued_after_seconds,
+        horizon=settings.schedule_horizon_seconds,
+        limit=settings.relay_batch_size,
+        reason="message lost from redis",
+    )
+    if pending or lost:
+        log.info("relay.resent", pending=pending, lost=lost)
+    return RelayResult(pending, lost)
+
+
+def _pass(status: JobStatus, *, older_than: float, horizon: float, limit: int, reason: str) -> int:
+    with transaction() as conn:
+        rows = sm.lock_unsent_candidates(
+            conn, status, older_than_seconds=older_than, horizon_seconds=horizon, limit=limit
+        )
+        queued = _with_queues(rows)
+        if status is JobStatus.QUEUED:
+            queued = _missing_from_redis(queued)
+        if not queued:
+            return 0
+        outgoing = [
+            broker.Outgoing(
+                row.id,
+                row.tenant_id,
+                queue,
+                broker.new_message_id(),
+                broker.delay_until(row.run_at.timestamp()),
+            )
+            for row, queue in queued
+        ]
+        broker.send(outgoing)
+        return sm.record_resend(
+            conn, [o.job_id for o in outgoing], [o.message_id for o in outgoing], reason
+        )
+
+
+def _with_queues(rows: list[Any]) -> list[tuple[Any, str]]:
+    """Pair rows with their type's queue; rows of unknown types are skipped with a warning."""
+    paired = []
+    for row in rows:
+        try:
+            paired.append((row, get_job_type(row.type).queue))
+        except UnknownJobType:
+            log.warning("relay.unknown_job_type", job_id=row.id, job_type=row.type)
+    return paired
+
+
+def _missing_from_redis(queued: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+    by_queue: dict[str, list[tuple[Any, str]]] = defaultdict(list)
+    for row, queue in queued:
+        by_queue[queue].append((row, queue))
+    missing: list[tuple[Any, str]] = []
+    for queue, items in by_queue.items():
+        present = broker.message_present(queue, [row.queue_job_id or "" for row, _ in items])
+        missing.extend(item for item, found in zip(items, present, strict=True) if not found)
+    return missing

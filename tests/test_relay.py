@@ -1,0 +1,91 @@
+"""The relay: a producer killed between commit and send, and messages lost from Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import redis as redis_lib
+from helpers import job_ids_in_redis
+
+from db.models import EventType, JobStatus
+from db.settings import get_settings
+from producer import enqueue, get_job, get_job_events
+from producer.relay import relay_once
+
+pytestmark = pytest.mark.usefixtures("jobs_env")
+
+
+@pytest.fixture
+def db_env(use_fresh_db: str) -> str:
+    return use_fresh_db
+
+
+PAYLOAD = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Army"}
+
+KILLED_PRODUCER = """
+import os, sys, uuid
+import producer.broker as broker
+from producer import enqueue
+
+def die(*args, **kwargs):
+    print("committed", flush=True)
+    os._exit(9)  # the process dies after the commit, before the message leaves
+
+broker.send = die
+enqueue("scheduled_preview", {payload!r}, tenant_id=uuid.UUID({tenant!r}))
+"""
+
+
+def test_producer_killed_between_commit_and_send(
+    tenant_id: uuid.UUID,
+    jobs_env: str,
+    redis_client: redis_lib.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = KILLED_PRODUCER.format(payload=PAYLOAD, tenant=str(tenant_id))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=os.environ.copy(), capture_output=True, text=True
+    )
+    assert proc.returncode == 9 and "committed" in proc.stdout, proc.stderr
+    from producer import list_jobs
+
+    [job] = list_jobs(tenant_id).items
+    assert job.status is JobStatus.PENDING
+    assert job_ids_in_redis(redis_client, jobs_env, "content") == []
+
+    relay_once()  # too young: the producer may still be about to send
+    assert get_job(tenant_id, job.id).status is JobStatus.PENDING
+
+    monkeypatch.setenv("JOBS_RELAY_PENDING_AFTER_SECONDS", "0")
+    get_settings.cache_clear()
+    result = relay_once()
+    assert result.resent_pending >= 1
+    assert get_job(tenant_id, job.id).status is JobStatus.QUEUED
+    assert job_ids_in_redis(redis_client, jobs_env, "content") == [job.id]
+    events = get_job_events(tenant_id, job.id).items
+    assert [e.event_type for e in events] == [EventType.ENQUEUED, EventType.ENQUEUED]
+    assert events[1].data["resent"] is True
+    relay_once()  # nothing more to do: not sent twice
+    assert job_ids_in_redis(redis_client, jobs_env, "content") == [job.id]
+
+
+def test_message_lost_from_redis_is_resent(
+    tenant_id: uuid.UUID,
+    jobs_env: str,
+    redis_client: redis_lib.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id)
+    kept = enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id)
+    monkeypatch.setenv("JOBS_RELAY_QUEUED_AFTER_SECONDS", "0")
+    get_settings.cache_clear()
+    assert relay_once().resent_lost == 0  # both messages are there
+    redis_client.hdel(f"{jobs_env}:content.msgs", job.message_id or "")
+    redis_client.lrem(f"{jobs_env}:content", 0, job.message_id or "")
+    assert relay_once().resent_lost == 1
+    assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted([job.id, kept.id])
+    assert get_job(tenant_id, job.id).queue_job_id != job.message_id

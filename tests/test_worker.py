@@ -1,0 +1,302 @@
+"""The worker runtime against real PostgreSQL and Redis, with an in-process Dramatiq worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from jobwait import assert_legal_history, events_of, types_of, wait_for
+from pydantic import BaseModel
+
+from db.engine import autocommit
+from db.jobs import state_machine as sm
+from db.models import EventType, JobStatus
+from db.settings import get_settings
+from producer import broker as broker_module
+from producer import cancel_job, enqueue, get_job, retry_job
+from producer.job_types import Backoff, job_type
+from worker.context import JobContext
+from worker.errors import PermanentError
+from worker.handlers.registry import handles
+
+pytestmark = pytest.mark.usefixtures("jobs_env")
+
+StartWorker = Callable[..., Any]
+
+
+class Echo(BaseModel):
+    value: int = 0
+    fail_times: int = 0
+    permanent: bool = False
+    steps: int = 0
+    step_sleep: float = 0.0
+    sleep: float = 0.0
+
+
+echo_type = job_type(
+    "test_echo",
+    Echo,
+    queue="testq",
+    max_attempts=3,
+    time_limit_seconds=1.0,
+    backoff=Backoff(base_seconds=0.05, max_seconds=0.1, jitter=False),
+)
+started_runs: list[tuple[uuid.UUID, int]] = []
+
+
+@handles(echo_type)
+def echo(ctx: JobContext[Echo]) -> dict[str, Any]:
+    started_runs.append((ctx.tenant_id, ctx.job_id))
+    if ctx.payload.permanent:
+        raise PermanentError("this cannot work")
+    if ctx.attempt <= ctx.payload.fail_times:
+        raise RuntimeError(f"boom on attempt {ctx.attempt}")
+    for i in range(ctx.payload.steps):
+        ctx.progress(100 * i / ctx.payload.steps, f"step {i}")
+        time.sleep(ctx.payload.step_sleep)
+    deadline = time.monotonic() + ctx.payload.sleep
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"value": ctx.payload.value, "attempt": ctx.attempt}
+
+
+@pytest.fixture
+def db_env(use_fresh_db: str) -> str:
+    return use_fresh_db
+
+
+@pytest.fixture(autouse=True)
+def fast_leases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBS_HEARTBEAT_SECONDS", "0.1")
+    monkeypatch.setenv("JOBS_PROGRESS_INTERVAL_SECONDS", "0")
+    get_settings.cache_clear()
+    import worker.runner
+
+    worker.runner._keeper = None
+
+
+def test_job_succeeds_with_full_event_trail(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"value": 7, "steps": 3}, tenant_id=tenant_id)
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.result == {"value": 7, "attempt": 1}
+    assert done.attempts == 1 and done.progress == 100 and done.completed_at is not None
+    types = types_of(tenant_id, job.id)
+    assert types == [
+        EventType.ENQUEUED,
+        EventType.STARTED,
+        EventType.PROGRESS,
+        EventType.PROGRESS,
+        EventType.PROGRESS,
+        EventType.COMPLETED,
+    ]
+    assert_legal_history(types)
+
+
+def test_retry_then_success(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"fail_times": 2}, tenant_id=tenant_id)
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 3
+    assert done.error_message == "RuntimeError: boom on attempt 2"  # last error kept
+    types = types_of(tenant_id, job.id)
+    assert types.count(EventType.RETRY) == 2 and types[-1] is EventType.COMPLETED
+    retry = [e for e in events_of(tenant_id, job.id) if e.event_type is EventType.RETRY][0]
+    assert retry.data["error"] == "RuntimeError: boom on attempt 1"
+    assert_legal_history(types)
+
+
+def test_attempts_used_up_fails(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"fail_times": 5}, tenant_id=tenant_id)
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.FAILED and done.attempts == 3
+    assert done.error_message == "RuntimeError: boom on attempt 3"
+    assert types_of(tenant_id, job.id)[-1] is EventType.FAILED
+
+
+def test_permanent_error_is_not_retried(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"permanent": True}, tenant_id=tenant_id)
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.FAILED and done.attempts == 1
+    assert "PermanentError: this cannot work" == done.error_message
+
+
+def test_invalid_stored_payload_fails_without_running(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    job = enqueue(echo_type, {"value": 1}, tenant_id=tenant_id)
+    with autocommit() as conn:
+        conn.exec_driver_sql(
+            'update content_jobs set payload = \'{"value": "nope"}\' where id = %s', (job.id,)
+        )
+    worker_factory()
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.FAILED and done.attempts == 1
+    assert done.error_message == "invalid payload: value"
+    assert (tenant_id, job.id) not in started_runs
+
+
+def test_cancel_running_job_stops_at_next_checkpoint(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"steps": 200, "step_sleep": 0.02}, tenant_id=tenant_id)
+    wait_for(tenant_id, job.id, frozenset({JobStatus.ACTIVE}))
+    result = cancel_job(tenant_id, job.id, reason="user asked")
+    assert result.stop_requested and result.status is JobStatus.ACTIVE
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.CANCELLED and done.progress < 100
+    types = types_of(tenant_id, job.id)
+    assert types[-1] is EventType.CANCELLED
+    assert_legal_history(types)
+
+
+def test_cancel_queued_job_is_immediate_and_never_runs(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    job = enqueue(echo_type, {"value": 1}, tenant_id=tenant_id)
+    assert cancel_job(tenant_id, job.id).status is JobStatus.CANCELLED
+    worker_factory()
+    time.sleep(0.5)
+    assert get_job(tenant_id, job.id).status is JobStatus.CANCELLED
+    assert (tenant_id, job.id) not in started_runs
+    again = cancel_job(tenant_id, job.id)  # idempotent
+    assert again.status is JobStatus.CANCELLED and not again.stop_requested
+
+
+def test_time_limit_is_enforced_and_retried(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"sleep": 30}, tenant_id=tenant_id, max_attempts=2)
+    done = wait_for(tenant_id, job.id, timeout=30)
+    assert done.status is JobStatus.FAILED and done.attempts == 2
+    assert done.error_message == "time limit of 1s exceeded"
+    assert types_of(tenant_id, job.id).count(EventType.RETRY) == 1
+
+
+def test_manual_retry_of_failed_job(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"fail_times": 1}, tenant_id=tenant_id, max_attempts=1)
+    assert wait_for(tenant_id, job.id).status is JobStatus.FAILED
+    retry_job(tenant_id, job.id)
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 2
+    types = types_of(tenant_id, job.id)
+    assert types[-4:] == [
+        EventType.FAILED,
+        EventType.RETRY,
+        EventType.STARTED,
+        EventType.COMPLETED,
+    ]
+    assert_legal_history(types)
+
+
+def test_duplicate_message_does_nothing(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:
+    worker_factory()
+    job = enqueue(echo_type, {"value": 3}, tenant_id=tenant_id)
+    wait_for(tenant_id, job.id)
+    broker_module.send(
+        [broker_module.Outgoing(job.id, tenant_id, "testq", broker_module.new_message_id())]
+    )
+    time.sleep(0.5)
+    assert started_runs.count((tenant_id, job.id)) == 1
+    assert types_of(tenant_id, job.id).count(EventType.STARTED) == 1
+
+
+def test_malformed_messages_are_dead_lettered_and_valid_ones_behind_them_run(
+    tenant_id: uuid.UUID,
+    worker_factory: StartWorker,
+    jobs_env: str,
+    redis_client: redis_lib.Redis,
+) -> None:
+    broker = broker_module.get_broker()
+    broker.declare_queue("testq")
+    broker.do_enqueue("testq", "garbage-1", b"this is not json")
+    broker.do_enqueue("testq", "garbage-2", b'{"json": "but not a message"}')
+    bad_args = broker_module.Outgoing(0, tenant_id, "testq", "garbage-3").to_message()
+    broker.do_enqueue("testq", "garbage-3", bad_args.copy(args=("not-an-id", "x")).encode())
+    jobs = [enqueue(echo_type, {"value": i}, tenant_id=tenant_id) for i in range(5)]
+    worker_factory()
+    for job in jobs:
+        assert wait_for(tenant_id, job.id).status is JobStatus.SUCCEEDED
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        dead = set(redis_client.zrange(f"{jobs_env}:testq.XQ", 0, -1))
+        if {b"garbage-1", b"garbage-2", b"garbage-3"} <= dead:
+            break
+        time.sleep(0.1)
+    assert {b"garbage-1", b"garbage-2", b"garbage-3"} <= dead
+
+
+def test_expired_lease_is_rescued_and_job_completes(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    from worker.maintenance import rescue_once
+
+    job = enqueue(echo_type, {"value": 9}, tenant_id=tenant_id)
+    # A worker claims it and dies: the lease runs out with nobody extending it.
+    with autocommit() as conn:
+        claimed = sm.claim(
+            conn, job.id, tenant_id, lease_seconds=0.2, message_id="dead", worker="ghost"
+        )
+    assert claimed is not None
+    time.sleep(0.3)
+    assert rescue_once() == 1
+    rescued = get_job(tenant_id, job.id)
+    assert rescued.status is JobStatus.QUEUED
+    worker_factory()
+    done = wait_for(tenant_id, job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 2
+    types = types_of(tenant_id, job.id)
+    assert EventType.RESCUED in types
+    assert_legal_history(types)
+
+
+def test_rescuer_fails_job_whose_attempts_are_used_up(tenant_id: uuid.UUID) -> None:
+    from worker.maintenance import rescue_once
+
+    job = enqueue(echo_type, {"value": 9}, tenant_id=tenant_id, max_attempts=1)
+    with autocommit() as conn:
+        sm.claim(conn, job.id, tenant_id, lease_seconds=0.1, message_id=None, worker=None)
+    time.sleep(0.2)
+    assert rescue_once() == 1
+    done = get_job(tenant_id, job.id)
+    assert done.status is JobStatus.FAILED
+    assert done.error_message == "lease expired: worker lost"
+
+
+def test_many_jobs_concurrently(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:
+    from producer import JobRequest, enqueue_many
+
+    worker_factory(threads=8)
+    jobs = enqueue_many([JobRequest(echo_type, {"value": i}, tenant_id) for i in range(200)])
+    for job in jobs:
+        assert wait_for(tenant_id, job.id).status is JobStatus.SUCCEEDED
+    runs = [r for r in started_runs if r in {(tenant_id, j.id) for j in jobs}]
+    assert len(runs) == 200 and len(set(runs)) == 200
+
+
+def test_concurrent_duplicate_deliveries_run_the_handler_once(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    worker_factory(threads=8)
+    job = enqueue(echo_type, {"sleep": 0.3}, tenant_id=tenant_id)
+    extra = [
+        broker_module.Outgoing(job.id, tenant_id, "testq", broker_module.new_message_id())
+        for _ in range(5)
+    ]
+    threading.Thread(target=broker_module.send, args=(extra,)).start()
+    assert wait_for(tenant_id, job.id).status is JobStatus.SUCCEEDED
+    time.sleep(0.3)
+    assert started_runs.count((tenant_id, job.id)) == 1

@@ -1,0 +1,83 @@
+"""A Redis consumer that dead-letters undecodable messages instead of stranding the batch.
+
+Stock Dramatiq decodes prefetched messages one by one inside the consumer's ``__next__``; a
+message that is not JSON, or not a Dramatiq message, raises out of it, the consumer is rebuilt,
+and the valid messages fetched in the same batch stay in this worker's ack set, unprocessed,
+until the worker dies. Here the bad message is moved to the queue's dead-letter set (``.XQ``)
+with a log line, and the next cached message is served as usual.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+import structlog
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import _RedisConsumer
+from dramatiq.common import compute_backoff
+from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.message import Message
+
+log = structlog.get_logger(__name__)
+
+
+class SafeRedisConsumer(_RedisConsumer):
+    def __next__(self) -> Any:
+        """The parent's loop (serve the prefetched cache, else fetch, else back off), with a
+        bad message dead-lettered where the parent would raise."""
+        try:
+            while True:
+                while self.message_cache:
+                    message = self._decode(self.message_cache.pop(0))
+                    if message is not None:
+                        self.misses = 0
+                        self.queued_message_ids.add(message.message_id)
+                        return MessageProxy(message)
+                messages = []
+                if self.outstanding_message_count < self.prefetch:
+                    self.message_cache = messages = self.broker.do_fetch(
+                        self.queue_name, self.prefetch - self.outstanding_message_count
+                    )
+                if not messages:
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    time.sleep(backoff_ms / 1000)
+                    return None
+        except redis.ConnectionError as exc:
+            raise ConnectionClosed(exc) from None
+
+    def _decode(self, data: bytes | None) -> Message[Any] | None:
+        if data is None:
+            return None
+        try:
+            message = Message.decode(data)
+        except DecodeError:
+            self._dead_letter(data, "undecodable")
+            return None
+        if "redis_message_id" not in message.options:
+            self._dead_letter(data, "no redis_message_id option")
+            return None
+        return message
+
+    def _dead_letter(self, data: bytes, reason: str) -> None:
+        """Find the bad message's Redis id among this consumer's unacked ones and nack it."""
+        broker = self.broker
+        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        ids = list(broker.client.smembers(acks))
+        bodies = (
+            broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", ids) if ids else []
+        )
+        for message_id, body in zip(ids, bodies, strict=True):
+            if body == data:
+                redis_id = message_id.decode() if isinstance(message_id, bytes) else message_id
+                broker.do_nack(self.queue_name, redis_id)
+                log.error(
+                    "broker.message.dead_lettered",
+                    queue=self.queue_name,
+                    redis_message_id=redis_id,
+                    size=len(data),
+                    reason=reason,
+                )
+                return
+        log.error("broker.message.malformed", queue=self.queue_name, size=len(data), reason=reason)

@@ -1,0 +1,1 @@
+"""Imports every shipped handler so that it registers (placeholder: being written)."""

@@ -1,0 +1,327 @@
+"""One attempt of one job: claim, run the handler, record the outcome.
+
+This is the body of the Dramatiq actors (worker/app.py). Every write goes through
+db/jobs/state_machine.py; every write after the claim is fenced by the attempt number, so a
+worker that lost its lease cannot overwrite what the next attempt does.
+
+Outcomes: succeeded (handler returned); cancelled (stopped at a checkpoint after a cancel
+request); retry with backoff, or failed when attempts are used up (handler raised, or ran past
+its time limit); failed at once for permanent errors (PermanentError, payload validation,
+credential decryption, unknown type); released back to the queue on shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+from dramatiq.middleware import CurrentMessage
+from pydantic import ValidationError
+
+from db.crypto import CredentialCryptoError
+from db.engine import autocommit
+from db.errors import DatabaseUnavailable, JobsError
+from db.jobs import state_machine as sm
+from db.redaction import redact_text, secrets_in_scope
+from db.settings import Settings, get_settings
+from producer import broker
+from producer.errors import UnknownJobType
+from producer.job_types import JobType, get_job_type
+from worker import metrics
+from worker.context import JobContext, JobControls
+from worker.errors import JobCancelled, JobTimeLimitExceeded, LeaseLost, PermanentError
+from worker.handlers.registry import get_handler
+from worker.leases import LeaseKeeper, RunningJob, WorkerShutdown
+
+log = structlog.get_logger("worker.job")
+T = TypeVar("T")
+
+_MAX_ERROR = 2000
+_keeper: LeaseKeeper | None = None
+_keeper_pid: int | None = None
+_keeper_lock = threading.Lock()
+
+
+class MalformedMessage(JobsError):
+    """The message's arguments are not (job id, tenant id): it is dead-lettered, not retried."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_keeper() -> LeaseKeeper:
+    """This process's lease keeper (a new one after a fork)."""
+    global _keeper, _keeper_pid
+    with _keeper_lock:
+        if _keeper is None or _keeper_pid != os.getpid():
+            settings = get_settings()
+            _keeper = LeaseKeeper(
+                lease_seconds=settings.lease_seconds,
+                heartbeat_seconds=settings.heartbeat_seconds,
+                grace=settings.shutdown_grace_seconds,
+            )
+            _keeper_pid = os.getpid()
+        return _keeper
+
+
+def run_job(job_id: Any, tenant_id: Any) -> None:
+    """The actor: run one delivery of a job's message (a duplicate delivery does nothing)."""
+    job_id, tenant = _parse_args(job_id, tenant_id)
+    message = CurrentMessage.get_current_message()
+    message_id = message.message_id if message is not None else None
+    with structlog.contextvars.bound_contextvars(
+        job_id=job_id, tenant_id=str(tenant), message_id=message_id
+    ):
+        settings = get_settings()
+
+        def do_claim() -> sm.ClaimedJob | None:
+            with autocommit() as conn:
+                return sm.claim(
+                    conn,
+                    job_id,
+                    tenant,
+                    lease_seconds=settings.lease_seconds,
+                    message_id=message_id,
+                    worker=worker_name(),
+                )
+
+        claimed = with_db_retry(do_claim)
+        if claimed is None:
+            log.info("job.claim.skipped")
+            metrics.claims_skipped.inc()
+            return
+        if claimed.rescued:
+            log.warning("job.claim.took_over_expired_lease", attempt=claimed.attempt)
+        Attempt(claimed, message_id, settings).run()
+
+
+def _parse_args(job_id: Any, tenant_id: Any) -> tuple[int, uuid.UUID]:
+    try:
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            raise TypeError("job id")
+        return job_id, uuid.UUID(str(tenant_id))
+    except (TypeError, ValueError):
+        log.error("job.message.malformed", reason="arguments are not (job_id, tenant_id)")
+        raise MalformedMessage("message arguments are not (job_id, tenant_id)") from None
+
+
+def with_db_retry(action: Callable[[], T], *, attempts: int = 8) -> T:
+    """Run a state-machine write, retrying while PostgreSQL is unreachable (a restart takes
+    seconds). Writes are fenced by attempt, so repeating one that did commit is a no-op."""
+    delay = 0.25
+    for n in range(attempts):
+        try:
+            return action()
+        except DatabaseUnavailable:
+            if n == attempts - 1:
+                raise
+            log.warning("db.unavailable.retrying", retry_in_s=delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+    raise AssertionError("unreachable")
+
+
+class Attempt:
+    """Runs the handler for a claimed job and records exactly one outcome."""
+
+    def __init__(self, claimed: sm.ClaimedJob, message_id: str | None, settings: Settings):
+        self.job = claimed
+        self.message_id = message_id
+        self.settings = settings
+        self.secrets: list[str] = []
+        self.started = time.perf_counter()
+
+    def run(self) -> None:
+        job = self.job
+        with structlog.contextvars.bound_contextvars(job_type=job.type, attempt=job.attempt):
+            log.info("job.started", max_attempts=job.max_attempts)
+            try:
+                job_type = get_job_type(job.type)
+            except UnknownJobType:
+                self._fail(f"unknown job type {job.type!r}", permanent=True)
+                return
+            handler = get_handler(job.type)
+            if handler is None:
+                self._fail(f"no handler registered for job type {job.type!r}", permanent=True)
+                return
+            try:
+                payload = job_type.payload_model.model_validate(job.payload)
+            except ValidationError as exc:
+                fields = sorted({".".join(map(str, e["loc"])) or "(payload)" for e in exc.errors()})
+                self._fail(f"invalid payload: {', '.join(fields)}", permanent=True)
+                return
+            self._run_handler(job_type, handler, payload)
+
+    def _run_handler(self, job_type: JobType[Any], handler: Any, payload: Any) -> None:
+        job = self.job
+        controls = JobControls(
+            write_progress=self._write_progress,
+            refresh=self._refresh,
+            open_credential=self._open_credential,
+            progress_interval=self.settings.progress_interval_seconds,
+        )
+        ctx: JobContext[Any] = JobContext(
+            job_id=job.id,
+            tenant_id=job.tenant_id,
+            job_type=job.type,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            message_id=self.message_id,
+            payload=payload,
+            log=log,
+            controls=controls,
+        )
+        keeper = lease_keeper()
+        running = RunningJob(
+            job.id,
+            job.attempt,
+            threading.get_ident(),
+            time.monotonic() + job_type.time_limit_seconds,
+            controls,
+        )
+        keeper.track(running)
+        try:
+            result = handler(ctx)
+            ctx.flush_progress()
+            result_json = json.dumps(result)
+        except JobCancelled:
+            self._cancelled()
+        except LeaseLost:
+            log.warning("job.lease_lost")
+            metrics.outcome(job.type, "lease_lost")
+        except WorkerShutdown:
+            self._release()
+        except JobTimeLimitExceeded:
+            limit = job_type.time_limit_seconds
+            self._retry_or_fail(job_type, f"time limit of {limit:g}s exceeded", exc_info=False)
+        except (PermanentError, CredentialCryptoError, ValidationError) as exc:
+            self._fail(self._error_text(exc), permanent=True, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - any other handler error is retried
+            self._retry_or_fail(job_type, self._error_text(exc), exc_info=True)
+        else:
+            self._complete(result_json)
+        finally:
+            keeper.untrack(running)
+            self.secrets.clear()
+
+    # --- controls handed to the context ------------------------------------------------------
+
+    def _write_progress(self, percent: int, message: str | None) -> tuple[bool, bool]:
+        with autocommit() as conn:
+            state = sm.record_progress(
+                conn, self.job.id, self.job.attempt, percent, message, self.settings.lease_seconds
+            )
+        return state.held, state.cancel_requested
+
+    def _refresh(self) -> tuple[bool, bool]:
+        with autocommit() as conn:
+            held = [(self.job.id, self.job.attempt)]
+            state = sm.extend_leases(conn, held, self.settings.lease_seconds)[self.job.id]
+        return state.held, state.cancel_requested
+
+    @contextmanager
+    def _open_credential(self, credential_id: uuid.UUID) -> Iterator[Any]:
+        """Decrypt for the block; the value is remembered until the attempt ends only so that
+        error texts and tracebacks of this attempt can be redacted."""
+        from worker.credentials import use_credential
+
+        with use_credential(self.job.tenant_id, credential_id) as plaintext:
+            self.secrets.append(plaintext.reveal())
+            yield plaintext
+
+    # --- outcomes ------------------------------------------------------------------------------
+
+    def _elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 2)
+
+    def _error_text(self, exc: BaseException) -> str:
+        with secrets_in_scope(*self.secrets):
+            return redact_text(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]
+
+    def _complete(self, result_json: str) -> None:
+        job = self.job
+        duration = self._elapsed_ms()
+
+        def write() -> bool:
+            with autocommit() as conn:
+                return sm.complete(conn, job.id, job.attempt, result_json, duration)
+
+        if with_db_retry(write):
+            log.info("job.completed", duration_ms=duration)
+            metrics.outcome(job.type, "succeeded", duration / 1000)
+        else:
+            log.warning("job.complete.lease_lost", duration_ms=duration)
+
+    def _fail(self, error: str, *, permanent: bool, exc_info: bool = False) -> None:
+        job = self.job
+
+        def write() -> bool:
+            with autocommit() as conn:
+                return sm.fail(conn, job.id, job.attempt, error)
+
+        with secrets_in_scope(*self.secrets):
+            log.error("job.failed", error=error, permanent=permanent, exc_info=exc_info)
+        if with_db_retry(write):
+            metrics.outcome(job.type, "failed", self._elapsed_ms() / 1000)
+
+    def _retry_or_fail(self, job_type: JobType[Any], error: str, *, exc_info: bool) -> None:
+        job = self.job
+        if job.attempt >= job.max_attempts:
+            self._fail(error, permanent=False, exc_info=exc_info)
+            return
+        delay = job_type.backoff.delay(job.attempt)
+        run_at = datetime.now(UTC) + timedelta(seconds=delay)
+        message_id = broker.new_message_id()
+
+        def write() -> bool:
+            with autocommit() as conn:
+                return sm.schedule_retry(conn, job.id, job.attempt, error, run_at, message_id)
+
+        with secrets_in_scope(*self.secrets):
+            log.warning("job.retrying", error=error, retry_in_s=round(delay, 3), exc_info=exc_info)
+        if with_db_retry(write):
+            metrics.outcome(job.type, "retried", self._elapsed_ms() / 1000)
+            self._send(message_id, int(delay * 1000))
+
+    def _cancelled(self) -> None:
+        job = self.job
+
+        def write() -> bool:
+            with autocommit() as conn:
+                return sm.finish_cancelled(conn, job.id, job.attempt, "cancel requested")
+
+        if with_db_retry(write):
+            log.info("job.cancelled", duration_ms=self._elapsed_ms())
+            metrics.outcome(job.type, "cancelled", self._elapsed_ms() / 1000)
+
+    def _release(self) -> None:
+        job = self.job
+        message_id = broker.new_message_id()
+
+        def write() -> bool:
+            with autocommit() as conn:
+                return sm.release(conn, job.id, job.attempt, message_id)
+
+        if with_db_retry(write):
+            log.warning("job.released", reason="worker shutdown")
+            metrics.outcome(job.type, "released")
+            self._send(message_id, None)
+
+    def _send(self, message_id: str, delay_ms: int | None) -> None:
+        """Send after the row is committed; a failure is left to the relay."""
+        job = self.job
+        queue = get_job_type(job.type).queue
+        try:
+            broker.send([broker.Outgoing(job.id, job.tenant_id, queue, message_id, delay_ms)])
+        except Exception as exc:  # noqa: BLE001
+            log.warning("job.send_failed", error_type=type(exc).__name__)

@@ -1,0 +1,99 @@
+"""How a worker process's broker is built: middleware, consumer, one actor per queue.
+
+worker/app.py (the module ``dramatiq worker.app`` loads) calls :func:`build_broker`, which
+installs the broker before any actor exists (no hidden default broker) and declares one actor
+per queue that the registered job types use.
+Dramatiq defaults overridden on purpose:
+
+* no Dramatiq ``TimeLimit``: time limits are per job type, enforced by worker/leases.py;
+* ``Retries`` only for infrastructure errors (PostgreSQL or Redis unreachable); a handler's
+  errors are retried by the runner, counted in PostgreSQL, with the job type's backoff;
+* a consumer that dead-letters undecodable messages (worker/consumer.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+)
+
+from db.errors import DatabaseError
+from db.services import redis_url
+from db.settings import get_settings
+from producer import broker as broker_module
+from producer.job_types import actor_name_for, queues
+from worker.consumer import SafeRedisConsumer
+from worker.runner import lease_keeper, run_job
+
+INFRA_RETRIES = 20
+
+
+class WorkerBroker(broker_module.JobsBroker):
+    """The producer's broker, with the consumer that survives malformed messages."""
+
+    @property
+    def consumer_class(self) -> type[SafeRedisConsumer]:
+        return SafeRedisConsumer
+
+
+class GracefulShutdown(Middleware):
+    """On SIGTERM, start the grace period after which running jobs are released."""
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        lease_keeper().begin_shutdown()
+
+
+def retry_infrastructure_errors(retries: int, exception: BaseException) -> bool:
+    """Dramatiq re-delivers only when the message could not be handled for lack of a database
+    or Redis; the claim then decides whether there is anything left to do."""
+    infra = isinstance(exception, DatabaseError | redis.ConnectionError | redis.TimeoutError)
+    return infra and retries < INFRA_RETRIES
+
+
+def import_user_modules() -> None:
+    """Import the modules named in ``JOBS_IMPORTS`` so their job types and handlers register."""
+    for name in filter(None, (n.strip() for n in get_settings().imports.split(","))):
+        importlib.import_module(name)
+
+
+def build_broker() -> WorkerBroker:
+    settings = get_settings()
+    import_user_modules()
+    broker = WorkerBroker(
+        url=redis_url(settings),
+        namespace=settings.redis_namespace,
+        middleware=[
+            AgeLimit(),
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            Retries(
+                max_retries=INFRA_RETRIES,
+                min_backoff=500,
+                max_backoff=30_000,
+                retry_when=retry_infrastructure_errors,
+            ),
+            CurrentMessage(),
+            GracefulShutdown(),
+        ],
+    )
+    broker_module.set_broker(broker)
+    for queue in queues():
+        dramatiq.actor(
+            actor_name=actor_name_for(queue),
+            queue_name=queue,
+            broker=broker,
+            retry_when=retry_infrastructure_errors,
+        )(run_job)
+    return broker
