@@ -88,17 +88,18 @@ def _check_auth_ref(conn: Connection, tenant_id: uuid.UUID, auth_ref: uuid.UUID 
 
 
 @contextmanager
-def _writing(tenant_id: uuid.UUID, label: str, auth_ref: uuid.UUID | None) -> Iterator[Connection]:
+def _writing(tenant_id: uuid.UUID) -> Iterator[Connection]:
     """A transaction whose constraint failures become this module's typed errors."""
     try:
         with transaction() as conn:
-            _check_auth_ref(conn, tenant_id, auth_ref)
             yield conn
     except UniqueViolation as exc:
-        raise McpServerExists(f"MCP server {label!r} already exists", exc.constraint) from None
+        raise McpServerExists(
+            "another MCP server of this tenant has this label", exc.constraint
+        ) from None
     except ForeignKeyViolation as exc:
         if exc.constraint == _AUTH_REF_FK:
-            raise CredentialNotFound(f"credential {auth_ref} not found") from None
+            raise CredentialNotFound("the credential named by auth_ref was not found") from None
         raise UnknownTenant(f"unknown tenant {tenant_id}") from None
 
 
@@ -122,7 +123,8 @@ def create_mcp_server(
         given["metadata"] = metadata
     data = validated(McpServerCreate, given)
     values = _row_values(data)
-    with _writing(tenant_id, data.label, data.auth_ref) as conn:
+    with _writing(tenant_id) as conn:
+        _check_auth_ref(conn, tenant_id, data.auth_ref)
         row = conn.execute(
             _servers.insert()
             .values(id=uuid.uuid4(), tenant_id=tenant_id, **values)
@@ -141,21 +143,22 @@ def update_mcp_server(tenant_id: uuid.UUID, server_id: uuid.UUID, **changes: Any
     patch = validated(McpServerPatch, changes).model_dump(mode="json", exclude_unset=True)
     if patch.get("auth_type") == AuthType.NONE.value and "auth_ref" not in patch:
         patch["auth_ref"] = None
-    current = get_mcp_server(tenant_id, server_id)
-    merged = current.model_dump(mode="json", include=set(_SETTINGS)) | patch
-    data = validated(McpServerCreate, merged)
-    values = _row_values(data)
     s = _servers
-    with _writing(tenant_id, data.label, data.auth_ref) as conn:
-        row = conn.execute(
-            update(s)
-            .where(s.c.tenant_id == tenant_id, s.c.id == server_id)
-            .values(**values)
-            .returning(*_READ_COLUMNS)
-        ).one_or_none()
+    mine = (s.c.tenant_id == tenant_id, s.c.id == server_id)
+    with _writing(tenant_id) as conn:
+        locked = conn.execute(select(*_READ_COLUMNS).where(*mine).with_for_update()).one_or_none()
+        current = _read(locked, server_id)
+        merged = current.model_dump(mode="json", include=set(_SETTINGS)) | patch
+        data = validated(McpServerCreate, merged)
+        values = _row_values(data)
+        _check_auth_ref(conn, tenant_id, data.auth_ref)
+        row = conn.execute(update(s).where(*mine).values(**values).returning(*_READ_COLUMNS)).one()
     result = _read(row, server_id)
     log.info(
-        "mcp_server.updated", tenant_id=str(tenant_id), server_id=str(server_id), fields=sorted(patch)
+        "mcp_server.updated",
+        tenant_id=str(tenant_id),
+        server_id=str(server_id),
+        fields=sorted(patch),
     )
     return result
 
@@ -170,7 +173,9 @@ def record_ping(
     try:
         checked = McpServerStatus(status)
     except ValueError:
-        raise InvalidInput("invalid input: status: unknown MCP server status", ("status",)) from None
+        raise InvalidInput(
+            "invalid input: status: unknown MCP server status", ("status",)
+        ) from None
     s = _servers
     with transaction() as conn:
         row = conn.execute(

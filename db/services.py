@@ -7,9 +7,12 @@ process with a missing DATABASE_URL fails loudly instead of quietly starting a p
 
 from __future__ import annotations
 
+import structlog
+
 from db.errors import ConfigurationError
 from db.settings import Settings, get_settings
 
+log = structlog.get_logger(__name__)
 _HINT = "set {var}, or start the embedded servers with `jobctl dev up`"
 
 
@@ -35,8 +38,15 @@ def redis_url(settings: Settings | None = None) -> str:
     return found
 
 
-def ensure_local_services(settings: Settings | None = None) -> tuple[str, str]:
-    """Both URLs, starting embedded servers for whichever is not configured."""
+def ensure_local_services(
+    settings: Settings | None = None, *, schema: bool = False
+) -> tuple[str, str]:
+    """Both URLs, starting embedded servers for whichever is not configured.
+
+    With ``schema``, an embedded database that has no tables yet is migrated to head, so a
+    fresh machine needs no setup step. A configured DATABASE_URL is never migrated from here
+    (that is `jobctl db upgrade`).
+    """
     settings = settings or get_settings()
     need_pg, need_redis = not settings.database_url, not settings.redis_url
     if need_pg or need_redis:
@@ -47,7 +57,26 @@ def ensure_local_services(settings: Settings | None = None) -> tuple[str, str]:
         from db import embedded
 
         embedded.start(settings.dev_dir, postgres=need_pg, redis=need_redis)
-    return database_url(settings), redis_url(settings)
+    db_url = database_url(settings)
+    if schema and need_pg:
+        _create_schema_if_empty(db_url)
+    return db_url, redis_url(settings)
+
+
+def _create_schema_if_empty(url: str) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    from db import migrate
+
+    engine = create_engine(sqlalchemy_url(url))
+    try:
+        with engine.connect() as conn:
+            empty = not inspect(conn).has_table("content_jobs")
+    finally:
+        engine.dispose()
+    if empty:
+        log.info("embedded.schema.created", url=url)
+        migrate.upgrade("head", url)
 
 
 def _embedded_urls(settings: Settings) -> tuple[str | None, str | None]:

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         default=30.0,
         description="A queued row untouched this long is checked for a lost Redis message.",
     )
+    broker_heartbeat_timeout_ms: int = Field(
+        default=60_000,
+        description="A worker silent on Redis this long is presumed dead; its unacked "
+        "messages are requeued (Dramatiq's heartbeat_timeout).",
+    )
     schedule_horizon_seconds: float = Field(
         default=300.0,
         description="Jobs due further out than this stay pending in PostgreSQL; the relay "
@@ -102,6 +107,11 @@ class Settings(BaseSettings):
     )
     worker_processes: int = Field(default=2, description="Worker processes for `jobctl worker`.")
     worker_threads: int = Field(default=8, description="Threads per worker process.")
+    worker_poll_ms: int = Field(
+        default=100,
+        description="Longest pause of an idle worker between two polls of Redis "
+        "(Dramatiq's worker_timeout; its default is 1000).",
+    )
 
     openai_base_url: str = Field(
         default="https://api.openai.com/v1", description="OpenAI-compatible API root."
@@ -134,3 +144,20 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read once (tests call ``get_settings.cache_clear()``)."""
     return Settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}.get(
+        field, f"JOBS_{field.upper()}"
+    )
+
+
+def settings_reference() -> str:
+    """Every setting as a Markdown table (docs/operations.md embeds it; a test keeps it current)."""
+    lines = ["| variable | default | what it tunes |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(unset)" if default is None else str(default)
+        lines.append(f"| `{env_name(name)}` | `{shown}` | {field.description} |")
+    return "\n".join(lines)

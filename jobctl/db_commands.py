@@ -7,6 +7,7 @@ import sys
 import click
 
 from db import migrate
+from db.scratch import scratch_database
 from db.services import ensure_local_services
 from jobctl.safety import require_local
 
@@ -54,10 +55,20 @@ def current() -> None:
 
 
 @db.command()
-def check() -> None:
-    """Fail when the models and the migrations disagree (upgrades the database to head first)."""
+@click.option(
+    "--scratch",
+    is_flag=True,
+    help="Check on a new empty database on the same server (dropped after), not this one.",
+)
+def check(scratch: bool) -> None:
+    """Fail when the models and the migrations disagree (migrates to head first)."""
+    url = _url()
     try:
-        migrate.check(_url())
+        if scratch:
+            with scratch_database(url) as scratch_url:
+                migrate.check(scratch_url)
+        else:
+            migrate.check(url)
     except migrate.MigrationMismatch as exc:
         click.echo(f"models and migrations disagree:\n{exc}", err=True)
         sys.exit(1)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 
 import click
+from pydantic import SecretStr
 
 from db import embedded
 from db.health import check_all
+from db.redaction import redact_text
 from db.services import ensure_local_services
-from db.settings import get_settings
+from db.settings import env_name, get_settings, settings_reference
 
 
 @click.group()
@@ -20,7 +22,7 @@ def dev() -> None:
 @dev.command("up")
 def dev_up() -> None:
     """Start (or reuse) the embedded servers and print their URLs."""
-    database_url, redis_url = ensure_local_services()
+    database_url, redis_url = ensure_local_services(schema=True)
     click.echo(f"DATABASE_URL={database_url}")
     click.echo(f"REDIS_URL={redis_url}")
 
@@ -49,3 +51,20 @@ def health() -> None:
         click.echo(f"{r.name:<9} {state}")
     if not all(r.ok for r in results):
         sys.exit(1)
+
+
+@click.command()
+@click.option("--markdown", is_flag=True, help="Print the reference table of every setting.")
+def settings(markdown: bool) -> None:
+    """Show the effective settings (secrets masked), or the reference table."""
+    if markdown:
+        click.echo(settings_reference())
+        return
+    current = get_settings()
+    for name in type(current).model_fields:
+        value = getattr(current, name)
+        if isinstance(value, SecretStr):
+            value = "********"
+        elif isinstance(value, str) and "://" in value:
+            value = redact_text(value)
+        click.echo(f"{env_name(name)}={'' if value is None else value}")

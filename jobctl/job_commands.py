@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -17,18 +18,18 @@ from datetime import datetime
 from typing import IO, Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.json import JSON
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import select
 
-from db.engine import autocommit
 from db.errors import JobsError
-from db.models import TERMINAL_STATUSES, JobStatus, Tenant
+from db.models import TERMINAL_STATUSES, JobStatus
 from db.schemas.job import JobEventRead, JobRead
 from db.services import ensure_local_services
+from db.tenants import resolve_tenant
 from producer import (
     cancel_job,
     count_jobs_by_status,
@@ -42,6 +43,7 @@ from producer.status import event_cursor
 
 LIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.ACTIVE)
 WATCH_PAGE = 200
+PIPE_WIDTH = 200
 """How many live jobs ``watch`` follows at most when no ``--job`` is given (newest first)."""
 
 _STATUS_STYLE = {
@@ -52,6 +54,7 @@ _STATUS_STYLE = {
     JobStatus.FAILED: "red",
     JobStatus.CANCELLED: "magenta",
 }
+_SHORT_TIME = "%m-%d %H:%M:%S"
 _FINAL_MARK = {
     JobStatus.SUCCEEDED: "✓",
     JobStatus.FAILED: "✗",
@@ -71,9 +74,13 @@ interval_option = click.option(
 )
 
 
-def console() -> Console:
-    """Output for people. Markup and emoji codes are off: job data must print as it is."""
-    return Console(markup=False, emoji=False, highlight=False)
+def make_console() -> Console:
+    """Output for people. Markup and emoji codes are off, so job data prints as it is; a pipe
+    gets long lines instead of table cells cut to rich's default 80 columns."""
+    out = Console(markup=False, emoji=False, highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = PIPE_WIDTH
+    return out
 
 
 @contextmanager
@@ -86,30 +93,21 @@ def cli_errors() -> Iterator[None]:
         raise click.ClickException(str(err)) from None
 
 
-def resolve_tenant(value: str) -> uuid.UUID:
-    """The id of the tenant named by slug or by id (a UUID-shaped value is taken as an id)."""
-    tenants = Tenant.__table__
-    try:
-        match = tenants.c.id == uuid.UUID(value)
-    except ValueError:
-        match = tenants.c.slug == value
-    with autocommit() as conn:
-        found: uuid.UUID | None = conn.execute(select(tenants.c.id).where(match)).scalar()
-    if found is None:
-        raise click.ClickException(f"unknown tenant {value!r}")
-    return found
+def ensure_services() -> None:
+    """Find the servers, starting the embedded ones (with their schema) when no URL is set."""
+    ensure_local_services(schema=True)
 
 
 def tenant_command(func: Callable[..., None]) -> Callable[..., None]:
     """Give a command ``--tenant SLUG|UUID``, passed on as ``tenant_id`` once the servers are
-    found (embedded ones start when no URL is set), and wrap its body in :func:`cli_errors`."""
+    found (:func:`ensure_services`), and wrap its body in :func:`cli_errors`."""
 
     @click.option("--tenant", required=True, metavar="SLUG|UUID", help="The tenant: slug or id.")
     @functools.wraps(func)
     def run(tenant: str, **options: Any) -> None:
         with cli_errors():
-            ensure_local_services()
-            func(tenant_id=resolve_tenant(tenant), **options)
+            ensure_services()
+            func(tenant_id=resolve_tenant(tenant).id, **options)
 
     return run
 
@@ -118,8 +116,9 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def _when(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Local time: what an operator compares with their clock."""
+    return "-" if moment is None else moment.astimezone().strftime(fmt)
 
 
 def _clip(text: str | None, width: int) -> str:
@@ -139,10 +138,14 @@ def _status(status: JobStatus) -> Text:
 def _read_payload(payload: str | None, payload_file: IO[str] | None) -> dict[str, Any]:
     """The payload object from exactly one source. A JSON error names the position, not the
     text around it: the payload may hold secrets."""
-    if (payload is None) == (payload_file is None):
-        raise click.UsageError("give exactly one of --payload and --payload-file")
-    source = "--payload" if payload is not None else "--payload-file"
-    raw = payload if payload is not None else payload_file.read()  # type: ignore[union-attr]
+    if payload is not None and payload_file is not None:
+        raise click.UsageError("give --payload or --payload-file, not both")
+    if payload is not None:
+        source, raw = "--payload", payload
+    elif payload_file is not None:
+        source, raw = "--payload-file", payload_file.read()
+    else:
+        raise click.UsageError("give --payload or --payload-file")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as err:
@@ -247,7 +250,7 @@ def list_command(
         items = [job.model_dump(mode="json") for job in page.items]
         _echo_json({"items": items, "next_cursor": page.next_cursor})
         return
-    out = console()
+    out = make_console()
     if not page.items:
         out.print("no jobs")
         return
@@ -257,15 +260,13 @@ def list_command(
 
 
 def _jobs_table(items: Iterable[JobRead], title: str | None = None) -> Table:
-    table = Table(title=title)
-    table.add_column("id", justify="right", no_wrap=True)
-    table.add_column("type", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("attempts", justify="right", no_wrap=True)
-    table.add_column("progress", justify="right", no_wrap=True)
-    table.add_column("created", no_wrap=True)
-    table.add_column("updated", no_wrap=True)
-    table.add_column("last error", overflow="ellipsis", no_wrap=True)
+    """One line per job where the width allows; a narrow terminal wraps the text columns
+    and keeps id, status and counts whole."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    for name in ("id", "type", "status", "tries", "done", "created", "updated", "last error"):
+        whole = name in {"id", "status", "tries", "done"}
+        right = name in {"id", "tries", "done"}
+        table.add_column(name, justify="right" if right else "left", no_wrap=whole)
     for job in items:
         table.add_row(
             str(job.id),
@@ -273,8 +274,8 @@ def _jobs_table(items: Iterable[JobRead], title: str | None = None) -> Table:
             _status(job.status),
             f"{job.attempts}/{job.max_attempts}",
             f"{job.progress}%",
-            _when(job.created_at),
-            _when(job.updated_at),
+            _when(job.created_at, _SHORT_TIME),
+            _when(job.updated_at, _SHORT_TIME),
             _clip(job.error_message, 60),
         )
     return table
@@ -284,7 +285,7 @@ def _jobs_table(items: Iterable[JobRead], title: str | None = None) -> Table:
 @job_id_argument
 @tenant_command
 @json_option
-def show(tenant_id: uuid.UUID, job_id: int, as_json: bool) -> None:
+def show(*, tenant_id: uuid.UUID, job_id: int, as_json: bool) -> None:
     """Show every field of one job, with its payload and result."""
     job = get_job(tenant_id, job_id)
     if as_json:
@@ -301,7 +302,7 @@ def show(tenant_id: uuid.UUID, job_id: int, as_json: bool) -> None:
         else:
             shown = str(value)
         fields.add_row(name, shown)
-    out = console()
+    out = make_console()
     out.print(fields)
     out.print(Text("payload", style="bold"))
     out.print(JSON.from_data(job.payload, sort_keys=True))
@@ -316,9 +317,11 @@ def show(tenant_id: uuid.UUID, job_id: int, as_json: bool) -> None:
 @click.option("--follow", is_flag=True, help="Keep printing new events until the job ends.")
 @interval_option
 @json_option
-def events(tenant_id: uuid.UUID, job_id: int, follow: bool, interval: float, as_json: bool) -> None:
+def events(
+    *, tenant_id: uuid.UUID, job_id: int, follow: bool, interval: float, as_json: bool
+) -> None:
     """Print a job's events in order (with --follow, as they happen)."""
-    out = console()
+    out = make_console()
     cursor: str | None = None
     while True:
         # Read the status before the events: once it is terminal, the events read next
@@ -329,7 +332,7 @@ def events(tenant_id: uuid.UUID, job_id: int, follow: bool, interval: float, as_
             if as_json:
                 click.echo(json.dumps(event.model_dump(mode="json")))
             else:
-                out.print(_event_line(event))
+                out.print(_event_line(event), soft_wrap=True)
         if done:
             return
         time.sleep(interval)
@@ -357,7 +360,7 @@ def _event_line(event: JobEventRead) -> Text:
 @tenant_command
 @click.option("--type", "job_type", help="Only jobs of this type.")
 @json_option
-def counts(tenant_id: uuid.UUID, job_type: str | None, as_json: bool) -> None:
+def counts(*, tenant_id: uuid.UUID, job_type: str | None, as_json: bool) -> None:
     """How many of the tenant's jobs are in each status."""
     by_status = count_jobs_by_status(tenant_id, type=job_type)
     if as_json:
@@ -370,7 +373,7 @@ def counts(tenant_id: uuid.UUID, job_type: str | None, as_json: bool) -> None:
         table.add_row(_status(status), str(n))
     table.add_section()
     table.add_row("total", str(sum(by_status.values())))
-    console().print(table)
+    make_console().print(table)
 
 
 # --- jobs: commands -------------------------------------------------------------------------------
@@ -380,7 +383,7 @@ def counts(tenant_id: uuid.UUID, job_type: str | None, as_json: bool) -> None:
 @job_id_argument
 @tenant_command
 @click.option("--reason", help="Recorded in the job's cancelled event.")
-def cancel(tenant_id: uuid.UUID, job_id: int, reason: str | None) -> None:
+def cancel(*, tenant_id: uuid.UUID, job_id: int, reason: str | None) -> None:
     """Cancel a waiting job now, or ask a running one to stop at its next checkpoint."""
     outcome = cancel_job(tenant_id, job_id, reason=reason)
     if outcome.stop_requested:
@@ -394,7 +397,7 @@ def cancel(tenant_id: uuid.UUID, job_id: int, reason: str | None) -> None:
 @jobs.command()
 @job_id_argument
 @tenant_command
-def retry(tenant_id: uuid.UUID, job_id: int) -> None:
+def retry(*, tenant_id: uuid.UUID, job_id: int) -> None:
     """Give a failed or cancelled job one more attempt."""
     retry_job(tenant_id, job_id)
     click.echo(f"job {job_id} queued for another attempt")
@@ -415,10 +418,10 @@ def retry(tenant_id: uuid.UUID, job_id: int) -> None:
 @interval_option
 @click.option("--until-done", is_flag=True, help="Exit once every watched job has ended.")
 def watch(
-    tenant_id: uuid.UUID, job_ids: tuple[int, ...], interval: float, until_done: bool
+    *, tenant_id: uuid.UUID, job_ids: tuple[int, ...], interval: float, until_done: bool
 ) -> None:
     """Live progress bars of running jobs (Ctrl-C stops watching; the jobs go on)."""
-    watch_jobs(tenant_id, list(job_ids) or None, interval, until_done, console())
+    watch_jobs(tenant_id, list(job_ids) or None, interval, until_done, make_console())
 
 
 def watch_jobs(
@@ -434,7 +437,7 @@ def watch_jobs(
     ``job_ids`` None watches the tenant's live jobs, including ones enqueued meanwhile.
     Raises JobNotFound for a given id that is not the tenant's.
     """
-    out = console or Console(markup=False, emoji=False, highlight=False)
+    out = console or make_console()
     progress = Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -504,7 +507,9 @@ def _show(
         )
     if changed and not progress.console.is_terminal:
         # No live bars without a terminal (CI logs, pipes): say each step on a line instead.
-        progress.console.print(f"#{job.id} {job.type} {job.status.value} {job.progress}%")
+        progress.console.print(
+            f"#{job.id} {job.type} {job.status.value} {job.progress}%", soft_wrap=True
+        )
 
 
 def _final_line(job: JobRead) -> Text:

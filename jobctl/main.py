@@ -13,6 +13,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("jobctl.db_commands", "db"),
     ("jobctl.dev_commands", "dev"),
     ("jobctl.dev_commands", "health"),
+    ("jobctl.dev_commands", "settings"),
     ("jobctl.tenant_commands", "tenants"),
     ("jobctl.credential_commands", "credentials"),
     ("jobctl.key_commands", "keys"),
@@ -21,6 +22,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("jobctl.job_commands", "jobs"),
     ("jobctl.worker_commands", "worker"),
     ("jobctl.worker_commands", "maintenance"),
+    ("jobctl.demo", "demo"),
 ]
 
 
@@ -37,3 +39,7 @@ for _module, _attr in COMMANDS:
 
 def main() -> None:
     cli(prog_name="jobctl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,10 +1,98 @@
-"""`jobctl tenants ...` (placeholder: being written)."""
+"""`jobctl tenants ...`, and what every tenant-scoped command group shares: the ``--tenant``
+option, typed errors shown as plain messages, table and JSON output."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
 import click
+from pydantic import BaseModel
+
+from db.crypto import CredentialCryptoError
+from db.errors import JobsError
+from db.services import ensure_local_services
+from db.tenants import create_tenant, list_tenants, resolve_tenant
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group()
+class JobsGroup(click.Group):
+    """A command group whose typed errors end the command with their message (exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (JobsError, CredentialCryptoError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def connect() -> None:
+    """Find the database like `jobctl db` does: DATABASE_URL, else the embedded server."""
+    ensure_local_services(schema=True)
+
+
+def tenant_option(func: F) -> F:
+    """``--tenant SLUG_OR_ID`` (or JOBS_TENANT), passed to the command as ``tenant``."""
+    return click.option("--tenant", required=True, envvar="JOBS_TENANT", help="Tenant slug or id.")(
+        func
+    )
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def tenant_id(ref: str) -> uuid.UUID:
+    """The id of the tenant named by ``--tenant``."""
+    connect()
+    return resolve_tenant(ref).id
+
+
+def echo_rows(
+    items: Sequence[BaseModel], columns: dict[str, Callable[[Any], object]], as_json: bool
+) -> None:
+    """Print ``items`` as JSON, or as a table of ``columns`` (header -> value of an item)."""
+    if as_json:
+        click.echo(json.dumps([item.model_dump(mode="json") for item in items], indent=2))
+        return
+    table = [list(columns)] + [[_cell(get(item)) for get in columns.values()] for item in items]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for row in table:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(timespec="seconds"))
+    return str(value)
+
+
+@click.group(cls=JobsGroup)
 def tenants() -> None:
-    """(not yet available)"""
+    """Tenants: the unit of isolation every credential, server and job belongs to."""
+
+
+@tenants.command("create")
+@click.argument("slug")
+@click.option("--name", help="Display name (default: the slug).")
+def tenants_create(slug: str, name: str | None) -> None:
+    """Create the tenant SLUG (lowercase letters, digits and dashes)."""
+    connect()
+    tenant = create_tenant(name=name or slug, slug=slug)
+    click.echo(f"created tenant {tenant.slug} ({tenant.id})")
+
+
+@tenants.command("list")
+@json_option
+def tenants_list(as_json: bool) -> None:
+    """List every tenant."""
+    connect()
+    columns = {"ID": lambda t: t.id, "SLUG": lambda t: t.slug, "NAME": lambda t: t.name}
+    echo_rows(list_tenants(), columns, as_json)

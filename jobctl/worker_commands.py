@@ -14,6 +14,12 @@ from db.services import ensure_local_services
 from db.settings import get_settings
 
 
+def worker_env() -> dict[str, str]:
+    """Environment for worker processes. Idle consumers poll Redis at most this many ms apart,
+    so an idle system picks a new job up quickly (Dramatiq's default is 1000 ms)."""
+    return {"dramatiq_worker_timeout": str(get_settings().worker_poll_ms)}
+
+
 def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[str]:
     """The `dramatiq` command line for our worker application."""
     settings = get_settings()
@@ -26,10 +32,6 @@ def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[s
         str(processes),
         "--threads",
         str(threads),
-        # Idle consumers poll Redis at most this many ms apart: an idle system picks a new job
-        # up quickly (stock default 1000 ms).
-        "--worker-timeout",
-        "100",
         # Longer than our grace period, so jobs are released by us, not killed by Dramatiq.
         "--worker-shutdown-timeout",
         str(int((settings.shutdown_grace_seconds + 15) * 1000)),
@@ -46,8 +48,9 @@ def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[s
 def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
     """Run worker processes (replaces this process with `dramatiq worker.app ...`)."""
     settings = get_settings()
-    database_url, redis_url = ensure_local_services()
+    database_url, redis_url = ensure_local_services(schema=True)
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
+    os.environ.update(worker_env())
     argv = worker_argv(
         processes or settings.worker_processes, threads or settings.worker_threads, queues
     )
@@ -61,7 +64,7 @@ def maintenance(interval: float | None) -> None:
     from worker.maintenance import run_maintenance
     from worker.setup import import_user_modules
 
-    database_url, redis_url = ensure_local_services()
+    database_url, redis_url = ensure_local_services(schema=True)
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     get_settings.cache_clear()
     import_user_modules()

@@ -18,7 +18,14 @@ from producer.errors import (
     UnknownTenant,
 )
 from producer.job_types import Backoff, JobType, get_job_type, job_type
-from producer.status import Page, count_jobs_by_status, get_job, get_job_events, list_jobs
+from producer.status import (
+    Page,
+    count_jobs_by_status,
+    event_cursor,
+    get_job,
+    get_job_events,
+    list_jobs,
+)
 
 __all__ = [
     "Backoff",
@@ -39,6 +46,7 @@ __all__ = [
     "count_jobs_by_status",
     "enqueue",
     "enqueue_many",
+    "event_cursor",
     "get_job",
     "get_job_events",
     "get_job_type",

@@ -56,7 +56,11 @@ def get_broker() -> JobsBroker:
     with _lock:
         if _broker is None:
             settings = get_settings()
-            _broker = JobsBroker(url=redis_url(settings), namespace=settings.redis_namespace)
+            _broker = JobsBroker(
+                url=redis_url(settings),
+                namespace=settings.redis_namespace,
+                heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+            )
             dramatiq.set_broker(_broker)
         return _broker
 
@@ -159,3 +163,27 @@ def message_present(queue: str, message_ids: Sequence[str]) -> list[bool]:
         pipe.hexists(f"{broker.namespace}:{dq_name(queue)}.msgs", message_id)
     found = pipe.execute()
     return [bool(found[2 * i] or found[2 * i + 1]) for i in range(len(message_ids))]
+
+
+def run_broker_maintenance(queues: Sequence[str]) -> None:
+    """Run Dramatiq's Redis housekeeping now on each queue: messages held by workers whose
+    heartbeat stopped (killed with -9) go back to their queue, dead letters expire.
+
+    Stock Dramatiq runs it on a random 0.1% of commands; the maintenance process runs it on
+    every pass so a killed worker's prefetched messages come back within a heartbeat timeout.
+    """
+    broker = get_broker()
+    dispatch = broker.scripts["dispatch"]
+    for queue in queues:
+        for name in (queue, dq_name(queue)):
+            args = [
+                "requeue",
+                int(time.time() * 1000),
+                name,
+                broker.broker_id,
+                broker.heartbeat_timeout,
+                broker.dead_message_ttl,
+                1,
+                broker._max_unpack_size(),
+            ]
+            dispatch(keys=[broker.namespace], args=args)

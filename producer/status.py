@@ -110,7 +110,7 @@ def list_jobs_query(
 def list_jobs(
     tenant_id: uuid.UUID,
     *,
-    status: JobStatus | Iterable[JobStatus] | None = None,
+    status: JobStatus | str | Iterable[JobStatus | str] | None = None,
     type: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
@@ -120,7 +120,7 @@ def list_jobs(
     order: Literal["newest", "oldest"] = "newest",
 ) -> Page[JobRead]:
     """Jobs of a tenant, newest first (or oldest), filtered, one page of at most ``limit``."""
-    statuses = status if status is None or isinstance(status, JobStatus) else tuple(status)
+    statuses = _statuses(status)
     filters = JobFilters(statuses, type, created_after, created_before, idempotency_key)
     query = list_jobs_query(tenant_id, filters, cursor=cursor, limit=limit, order=order)
     with autocommit() as conn:
@@ -128,6 +128,19 @@ def list_jobs(
     items = [JobRead.model_validate(r) for r in rows[:limit]]
     more = len(rows) > limit
     return Page(items, encode_cursor(items[-1].id) if more and items else None)
+
+
+def _statuses(
+    status: JobStatus | str | Iterable[JobStatus | str] | None,
+) -> JobStatus | tuple[JobStatus, ...] | None:
+    try:
+        if status is None:
+            return None
+        if isinstance(status, str):
+            return JobStatus(status)
+        return tuple(JobStatus(s) for s in status)
+    except ValueError:
+        raise InvalidOption(f"status must be one of: {', '.join(JobStatus)}") from None
 
 
 def get_job_events(

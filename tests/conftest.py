@@ -18,46 +18,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis as redis_lib
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from db import embedded, migrate
 from db.engine import reset_engine
+from db.scratch import create_database, drop_database
 from db.settings import get_settings
 
 RUN_ID = secrets.token_hex(4)
 TEST_DEV_DIR = Path(os.environ.get("JOBS_TEST_DEV_DIR", ".dev/test")).resolve()
-
-
-def _admin_conninfo(url: str) -> str:
-    """libpq conninfo for the server's maintenance database (to create and drop databases)."""
-    parsed = make_url(url).set(drivername="postgresql", database="postgres")
-    return parsed.render_as_string(hide_password=False)
-
-
-def _with_database(url: str, name: str) -> str:
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def create_database(server_url: str, name: str, template: str | None = None) -> str:
-    with psycopg.connect(_admin_conninfo(server_url), autocommit=True) as conn:
-        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template)
-            )
-        conn.execute(query)
-    return _with_database(server_url, name)
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(_admin_conninfo(server_url), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,8 @@ def test_cli_db_check_and_upgrade(use_fresh_db: str) -> None:
     result = runner.invoke(cli, ["db", "check"])
     assert result.exit_code == 0, result.output
     assert "agree" in result.output
+    result = runner.invoke(cli, ["db", "check", "--scratch"])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
     assert "0001" in result.output

@@ -81,6 +81,10 @@ def test_filters_and_counts(tenant_id: uuid.UUID) -> None:
         (j.id for j in jobs), reverse=True
     )
     assert list_jobs(tenant_id, status=JobStatus.FAILED).items == []
+    assert len(list_jobs(tenant_id, status="queued").items) == 5
+    assert len(list_jobs(tenant_id, status=["queued", JobStatus.ACTIVE]).items) == 5
+    with pytest.raises(InvalidOption, match="status"):
+        list_jobs(tenant_id, status="bogus")
     assert list_jobs(tenant_id, type="mcp_ping").items == []
     oldest = list_jobs(tenant_id, order="oldest", limit=2)
     assert [j.id for j in oldest.items] == [jobs[0].id, jobs[1].id]

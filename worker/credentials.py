@@ -10,8 +10,9 @@ cannot wipe a ``str`` from memory; the aim is that no reference outlives the blo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import NoReturn
 
 import structlog
@@ -101,18 +102,28 @@ def use_named_credential(
         yield plaintext
 
 
+OpenCredential = Callable[[uuid.UUID], AbstractContextManager[Plaintext]]
+"""Opens a credential of the server's tenant for a block (e.g. a job context's ``credential``)."""
+
+
 @contextmanager
-def mcp_headers(server: McpServerRead) -> Iterator[dict[str, str]]:
+def mcp_headers(
+    server: McpServerRead, open_credential: OpenCredential | None = None
+) -> Iterator[dict[str, str]]:
     """Headers for a call to ``server``: its custom headers, plus ``Authorization`` built from
     its credential (token: ``Bearer <secret>``; basic: the secret ``user:password`` encoded).
 
-    The Authorization value is redacted from logs during the block and removed after it.
+    ``open_credential`` defaults to :func:`use_credential` for the server's tenant; a handler
+    passes ``ctx.credential`` so the use is a checkpoint of its job. The Authorization value
+    is redacted from logs during the block and removed after it.
     """
     headers = dict(server.metadata.headers)
     if server.auth_type is AuthType.NONE or server.auth_ref is None:
         yield headers
         return
-    with use_credential(server.tenant_id, server.auth_ref) as secret:
+    if open_credential is None:
+        open_credential = partial(use_credential, server.tenant_id)
+    with open_credential(server.auth_ref) as secret:
         value = secret.reveal()
         parts: tuple[str, ...]
         if server.auth_type is AuthType.TOKEN:

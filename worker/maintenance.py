@@ -2,7 +2,8 @@
 
 * relay (producer/relay.py): pending rows not sent, scheduled rows now due, lost messages;
 * rescuer: expired leases go back to queued (``rescued``) or to failed when attempts are used up;
-* pruner: terminal jobs older than the retention, with their events (cascade).
+* pruner: terminal jobs older than the retention, with their events (cascade);
+* broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers).
 
 Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
 processes split the work instead of doing it twice (River elects a leader instead; row locks
@@ -24,7 +25,7 @@ from db.models import JobStatus
 from db.settings import get_settings
 from producer import broker
 from producer.errors import UnknownJobType
-from producer.job_types import get_job_type
+from producer.job_types import get_job_type, queues
 from producer.relay import relay_once
 
 log = structlog.get_logger(__name__)
@@ -81,8 +82,14 @@ def prune_once() -> int:
     return deleted
 
 
+def broker_housekeeping_once() -> None:
+    """Requeue messages that workers killed without acking still hold on Redis."""
+    broker.run_broker_maintenance(queues())
+
+
 # (name, pass, period in seconds; None: every tick of the loop)
 SERVICES: list[tuple[str, Callable[[], object], float | None]] = [
+    ("broker", broker_housekeeping_once, None),
     ("relay", relay_once, None),
     ("rescuer", rescue_once, None),
     ("pruner", prune_once, 60.0),

@@ -73,6 +73,7 @@ def build_broker() -> WorkerBroker:
     broker = WorkerBroker(
         url=redis_url(settings),
         namespace=settings.redis_namespace,
+        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
         middleware=[
             AgeLimit(),
             ShutdownNotifications(),

@@ -7,8 +7,8 @@
   connections) into :class:`ProviderUnavailable`, which the runtime retries with backoff.
 * :func:`check_status` turns an HTTP status into the same split: 2xx passes; 408, 425, 429 and
   5xx are :class:`ProviderUnavailable` (retry); any other status is :class:`PermanentError`.
-* :func:`bearer` / :func:`basic` build an ``Authorization`` value from a revealed secret, refusing
-  a secret that is not a legal header value *before* httpx could echo it in an error.
+* :func:`bearer`, :func:`basic` and :func:`header_value` build a header value from a revealed
+  secret, refusing one that is not a legal header value *before* httpx could echo it in an error.
 
 Every message names the provider, the action and the status code, never a response body (bodies
 can echo the request's headers) and never a header value.
@@ -54,7 +54,7 @@ def client(*, base_url: str = "", headers: dict[str, str] | None = None) -> http
 
 
 def send(
-    http: httpx.Client, method: str, url: str, *, provider: str, action: str, **kwargs: Any
+    http_client: httpx.Client, method: str, url: str, *, provider: str, action: str, **kwargs: Any
 ) -> httpx.Response:
     """One request; transport failures become ProviderUnavailable or PermanentError.
 
@@ -62,14 +62,14 @@ def send(
     value, for one) quote the request's headers, which may hold the credential.
     """
     try:
-        return http.request(method, url, **kwargs)
+        return http_client.request(method, url, **kwargs)
     except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-        raise ProviderUnavailable(
-            f"{provider}: {action} failed ({type(exc).__name__})"
-        ) from None
+        raise ProviderUnavailable(f"{provider}: {action} failed ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
         # LocalProtocolError, UnsupportedProtocol, InvalidURL...: the request itself is wrong.
-        raise PermanentError(f"{provider}: {action} could not be sent ({type(exc).__name__})") from None
+        raise PermanentError(
+            f"{provider}: {action} could not be sent ({type(exc).__name__})"
+        ) from None
 
 
 def is_retryable_status(status: int) -> bool:
@@ -94,10 +94,13 @@ def json_body(response: httpx.Response, *, provider: str, action: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise ProviderUnavailable(f"{provider}: {action} returned a body that is not JSON") from None
+        raise ProviderUnavailable(
+            f"{provider}: {action} returned a body that is not JSON"
+        ) from None
 
 
-def _header_safe(secret: str, what: str) -> str:
+def header_value(secret: str, what: str = "the credential") -> str:
+    """``secret`` itself, once checked to be a legal header value (for ``X-API-Key`` and such)."""
     if not _HEADER_SAFE.match(secret):
         raise PermanentError(
             f"{what} contains characters not allowed in an HTTP header "
@@ -108,7 +111,7 @@ def _header_safe(secret: str, what: str) -> str:
 
 def bearer(secret: str) -> str:
     """``Bearer <secret>`` for an Authorization header."""
-    return "Bearer " + _header_safe(secret, "the credential")
+    return "Bearer " + header_value(secret)
 
 
 def basic(secret: str) -> str:

@@ -1,5 +1,7 @@
 """A scripted local HTTP server standing in for OpenAI, CFBD, ESPN and MCP servers.
 
+The demo runs its providers on it (it reaches no internet), and so do the tests.
+
 Runs ``http.server.ThreadingHTTPServer`` on 127.0.0.1, port 0, in a daemon thread. Tests script
 replies per (method, path) and then assert on what arrived, headers included::
 
@@ -72,7 +74,9 @@ class FakeProviders:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

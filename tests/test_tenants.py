@@ -1,0 +1,73 @@
+"""db/tenants.py, `jobctl tenants`, and the idempotent sample data of db/seed.py."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from test_credentials import KEY_A, invoke, set_keys
+
+from db.credentials import find_credential, list_credentials
+from db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
+from db.mcp_servers import list_mcp_servers
+from db.models import AuthType
+from db.seed import seed_sample_data
+from db.tenants import TenantExists, create_tenant, get_tenant, list_tenants, resolve_tenant
+from jobctl.tenant_commands import tenants as tenants_cli
+
+
+def test_create_get_resolve(use_session_db: str, tenant_slug: str) -> None:
+    created = create_tenant(name="Example Inc", slug=tenant_slug)
+    assert (created.name, created.slug) == ("Example Inc", tenant_slug)
+    assert get_tenant(created.id) == created
+    assert resolve_tenant(tenant_slug) == created
+    assert resolve_tenant(str(created.id)) == created
+    assert created in list_tenants()
+
+
+def test_duplicate_slug(use_session_db: str, tenant_slug: str) -> None:
+    create_tenant(name="one", slug=tenant_slug)
+    with pytest.raises(TenantExists, match="already exists") as info:
+        create_tenant(name="two", slug=tenant_slug)
+    assert isinstance(info.value, UniqueViolation)
+
+
+def test_invalid_input(use_session_db: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        create_tenant(name="", slug="Not A Slug")
+    assert set(info.value.fields) == {"name", "slug"}
+
+
+def test_unknown_tenant(use_session_db: str) -> None:
+    for ref in ("no-such-tenant", str(uuid.uuid4())):
+        with pytest.raises(UnknownTenant) as info:
+            resolve_tenant(ref)
+        assert isinstance(info.value, NotFound)
+    with pytest.raises(UnknownTenant):
+        get_tenant(uuid.uuid4())
+
+
+def test_cli(use_session_db: str, tenant_slug: str) -> None:
+    created = invoke(tenants_cli, "create", tenant_slug, "--name", "Example")
+    assert created.exit_code == 0 and f"created tenant {tenant_slug}" in created.output
+    assert tenant_slug in invoke(tenants_cli, "list").output
+    assert f'"slug": "{tenant_slug}"' in invoke(tenants_cli, "list", "--json").output
+    again = invoke(tenants_cli, "create", tenant_slug)
+    assert again.exit_code == 1 and "already exists" in again.output
+    bad = invoke(tenants_cli, "create", "Bad Slug")
+    assert bad.exit_code == 1 and "invalid input: slug" in bad.output
+
+
+def test_seed_is_idempotent(use_fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_keys(monkeypatch, f"ka:{KEY_A}")
+    first = seed_sample_data()
+    assert first == {"tenants": 2, "credentials": 6, "mcp_servers": 2, "jobs": 0}
+    assert seed_sample_data() == {"tenants": 0, "credentials": 0, "mcp_servers": 0, "jobs": 0}
+    acme, globex = resolve_tenant("acme"), resolve_tenant("globex")
+    assert len(list_credentials(acme.id)) == len(list_credentials(globex.id)) == 3
+    (acme_server,) = list_mcp_servers(acme.id)
+    assert acme_server.auth_type is AuthType.TOKEN
+    assert acme_server.auth_ref == find_credential(acme.id, "custom", "mcp-token").id
+    (globex_server,) = list_mcp_servers(globex.id)
+    assert globex_server.auth_type is AuthType.NONE
+    assert globex_server.metadata.headers == {"X-Org": "globex"}
