@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     )
     worker_processes: int = Field(default=2, description="Worker processes for `jobctl worker`.")
     worker_threads: int = Field(default=8, description="Threads per worker process.")
+    metrics_port: int | None = Field(
+        default=None,
+        description="Serve Prometheus metrics of all worker processes on this port "
+        "(Dramatiq's exposition server; unset: no metrics endpoint).",
+    )
     worker_poll_ms: int = Field(
         default=100,
         description="Longest pause of an idle worker between two polls of Redis "

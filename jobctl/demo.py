@@ -38,12 +38,15 @@ from producer import JobRequest, cancel_job, enqueue_many, get_job, get_job_even
 from producer.builtin_types import credential_check, fine_tune_export, mcp_ping, scheduled_preview
 
 DEMO_SLUG = "demo"
+DEMO_TIMEOUT = 120.0
 
 
 @click.command()
 @click.option("--keep-services", is_flag=True, help="Leave the embedded servers running after.")
 def demo(keep_services: bool) -> None:
     """Run the five-minute tour in under one."""
+    # `timeout`, a closed terminal or `kill` must still stop what the demo started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     console = Console()
     settings = get_settings()
     # The tour shows tables and progress bars; log lines of this process only when they matter
@@ -75,7 +78,12 @@ def demo(keep_services: bool) -> None:
         jobs = _enqueue(tenant_id, ids)
         console.print(f"enqueued {len(jobs)} jobs\n")
         _cancel_when_running(tenant_id, jobs["long render (cancelled)"])
+        done = threading.Event()
+        problem = _supervise(processes, time.monotonic() + DEMO_TIMEOUT, done)
         watch_jobs(tenant_id, list(jobs.values()), interval=0.2, until_done=True, console=console)
+        done.set()
+        if problem:
+            raise click.ClickException(f"{problem[0]} (logs in {log_dir})")
         _report(console, tenant_id, jobs)
     finally:
         _stop(processes)
@@ -223,6 +231,29 @@ def _cancel_when_running(tenant_id: uuid.UUID, job_id: int) -> None:
             time.sleep(0.1)
 
     threading.Thread(target=cancel_later, daemon=True).start()
+
+
+def _supervise(
+    processes: list[subprocess.Popen[bytes]], deadline: float, done: threading.Event
+) -> list[str]:
+    """Until ``done``, watch the demo's processes from a thread; if one dies or time runs out,
+    interrupt the main thread (the progress display ends) and say why in the returned list."""
+    problem: list[str] = []
+
+    def watch() -> None:
+        while not problem and not done.is_set():
+            dead = [p for p in processes if p.poll() is not None]
+            if dead:
+                problem.append(f"a demo process exited early (code {dead[0].returncode})")
+            elif time.monotonic() > deadline:
+                problem.append(f"the demo did not finish within {DEMO_TIMEOUT:.0f}s")
+            else:
+                done.wait(0.2)
+                continue
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return problem
 
 
 def _report(console: Console, tenant_id: uuid.UUID, jobs: dict[str, int]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -16,8 +18,21 @@ from db.settings import get_settings
 
 def worker_env() -> dict[str, str]:
     """Environment for worker processes. Idle consumers poll Redis at most this many ms apart,
-    so an idle system picks a new job up quickly (Dramatiq's default is 1000 ms)."""
-    return {"dramatiq_worker_timeout": str(get_settings().worker_poll_ms)}
+    so an idle system picks a new job up quickly (Dramatiq's default is 1000 ms). With
+    ``JOBS_METRICS_PORT``, every process writes its metrics to one multiprocess directory that
+    Dramatiq's exposition server reads (ours and Dramatiq's alike)."""
+    settings = get_settings()
+    env = {"dramatiq_worker_timeout": str(settings.worker_poll_ms)}
+    if settings.metrics_port is not None:
+        metrics_dir = Path(settings.dev_dir).resolve() / "metrics" / str(settings.metrics_port)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env.update(
+            dramatiq_prom_port=str(settings.metrics_port),
+            dramatiq_prom_db=str(metrics_dir),
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        )
+    return env
 
 
 def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[str]:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from db.errors import JobsError
+from db.errors import JobsError, UnknownTenant
+
+__all__ = [
+    "InvalidOption",
+    "InvalidPayload",
+    "InvalidTransition",
+    "JobNotFound",
+    "PayloadTooLarge",
+    "ProducerError",
+    "UnknownJobType",
+    "UnknownTenant",
+]
 
 
 class ProducerError(JobsError):
@@ -30,10 +41,6 @@ class PayloadTooLarge(ProducerError):
 
 class InvalidOption(ProducerError):
     """An enqueue or query option is out of range (negative delay, page size over the cap...)."""
-
-
-class UnknownTenant(ProducerError):
-    """The tenant does not exist."""
 
 
 class JobNotFound(ProducerError):

@@ -190,3 +190,30 @@ def worker_factory(jobs_env: str) -> Iterator[object]:
     yield start
     for worker in started:
         worker.stop(timeout=10_000)
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch, use_session_db: str) -> Iterator[None]:
+    """One encryption key (``ka``) configured, caches reset."""
+    from helpers import KEY_A, set_keys
+
+    from db.key_rotation import reset_cipher
+
+    set_keys(monkeypatch, f"ka:{KEY_A}")
+    yield
+    reset_cipher()
+
+
+@pytest.fixture
+def tenant(keys: None) -> uuid.UUID:
+    """A new tenant (through the tenants API), with keys configured."""
+    from helpers import make_tenant
+
+    return make_tenant()
+
+
+@pytest.fixture
+def other_tenant(keys: None) -> uuid.UUID:
+    from helpers import make_tenant
+
+    return make_tenant()

@@ -1,14 +1,21 @@
-"""Small helpers shared by tests: reading what Redis holds, making tenants."""
+"""Small helpers shared by tests: Redis contents, tenants, encryption keys, the CLI runner."""
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
+import click
+import pytest
 import redis as redis_lib
+from click.testing import CliRunner, Result
 
-from db.engine import transaction
-from db.models import Tenant
+from db.credentials import create_credential
+from db.key_rotation import reset_cipher
+from db.schemas.credential import CredentialRead
+from db.settings import get_settings
+from db.tenants import create_tenant
 
 
 def messages_for(client: redis_lib.Redis, namespace: str, queue: str) -> list[dict[str, object]]:
@@ -24,8 +31,38 @@ def job_ids_in_redis(client: redis_lib.Redis, namespace: str, queue: str) -> lis
 
 
 def make_tenant(slug: str | None = None) -> uuid.UUID:
-    new_id = uuid.uuid4()
-    slug = slug or f"t-{new_id.hex[:12]}"
-    with transaction() as conn:
-        conn.execute(Tenant.__table__.insert().values(id=new_id, name=slug, slug=slug))
-    return new_id
+    slug = slug or f"t-{uuid.uuid4().hex[:12]}"
+    return create_tenant(name=slug, slug=slug).id
+
+
+new_tenant = make_tenant
+
+KEY_A = base64.b64encode(bytes(range(32))).decode()
+KEY_B = base64.b64encode(bytes(range(100, 132))).decode()
+
+
+def set_keys(monkeypatch: pytest.MonkeyPatch, spec: str, active: str | None = None) -> None:
+    """Configure JOBS_ENCRYPTION_KEYS (and the active id) and drop every cached key."""
+    monkeypatch.setenv("JOBS_ENCRYPTION_KEYS", spec)
+    monkeypatch.delenv("JOBS_KEY_FILE", raising=False)
+    if active is None:
+        monkeypatch.delenv("JOBS_ACTIVE_KEY_ID", raising=False)
+    else:
+        monkeypatch.setenv("JOBS_ACTIVE_KEY_ID", active)
+    get_settings.cache_clear()
+    reset_cipher()
+
+
+def invoke(group: click.Group, *args: str, input: str | None = None) -> Result:
+    """Run a `jobctl` command group in-process (stdout and stderr together in .output)."""
+    return CliRunner().invoke(group, list(args), input=input, catch_exceptions=False)
+
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+def add(
+    tenant: uuid.UUID, name: str = "default", secret: str = SECRET, provider: str = "openai"
+) -> CredentialRead:
+    """Store a credential through the API (keys must be configured: the ``keys`` fixture)."""
+    return create_credential(tenant, provider=provider, name=name, secret=secret)

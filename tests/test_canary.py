@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import structlog
+from helpers import KEY_A, KEY_B, invoke, new_tenant, set_keys
 from sqlalchemy import text
-from test_credentials import KEY_A, KEY_B, invoke, new_tenant, set_keys
 
 import db.credentials
 import db.key_rotation

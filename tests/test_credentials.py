@@ -1,7 +1,4 @@
-"""db/credentials.py and worker/credentials.py: the vault's API, the one decrypt path, tenancy.
-
-Also home of the helpers the other credential test modules import (keys, tenants, CLI runner).
-"""
+"""db/credentials.py and worker/credentials.py: the vault's API, the one decrypt path, tenancy."""
 
 from __future__ import annotations
 
@@ -11,28 +8,24 @@ import os
 import pickle
 import stat
 import uuid
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner, Result
+from helpers import KEY_A, KEY_B, SECRET, add, invoke, set_keys
 from sqlalchemy import text
 
 from db import credentials as api
 from db.crypto import CredentialCryptoError, mask_secret
 from db.engine import transaction
 from db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
-from db.key_rotation import DEV_KEY_FILE, key_provider, reset_cipher
+from db.key_rotation import DEV_KEY_FILE, key_provider
 from db.mcp_servers import create_mcp_server, get_mcp_server
 from db.models import CredentialStatus, Provider
 from db.redaction import REDACTED, redact_text
-from db.schemas.credential import CredentialRead
 from db.seed import import_env_credentials
-from db.settings import Settings, get_settings
-from db.tenants import create_tenant
+from db.settings import Settings
 from jobctl.credential_commands import credentials as credentials_cli
 from worker.credentials import (
     Plaintext,
@@ -41,60 +34,6 @@ from worker.credentials import (
     use_credential,
     use_named_credential,
 )
-
-KEY_A = base64.b64encode(bytes(range(32))).decode()
-KEY_B = base64.b64encode(bytes(range(100, 132))).decode()
-SECRET = "sk-test-0123456789abcdef"
-
-
-# --- Helpers shared with the other credential test modules ------------------------------------
-
-
-def set_keys(monkeypatch: pytest.MonkeyPatch, spec: str, active: str | None = None) -> None:
-    """Configure JOBS_ENCRYPTION_KEYS (and the active id) and drop every cached key."""
-    monkeypatch.setenv("JOBS_ENCRYPTION_KEYS", spec)
-    monkeypatch.delenv("JOBS_KEY_FILE", raising=False)
-    if active is None:
-        monkeypatch.delenv("JOBS_ACTIVE_KEY_ID", raising=False)
-    else:
-        monkeypatch.setenv("JOBS_ACTIVE_KEY_ID", active)
-    get_settings.cache_clear()
-    reset_cipher()
-
-
-def new_tenant() -> uuid.UUID:
-    slug = f"t-{uuid.uuid4().hex[:12]}"
-    return create_tenant(name=slug, slug=slug).id
-
-
-def invoke(group: click.Group, *args: str, input: str | None = None) -> Result:
-    """Run a `jobctl` command group in-process (stdout and stderr together in .output)."""
-    return CliRunner().invoke(group, list(args), input=input, catch_exceptions=False)
-
-
-# Fixtures carry explicit names so other modules can import them without shadowing.
-@pytest.fixture(name="keys")
-def keys_fixture(monkeypatch: pytest.MonkeyPatch, use_session_db: str) -> Iterator[None]:
-    set_keys(monkeypatch, f"ka:{KEY_A}")
-    yield
-    reset_cipher()
-
-
-@pytest.fixture(name="tenant")
-def tenant_fixture(keys: None) -> uuid.UUID:
-    return new_tenant()
-
-
-@pytest.fixture(name="other_tenant")
-def other_tenant_fixture(keys: None) -> uuid.UUID:
-    return new_tenant()
-
-
-def add(
-    tenant: uuid.UUID, name: str = "default", secret: str = SECRET, provider: str = "openai"
-) -> CredentialRead:
-    return api.create_credential(tenant, provider=provider, name=name, secret=secret)
-
 
 # --- The API ------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_credentials import KEY_A, KEY_B, invoke, new_tenant, set_keys
+from helpers import KEY_A, KEY_B, invoke, new_tenant, set_keys
 
 from db import key_rotation
 from db.credentials import create_credential

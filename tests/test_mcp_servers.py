@@ -6,13 +6,8 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from test_credentials import (  # noqa: F401 - fixtures
-    add,
-    invoke,
-    keys_fixture,
-    other_tenant_fixture,
-    tenant_fixture,
-)
+from helpers import invoke
+from test_credentials import add
 
 import db.mcp_servers as api
 from db.credentials import CredentialNotFound

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from test_credentials import KEY_A, invoke, set_keys
+from helpers import KEY_A, invoke, set_keys
 
 from db.credentials import find_credential, list_credentials
 from db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant

@@ -89,6 +89,10 @@ def build_broker() -> WorkerBroker:
             GracefulShutdown(),
         ],
     )
+    if settings.metrics_port is not None:
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     broker_module.set_broker(broker)
     for queue in queues():
         dramatiq.actor(

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
 
 from db import mcp_servers
-from db.models import AuthType, McpServerStatus
-from db.redaction import secrets_in_scope
+from db.models import McpServerStatus
 from db.schemas.mcp_server import McpServerRead
 from producer.builtin_types import McpPingPayload, mcp_ping
 from worker.context import JobContext
+from worker.credentials import mcp_headers
 from worker.errors import PermanentError
 from worker.handlers import http
 from worker.handlers.credential_check import credential_secret
@@ -65,23 +66,13 @@ def _get(client: httpx.Client, url: str, headers: dict[str, str]) -> _Answer:
 
 
 def _ping(ctx: JobContext[Any], server: McpServerRead) -> _Answer:
-    headers = dict(server.metadata.headers)
-    with http.client() as client:
-        if server.auth_type is AuthType.NONE or server.auth_ref is None:
-            return _get(client, server.base_url, headers)
-        with credential_secret(ctx, server.auth_ref) as secret:
-            value = secret.reveal()
-            if server.auth_type is AuthType.TOKEN:
-                authorization = http.bearer(value)
-            else:
-                authorization = http.basic(value)
-            # The Basic form is not the stored secret: redact it too while it exists.
-            with secrets_in_scope(authorization):
-                headers["Authorization"] = authorization
-                try:
-                    return _get(client, server.base_url, headers)
-                finally:
-                    headers.pop("Authorization", None)
+    """GET the server with its headers and auth; the credential opens through the job's
+    context, so its use is a checkpoint and its value is redacted from this attempt's errors."""
+    with (
+        http.client() as client,
+        mcp_headers(server, partial(credential_secret, ctx)) as headers,
+    ):
+        return _get(client, server.base_url, headers)
 
 
 @handles(mcp_ping)
