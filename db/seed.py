@@ -20,10 +20,11 @@ from db.credentials import (
     CredentialExists,
     create_credential,
     find_credential,
+    list_credentials,
     update_secret,
 )
 from db.errors import UniqueViolation
-from db.mcp_servers import McpServerExists, create_mcp_server
+from db.mcp_servers import McpServerExists, create_mcp_server, list_mcp_servers
 from db.models import AuthType, Provider
 from db.schemas.tenant import TenantRead
 from db.tenants import TenantExists, create_tenant, resolve_tenant
@@ -135,8 +136,31 @@ def _seed_mcp_server(tenant: TenantRead) -> int:
 
 
 def _seed_jobs(tenants: list[TenantRead]) -> int:
-    """HOOK for sample jobs (added with the job API): enqueue them here, return how many."""
-    return 0
+    """Per tenant: a credential_check per checkable credential, an mcp_ping per server, and a
+    scheduled_preview due tomorrow (it waits, pending, in PostgreSQL). Idempotency keys make a
+    second seed enqueue nothing."""
+    from producer import JobRequest, enqueue_many
+
+    requests: list[JobRequest] = []
+    for tenant in tenants:
+        cfbd = None
+        for credential in list_credentials(tenant.id):
+            if credential.provider is Provider.CUSTOM:  # no validation endpoint to call
+                continue
+            key = f"seed:credential_check:{credential.id}"
+            check = {"credential_id": str(credential.id)}
+            requests.append(JobRequest("credential_check", check, tenant.id, key))
+            if credential.provider is Provider.CFBD:
+                cfbd = credential
+        for server in list_mcp_servers(tenant.id):
+            key = f"seed:mcp_ping:{server.id}"
+            requests.append(JobRequest("mcp_ping", {"server_id": str(server.id)}, tenant.id, key))
+        if cfbd is not None:
+            preview = {"credential_id": str(cfbd.id), "season": 2026, "team": "Navy"}
+            requests.append(
+                JobRequest("scheduled_preview", preview, tenant.id, "seed:preview", delay=86400)
+            )
+    return sum(job.created for job in enqueue_many(requests))
 
 
 def seed_sample_data() -> dict[str, int]:

@@ -13,7 +13,7 @@ from db import credentials as api
 from db.models import CredentialStatus, Provider
 from db.schemas.credential import CredentialRead
 from db.seed import import_env_credentials
-from jobctl.tenant_commands import JobsGroup, echo_rows, json_option, tenant_id, tenant_option
+from jobctl.common import JobsGroup, echo_rows, json_option, tenant_id, tenant_option
 
 COLUMNS = {
     "ID": lambda c: c.id,

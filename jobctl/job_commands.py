@@ -13,7 +13,6 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from typing import IO, Any
 
@@ -25,11 +24,9 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from rich.table import Table
 from rich.text import Text
 
-from db.errors import JobsError
 from db.models import TERMINAL_STATUSES, JobStatus
 from db.schemas.job import JobEventRead, JobRead
-from db.services import ensure_local_services
-from db.tenants import resolve_tenant
+from jobctl.common import JobsGroup, json_option, tenant_id, tenant_option
 from producer import (
     cancel_job,
     count_jobs_by_status,
@@ -63,7 +60,6 @@ _FINAL_MARK = {
 
 # --- shared pieces --------------------------------------------------------------------------------
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 job_id_argument = click.argument("job_id", metavar="ID", type=click.IntRange(min=1))
 interval_option = click.option(
     "--interval",
@@ -83,31 +79,14 @@ def make_console() -> Console:
     return out
 
 
-@contextmanager
-def cli_errors() -> Iterator[None]:
-    """The project's typed errors (bad input, missing job, database down) as clean exit-1
-    errors. Their messages never hold payload values, so they are safe to print."""
-    try:
-        yield
-    except JobsError as err:
-        raise click.ClickException(str(err)) from None
-
-
-def ensure_services() -> None:
-    """Find the servers, starting the embedded ones (with their schema) when no URL is set."""
-    ensure_local_services(schema=True)
-
-
 def tenant_command(func: Callable[..., None]) -> Callable[..., None]:
     """Give a command ``--tenant SLUG|UUID``, passed on as ``tenant_id`` once the servers are
-    found (:func:`ensure_services`), and wrap its body in :func:`cli_errors`."""
+    found and the tenant resolved."""
 
-    @click.option("--tenant", required=True, metavar="SLUG|UUID", help="The tenant: slug or id.")
+    @tenant_option
     @functools.wraps(func)
     def run(tenant: str, **options: Any) -> None:
-        with cli_errors():
-            ensure_services()
-            func(tenant_id=resolve_tenant(tenant).id, **options)
+        func(tenant_id=tenant_id(tenant), **options)
 
     return run
 
@@ -211,7 +190,7 @@ def enqueue(
 # --- jobs: queries --------------------------------------------------------------------------------
 
 
-@click.group()
+@click.group(cls=JobsGroup)
 def jobs() -> None:
     """List, inspect, follow, cancel and retry jobs."""
 

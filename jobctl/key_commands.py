@@ -8,7 +8,7 @@ import click
 
 from db import key_rotation
 from db.crypto import KEY_ID_PATTERN, generate_key
-from jobctl.tenant_commands import JobsGroup, connect
+from jobctl.common import JobsGroup, connect
 
 
 @click.group(cls=JobsGroup)

@@ -7,6 +7,7 @@ import importlib
 import click
 
 from db.logs import configure_logging
+from jobctl.common import JobsGroup
 
 # (module, attribute) of every top-level command; each module owns one group.
 COMMANDS: list[tuple[str, str]] = [
@@ -26,7 +27,7 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-@click.group()
+@click.group(cls=JobsGroup)
 @click.version_option(package_name="pgjobs")
 def cli() -> None:
     """Operate the job system: database, dev services, jobs, credentials, workers."""

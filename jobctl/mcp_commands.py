@@ -12,8 +12,8 @@ import click
 from db import mcp_servers as api
 from db.models import AuthType
 from db.schemas.mcp_server import McpServerRead
+from jobctl.common import JobsGroup, echo_rows, json_option, tenant_id, tenant_option
 from jobctl.credential_commands import resolve_credential
-from jobctl.tenant_commands import JobsGroup, echo_rows, json_option, tenant_id, tenant_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import click
 import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
@@ -18,6 +17,7 @@ from rich.console import Console
 from db.engine import autocommit
 from db.jobs import state_machine as sm
 from db.models import JobStatus
+from jobctl.common import JobsGroup
 from jobctl.job_commands import enqueue as enqueue_command
 from jobctl.job_commands import jobs, watch_jobs
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("jobs_env")
 SECRET = "sk-live-DO-NOT-ECHO-4242"
 
 # The two commands as jobctl.main registers them, without importing every other command module.
-cli = click.Group("jobctl", commands=[enqueue_command, jobs])
+cli = JobsGroup("jobctl", commands=[enqueue_command, jobs])
 
 
 def run(*args: str, stdin: str | None = None) -> Result:

@@ -83,3 +83,19 @@ def test_health_check_reports_a_down_service(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         engine_module.reset_engine()
         get_settings.cache_clear()
+
+
+def test_slow_queries_are_logged_without_parameters(
+    use_session_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    monkeypatch.setenv("JOBS_SLOW_QUERY_MS", "0")
+    get_settings.cache_clear()
+    engine_module.reset_engine()
+    with capture_logs() as logs, engine_module.transaction() as conn:
+        conn.execute(text("select CAST(:v AS text)"), {"v": "PARAM-NOT-LOGGED"})
+    slow = [e for e in logs if e["event"] == "db.query.slow"]
+    assert slow and "duration_ms" in slow[0]
+    assert "PARAM-NOT-LOGGED" not in repr(logs)
+    engine_module.reset_engine()

@@ -89,3 +89,43 @@ def test_message_lost_from_redis_is_resent(
     assert relay_once().resent_lost == 1
     assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted([job.id, kept.id])
     assert get_job(tenant_id, job.id).queue_job_id != job.message_id
+
+
+def test_two_relays_at_once_send_each_job_once(
+    tenant_id: uuid.UUID,
+    jobs_env: str,
+    redis_client: redis_lib.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several maintenance processes may run: row locks split the work, none is done twice."""
+    import threading
+
+    from producer import broker
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise redis_lib.ConnectionError("redis down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(broker, "send", refuse)
+        jobs = [enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id) for _ in range(60)]
+    monkeypatch.setenv("JOBS_RELAY_PENDING_AFTER_SECONDS", "0")
+    monkeypatch.setenv("JOBS_RELAY_BATCH_SIZE", "7")
+    get_settings.cache_clear()
+    barrier = threading.Barrier(3)
+
+    def relay_until_done() -> None:
+        barrier.wait()
+        for _ in range(40):
+            relay_once()
+
+    threads = [threading.Thread(target=relay_until_done) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted(
+        j.id for j in jobs
+    )
+    for job in jobs:
+        events = get_job_events(tenant_id, job.id).items
+        assert [e.event_type for e in events] == [EventType.ENQUEUED, EventType.ENQUEUED]

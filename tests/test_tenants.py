@@ -10,10 +10,11 @@ from helpers import KEY_A, invoke, set_keys
 from db.credentials import find_credential, list_credentials
 from db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
 from db.mcp_servers import list_mcp_servers
-from db.models import AuthType
+from db.models import AuthType, JobStatus
 from db.seed import seed_sample_data
 from db.tenants import TenantExists, create_tenant, get_tenant, list_tenants, resolve_tenant
 from jobctl.tenant_commands import tenants as tenants_cli
+from producer import list_jobs
 
 
 def test_create_get_resolve(use_session_db: str, tenant_slug: str) -> None:
@@ -58,10 +59,20 @@ def test_cli(use_session_db: str, tenant_slug: str) -> None:
     assert bad.exit_code == 1 and "invalid input: slug" in bad.output
 
 
-def test_seed_is_idempotent(use_fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+# Per tenant: 2 credential checks (openai, cfbd), 1 MCP ping, 1 scheduled preview.
+SEEDED_JOBS = 8
+
+
+def test_seed_is_idempotent(
+    use_fresh_db: str, monkeypatch: pytest.MonkeyPatch, redis_namespace: str, redis_client: object
+) -> None:
+    from producer import broker
+
+    monkeypatch.setenv("JOBS_REDIS_NAMESPACE", redis_namespace)
     set_keys(monkeypatch, f"ka:{KEY_A}")
+    broker.set_broker(None)
     first = seed_sample_data()
-    assert first == {"tenants": 2, "credentials": 6, "mcp_servers": 2, "jobs": 0}
+    assert first == {"tenants": 2, "credentials": 6, "mcp_servers": 2, "jobs": SEEDED_JOBS}
     assert seed_sample_data() == {"tenants": 0, "credentials": 0, "mcp_servers": 0, "jobs": 0}
     acme, globex = resolve_tenant("acme"), resolve_tenant("globex")
     assert len(list_credentials(acme.id)) == len(list_credentials(globex.id)) == 3
@@ -71,3 +82,6 @@ def test_seed_is_idempotent(use_fresh_db: str, monkeypatch: pytest.MonkeyPatch) 
     (globex_server,) = list_mcp_servers(globex.id)
     assert globex_server.auth_type is AuthType.NONE
     assert globex_server.metadata.headers == {"X-Org": "globex"}
+    scheduled = list_jobs(acme.id, type="scheduled_preview").items
+    assert [j.status for j in scheduled] == [JobStatus.PENDING]  # due tomorrow: waits in PG
+    broker.set_broker(None)
