@@ -100,12 +100,6 @@ class Outgoing:
         )
 
 
-def delay_until(run_at_epoch: float) -> int | None:
-    """Milliseconds from now until ``run_at_epoch``, or None when it is due already."""
-    delay = int((run_at_epoch - time.time()) * 1000)
-    return delay if delay > 0 else None
-
-
 def send(outgoing: Sequence[Outgoing]) -> None:
     """Put messages on Redis in one round trip (a pipeline), however many there are.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -137,10 +137,9 @@ def _outgoing(prepared: list[_Prepared], inserted: list[sm.InsertedJob]) -> list
     horizon_ms = get_settings().schedule_horizon_seconds * 1000
     out = []
     for p, job in zip(prepared, inserted, strict=True):
-        if job.created and job.queue_job_id is not None:
-            delay = broker.delay_until(job.run_at.timestamp())
-            if delay is None or delay <= horizon_ms:
-                out.append(broker.Outgoing(job.id, job.tenant_id, p.queue, job.queue_job_id, delay))
+        if job.created and job.queue_job_id is not None and job.due_in_ms <= horizon_ms:
+            delay = job.due_in_ms or None
+            out.append(broker.Outgoing(job.id, job.tenant_id, p.queue, job.queue_job_id, delay))
     return out
 
 
@@ -149,7 +148,7 @@ def _prepare(request: JobRequest) -> _Prepared:
     settings = get_settings()
     job_type = request.type if isinstance(request.type, JobType) else get_job_type(request.type)
     payload_json = _validated_payload(job_type, request.payload, settings.max_payload_bytes)
-    run_at = _run_at(request.delay, request.run_at)
+    run_at, delay_seconds = _due(request.delay, request.run_at)
     priority = job_type.priority if request.priority is None else request.priority
     if not -_SMALLINT <= priority <= _SMALLINT:
         raise InvalidOption(f"priority must be between {-_SMALLINT} and {_SMALLINT}")
@@ -169,6 +168,7 @@ def _prepare(request: JobRequest) -> _Prepared:
         max_attempts=max_attempts,
         priority=priority,
         run_at=run_at,
+        delay_seconds=delay_seconds,
         idempotency_key=key,
     )
     return _Prepared(row, job_type.queue)
@@ -195,14 +195,17 @@ def _validated_payload(
     return payload_json
 
 
-def _run_at(delay: float | timedelta | None, run_at: datetime | None) -> datetime | None:
+def _due(
+    delay: float | timedelta | None, run_at: datetime | None
+) -> tuple[datetime | None, float | None]:
+    """(run_at, delay in seconds): a delay is added to the database's clock, not ours."""
     if delay is not None and run_at is not None:
         raise InvalidOption("give delay or run_at, not both")
     if delay is not None:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if seconds < 0:
+        if not seconds >= 0:  # also refuses NaN
             raise InvalidOption("delay must not be negative")
-        return datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
+        return None, seconds
     if run_at is not None and run_at.tzinfo is None:
         raise InvalidOption("run_at must be timezone-aware")
-    return run_at
+    return run_at, None

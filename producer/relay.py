@@ -76,7 +76,7 @@ def _pass(status: JobStatus, *, older_than: float, horizon: float, limit: int, r
                 row.tenant_id,
                 queue,
                 broker.new_message_id(),
-                broker.delay_until(row.run_at.timestamp()),
+                row.due_in_ms or None,
             )
             for row, queue in queued
         ]

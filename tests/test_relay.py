@@ -129,3 +129,23 @@ def test_two_relays_at_once_send_each_job_once(
     for job in jobs:
         events = get_job_events(tenant_id, job.id).items
         assert [e.event_type for e in events] == [EventType.ENQUEUED, EventType.ENQUEUED]
+
+
+def test_far_future_job_waits_in_postgres_until_it_comes_within_the_horizon(
+    tenant_id: uuid.UUID,
+    jobs_env: str,
+    redis_client: redis_lib.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id, delay=3600)
+    assert get_job(tenant_id, job.id).status is JobStatus.PENDING
+    assert job_ids_in_redis(redis_client, jobs_env, "content") == []
+    monkeypatch.setenv("JOBS_RELAY_PENDING_AFTER_SECONDS", "0")
+    get_settings.cache_clear()
+    assert relay_once().resent_pending == 0  # still beyond the 5-minute horizon
+    monkeypatch.setenv("JOBS_SCHEDULE_HORIZON_SECONDS", "7200")
+    get_settings.cache_clear()
+    assert relay_once().resent_pending == 1
+    stored = get_job(tenant_id, job.id)
+    assert stored.status is JobStatus.QUEUED
+    assert redis_client.hexists(f"{jobs_env}:content.DQ.msgs", stored.queue_job_id or "")

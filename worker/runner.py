@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -280,12 +279,11 @@ class Attempt:
             self._fail(error, permanent=False, exc_info=exc_info)
             return
         delay = job_type.backoff.delay(job.attempt)
-        run_at = datetime.now(UTC) + timedelta(seconds=delay)
         message_id = broker.new_message_id()
 
         def write() -> bool:
             with autocommit() as conn:
-                return sm.schedule_retry(conn, job.id, job.attempt, error, run_at, message_id)
+                return sm.schedule_retry(conn, job.id, job.attempt, error, delay, message_id)
 
         with secrets_in_scope(*self.secrets):
             log.warning("job.retrying", error=error, retry_in_s=round(delay, 3), exc_info=exc_info)

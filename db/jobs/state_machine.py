@@ -58,6 +58,8 @@ class NewJob:
     max_attempts: int
     priority: int
     run_at: datetime | None
+    """An explicit due time, or None: due now plus ``delay_seconds`` by the database clock."""
+    delay_seconds: float | None
     idempotency_key: str | None
 
 
@@ -72,6 +74,8 @@ class InsertedJob:
     idempotency_key: str | None
     created: bool
     """False when the idempotency key matched an existing job (nothing was written)."""
+    due_in_ms: int
+    """Milliseconds from now until ``run_at`` by the database clock (0: due)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +99,16 @@ INSERT_PENDING = text(
         SELECT * FROM unnest(
             CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]), CAST(:payloads AS text[]),
             CAST(:message_ids AS text[]), CAST(:max_attempts AS int[]), CAST(:priorities AS int[]),
-            CAST(:run_ats AS timestamptz[]), CAST(:keys AS text[])
+            CAST(:run_ats AS timestamptz[]), CAST(:delays AS float8[]), CAST(:keys AS text[])
         ) WITH ORDINALITY AS i(tenant_id, type, payload, message_id, max_attempts, priority,
-                               run_at, idempotency_key, ord)
+                               run_at, delay, idempotency_key, ord)
     ), inserted AS (
         INSERT INTO content_jobs (tenant_id, type, payload, status, queue_job_id, max_attempts,
                                   priority, run_at, idempotency_key)
         SELECT i.tenant_id, i.type, CAST(i.payload AS jsonb), 'pending', i.message_id,
-               i.max_attempts, i.priority, coalesce(i.run_at, now()), i.idempotency_key
+               i.max_attempts, i.priority,
+               coalesce(i.run_at, now() + make_interval(secs => coalesce(i.delay, 0))),
+               i.idempotency_key
         FROM input i JOIN tenants t ON t.id = i.tenant_id
         -- all or nothing: if any tenant is unknown, insert no row at all
         WHERE (SELECT count(*) FROM tenants WHERE id = ANY(CAST(:tenant_ids AS uuid[])))
@@ -117,13 +123,16 @@ INSERT_PENDING = text(
                    'type', type, 'run_at', run_at, 'idempotency_key', idempotency_key))
         FROM inserted
     )
-    SELECT * FROM inserted ORDER BY id
+    -- due_in_ms: the delay the message gets, by the database clock (never a client's)
+    SELECT *, greatest(0, ceil(extract(epoch FROM run_at - now()) * 1000))::bigint AS due_in_ms
+    FROM inserted ORDER BY id
     """
 )
 
 SELECT_BY_IDEMPOTENCY_KEYS = text(
     """
-    SELECT j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.idempotency_key
+    SELECT j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.idempotency_key,
+           greatest(0, ceil(extract(epoch FROM j.run_at - now()) * 1000))::bigint AS due_in_ms
     FROM content_jobs j
     JOIN unnest(CAST(:tenant_ids AS uuid[]), CAST(:keys AS text[])) AS k(tenant_id, key)
       ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key
@@ -146,6 +155,7 @@ def insert_pending(conn: Connection, jobs: Sequence[NewJob]) -> list[InsertedJob
         "max_attempts": [j.max_attempts for j in jobs],
         "priorities": [j.priority for j in jobs],
         "run_ats": [j.run_at for j in jobs],
+        "delays": [j.delay_seconds for j in jobs],
         "keys": [j.idempotency_key for j in jobs],
         "n_tenants": len({j.tenant_id for j in jobs}),
     }
@@ -177,6 +187,7 @@ def _inserted(row: Any, *, created: bool) -> InsertedJob:
         run_at=row.run_at,
         idempotency_key=row.idempotency_key,
         created=created,
+        due_in_ms=int(row.due_in_ms),
     )
 
 
@@ -227,7 +238,9 @@ def record_resend(
 
 UNSENT_CANDIDATES = text(
     """
-    SELECT id, tenant_id, type, status, queue_job_id, run_at FROM content_jobs
+    SELECT id, tenant_id, type, status, queue_job_id, run_at,
+           greatest(0, ceil(extract(epoch FROM run_at - now()) * 1000))::bigint AS due_in_ms
+    FROM content_jobs
     WHERE status = :status AND updated_at < now() - make_interval(secs => :older_than)
       AND run_at <= now() + make_interval(secs => :horizon)
     ORDER BY run_at, id
@@ -567,14 +580,15 @@ SCHEDULE_RETRY = text(
     WITH moved AS (
         UPDATE content_jobs
         SET status = 'queued', error_message = :error, queue_job_id = :message_id,
-            run_at = :run_at, lease_expires_at = NULL, updated_at = now()
+            run_at = now() + make_interval(secs => :delay), lease_expires_at = NULL,
+            updated_at = now()
         WHERE id = :id AND status = 'active' AND attempts = :attempt
-        RETURNING id, tenant_id, attempts
+        RETURNING id, tenant_id, attempts, run_at
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'retry',
                jsonb_build_object('attempt', attempts, 'error', CAST(:error AS text),
-                                  'next_run_at', CAST(:run_at AS timestamptz))
+                                  'next_run_at', run_at)
         FROM moved
     )
     SELECT id FROM moved
@@ -583,15 +597,15 @@ SCHEDULE_RETRY = text(
 
 
 def schedule_retry(
-    conn: Connection, job_id: int, attempt: int, error: str, run_at: datetime, message_id: str
+    conn: Connection, job_id: int, attempt: int, error: str, delay_seconds: float, message_id: str
 ) -> bool:
-    """active -> queued for another attempt at ``run_at``; the caller sends ``message_id``
-    (delayed) after commit. False: the lease was lost."""
+    """active -> queued for another attempt ``delay_seconds`` from now (database clock); the
+    caller sends ``message_id`` with that delay after commit. False: the lease was lost."""
     params = {
         "id": job_id,
         "attempt": attempt,
         "error": error,
-        "run_at": run_at,
+        "delay": delay_seconds,
         "message_id": message_id,
     }
     return conn.execute(SCHEDULE_RETRY, params).first() is not None
