@@ -247,72 +247,52 @@ class Attempt:
         with secrets_in_scope(*self.secrets):
             return redact_text(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]
 
-    def _complete(self, result_json: str) -> None:
-        job = self.job
-        duration = self._elapsed_ms()
+    def _record(self, transition: Callable[..., bool], *args: Any) -> bool:
+        """Run one fenced state-machine transition of this attempt (retried while PostgreSQL
+        is briefly unreachable). False: the lease was lost, nothing was written."""
 
         def write() -> bool:
             with autocommit() as conn:
-                return sm.complete(conn, job.id, job.attempt, result_json, duration)
+                return transition(conn, self.job.id, self.job.attempt, *args)
 
-        if with_db_retry(write):
+        return with_db_retry(write)
+
+    def _complete(self, result_json: str) -> None:
+        duration = self._elapsed_ms()
+        if self._record(sm.complete, result_json, duration):
             log.info("job.completed", duration_ms=duration)
-            metrics.outcome(job.type, "succeeded", duration / 1000)
+            metrics.outcome(self.job.type, "succeeded", duration / 1000)
         else:
             log.warning("job.complete.lease_lost", duration_ms=duration)
 
     def _fail(self, error: str, *, permanent: bool, exc_info: bool = False) -> None:
-        job = self.job
-
-        def write() -> bool:
-            with autocommit() as conn:
-                return sm.fail(conn, job.id, job.attempt, error)
-
         with secrets_in_scope(*self.secrets):
             log.error("job.failed", error=error, permanent=permanent, exc_info=exc_info)
-        if with_db_retry(write):
-            metrics.outcome(job.type, "failed", self._elapsed_ms() / 1000)
+        if self._record(sm.fail, error):
+            metrics.outcome(self.job.type, "failed", self._elapsed_ms() / 1000)
 
     def _retry_or_fail(self, job_type: JobType[Any], error: str, *, exc_info: bool) -> None:
-        job = self.job
-        if job.attempt >= job.max_attempts:
+        if self.job.attempt >= self.job.max_attempts:
             self._fail(error, permanent=False, exc_info=exc_info)
             return
-        delay = job_type.backoff.delay(job.attempt)
+        delay = job_type.backoff.delay(self.job.attempt)
         message_id = broker.new_message_id()
-
-        def write() -> bool:
-            with autocommit() as conn:
-                return sm.schedule_retry(conn, job.id, job.attempt, error, delay, message_id)
-
         with secrets_in_scope(*self.secrets):
             log.warning("job.retrying", error=error, retry_in_s=round(delay, 3), exc_info=exc_info)
-        if with_db_retry(write):
-            metrics.outcome(job.type, "retried", self._elapsed_ms() / 1000)
+        if self._record(sm.schedule_retry, error, delay, message_id):
+            metrics.outcome(self.job.type, "retried", self._elapsed_ms() / 1000)
             self._send(message_id, int(delay * 1000))
 
     def _cancelled(self) -> None:
-        job = self.job
-
-        def write() -> bool:
-            with autocommit() as conn:
-                return sm.finish_cancelled(conn, job.id, job.attempt, "cancel requested")
-
-        if with_db_retry(write):
+        if self._record(sm.finish_cancelled, "cancel requested"):
             log.info("job.cancelled", duration_ms=self._elapsed_ms())
-            metrics.outcome(job.type, "cancelled", self._elapsed_ms() / 1000)
+            metrics.outcome(self.job.type, "cancelled", self._elapsed_ms() / 1000)
 
     def _release(self) -> None:
-        job = self.job
         message_id = broker.new_message_id()
-
-        def write() -> bool:
-            with autocommit() as conn:
-                return sm.release(conn, job.id, job.attempt, message_id)
-
-        if with_db_retry(write):
+        if self._record(sm.release, message_id):
             log.warning("job.released", reason="worker shutdown")
-            metrics.outcome(job.type, "released")
+            metrics.outcome(self.job.type, "released")
             self._send(message_id, None)
 
     def _send(self, message_id: str, delay_ms: int | None) -> None:
