@@ -66,6 +66,8 @@ class Work(BaseModel):
     sleep_ms: float = 5.0
     progress_every: int = 5
     """Jobs whose ``n`` is a multiple of this report progress halfway (a checkpoint)."""
+    fail_attempts: int = 0
+    """Attempts up to this one raise (and are retried)."""
 
 
 work_type = job_type(
@@ -77,9 +79,22 @@ work_type = job_type(
     backoff=Backoff(base_seconds=0.1, max_seconds=0.5),
 )
 
+flaky_type = job_type(
+    "fault_flaky",
+    Work,
+    queue=QUEUE,
+    max_attempts=10,
+    time_limit_seconds=60.0,
+    # Long enough for a retry's message to wait in Redis's delay queue for a while.
+    backoff=Backoff(base_seconds=3.0, max_seconds=3.0),
+)
 
+
+@handles(flaky_type)
 @handles(work_type)
 def do_work(ctx: JobContext[Work]) -> dict[str, Any]:
+    if ctx.attempt <= ctx.payload.fail_attempts:
+        raise RuntimeError(f"failing attempt {ctx.attempt} on purpose")
     half = ctx.payload.sleep_ms / 2000
     time.sleep(half)
     if ctx.payload.progress_every and ctx.payload.n % ctx.payload.progress_every == 0:

@@ -10,6 +10,7 @@ and leave nothing running: :meth:`Processes.stop_all` kills every group it start
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -199,9 +200,7 @@ class Processes:
 
     def running(self, name: str | None = None) -> list[Proc]:
         return [
-            p
-            for p in self.started
-            if p.alive() and (name is None or p.name.startswith(f"{name}-"))
+            p for p in self.started if p.alive() and (name is None or p.name.startswith(f"{name}-"))
         ]
 
     def log_files(self) -> list[Path]:
@@ -224,7 +223,7 @@ class Processes:
             proc.wait_gone(10.0)
 
 
-# --- a Redis server of a test's own, restartable on the same port ------------------------------
+# --- a Redis server of a test's own, restartable on the same port ---------------------------------
 
 
 def redis_server_binary() -> str:
@@ -265,7 +264,9 @@ class RedisServer:
                 except redis.RedisError:
                     pass
                 if not self.proc.alive() or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis on port {self.port} did not start\n{self.proc.tail()}")
+                    raise RuntimeError(
+                        f"redis on port {self.port} did not start\n{self.proc.tail()}"
+                    )
                 time.sleep(0.05)
         finally:
             client.close()
@@ -280,23 +281,38 @@ class RedisServer:
 # --- PostgreSQL restart ---------------------------------------------------------------------------
 
 
-def restart_postgres(dev_dir: Path, timeout: float = 90.0) -> float:
-    """``pg_ctl restart -m fast -w`` of the embedded PostgreSQL in ``dev_dir`` (db/embedded.py):
-    same data directory, same options (pg_ctl reuses postmaster.opts), so the same port. Run as
-    the same system user db/embedded.py starts it as. Returns how long it took, in seconds."""
+def restart_postgres(dev_dir: Path, *, down_seconds: float = 0.0, timeout: float = 90.0) -> float:
+    """Restart the embedded PostgreSQL of ``dev_dir`` (db/embedded.py) on the same port, as the
+    same system user db/embedded.py runs it as; returns how long it took, in seconds.
+
+    ``down_seconds=0``: ``pg_ctl restart -m fast -w`` (a blip: every connection is cut). Else
+    ``pg_ctl stop -m fast``, ``down_seconds`` without any server, then ``pg_ctl start`` with the
+    options the server ran with (``postmaster.opts``, as ``pg_ctl restart`` uses them): same
+    port, same data.
+    """
     from db import embedded
 
-    root = Path(dev_dir).resolve()
-    pg_dir = root / "postgres"
-    pg_ctl = embedded._pg_bin() / "pg_ctl"  # noqa: SLF001 - the module's own binary location
-    user = embedded._PG_SYSTEM_USER if os.geteuid() == 0 else None  # noqa: SLF001
-    argv = [
-        str(pg_ctl), "-D", str(pg_dir / "data"), "-l", str(pg_dir / "postgres.log"),
-        "-m", "fast", "-w", "-t", "60", "restart",
-    ]  # fmt: skip
+    pg_dir = Path(dev_dir).resolve() / "postgres"
+    data = pg_dir / "data"
+    pg_ctl = str(embedded._pg_bin() / "pg_ctl")
+    common = ["-D", str(data), "-l", str(pg_dir / "postgres.log"), "-w", "-t", "60"]
     started = time.monotonic()
-    # Output to a file, not a pipe: the restarted server must not hold our pipe open.
-    with (pg_dir / "restart.out").open("ab") as out:
+    if down_seconds <= 0:
+        _pg_ctl(pg_dir, [pg_ctl, *common, "-m", "fast", "restart"], timeout)
+    else:
+        options = shlex.split((data / "postmaster.opts").read_text())[1:]  # minus the binary
+        _pg_ctl(pg_dir, [pg_ctl, *common, "-m", "fast", "stop"], timeout)
+        time.sleep(down_seconds)
+        _pg_ctl(pg_dir, [pg_ctl, *common, "-o", shlex.join(options), "start"], timeout)
+    return time.monotonic() - started
+
+
+def _pg_ctl(pg_dir: Path, argv: list[str], timeout: float) -> None:
+    from db import embedded
+
+    user = embedded._PG_SYSTEM_USER if os.geteuid() == 0 else None
+    # Output to a file, not a pipe: the (re)started server must not hold our pipe open.
+    with (pg_dir / "pg_ctl.out").open("ab") as out:
         proc = subprocess.run(
             argv,
             stdin=subprocess.DEVNULL,
@@ -309,7 +325,6 @@ def restart_postgres(dev_dir: Path, timeout: float = 90.0) -> float:
         )
     if proc.returncode != 0:
         raise RuntimeError(
-            f"pg_ctl restart failed ({proc.returncode}):\n{tail(pg_dir / 'restart.out')}\n"
+            f"{' '.join(argv)} failed ({proc.returncode}):\n{tail(pg_dir / 'pg_ctl.out')}\n"
             f"{tail(pg_dir / 'postgres.log')}"
         )
-    return time.monotonic() - started

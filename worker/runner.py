@@ -216,10 +216,21 @@ class Attempt:
     # --- controls handed to the context ------------------------------------------------------
 
     def _write_progress(self, percent: int, message: str | None) -> tuple[bool, bool]:
-        with autocommit() as conn:
-            state = sm.record_progress(
-                conn, self.job.id, self.job.attempt, percent, message, self.settings.lease_seconds
-            )
+        """A progress write rides out a database blip like the outcomes do: losing the
+        connection for a second must not cost the job an attempt."""
+
+        def write() -> sm.LeaseState:
+            with autocommit() as conn:
+                return sm.record_progress(
+                    conn,
+                    self.job.id,
+                    self.job.attempt,
+                    percent,
+                    message,
+                    self.settings.lease_seconds,
+                )
+
+        state = with_db_retry(write)
         return state.held, state.cancel_requested
 
     def _refresh(self) -> tuple[bool, bool]:

@@ -376,17 +376,19 @@ CLAIM = text(
         WHERE j.id = t.id
         RETURNING j.id, j.tenant_id, j.type, j.payload, j.attempts, j.max_attempts,
                   j.lease_expires_at, t.status = 'active' AS rescued
-    ), rescued_event AS (
+    ), events AS (
+        -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
-        SELECT id, tenant_id, 'rescued',
-               jsonb_build_object('attempt', attempts - 1, 'reason', 'lease expired')
-        FROM claimed WHERE rescued
-    ), started_event AS (
-        INSERT INTO job_events (job_id, tenant_id, event_type, data)
-        SELECT id, tenant_id, 'started',
-               jsonb_build_object('attempt', attempts, 'message_id', CAST(:message_id AS text),
-                                  'worker', CAST(:worker AS text))
-        FROM claimed
+        SELECT c.id, c.tenant_id, e.event_type, e.data
+        FROM claimed c CROSS JOIN LATERAL (VALUES
+            (1, 'rescued',
+             jsonb_build_object('attempt', c.attempts - 1, 'reason', 'lease expired')),
+            (2, 'started',
+             jsonb_build_object('attempt', c.attempts, 'message_id', CAST(:message_id AS text),
+                                'worker', CAST(:worker AS text)))
+        ) AS e(ord, event_type, data)
+        WHERE e.event_type = 'started' OR c.rescued
+        ORDER BY e.ord
     )
     SELECT * FROM claimed
     """
