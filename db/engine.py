@@ -23,13 +23,19 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _engine_pid: int | None = None
 _sessions: sessionmaker[Session] | None = None
+_autocommit_engine: Engine | None = None
 
 
-def build_engine(url: str, settings: Settings | None = None) -> Engine:
-    """A new engine for ``url`` with the project's pool, timeouts and query logging."""
+def build_engine(url: str, settings: Settings | None = None, *, autocommit: bool = False) -> Engine:
+    """A new engine for ``url`` with the project's pool, timeouts and query logging.
+
+    ``autocommit``: every connection of its pool is in autocommit mode from the start, so a
+    checkout costs no isolation-level switch (the state machine's hot path).
+    """
     settings = settings or get_settings()
     engine = create_engine(
         sqlalchemy_url(url),
+        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         # No pre-ping: it costs a round trip per checkout. A connection broken by a server
@@ -48,13 +54,20 @@ def build_engine(url: str, settings: Settings | None = None) -> Engine:
 
 def get_engine() -> Engine:
     """The engine of this process (rebuilt after a fork: pools must not cross processes)."""
-    global _engine, _engine_pid, _sessions
+    return _engines()[0]
+
+
+def _engines() -> tuple[Engine, Engine]:
+    """(transactional engine, autocommit engine), built together on first use."""
+    global _engine, _engine_pid, _sessions, _autocommit_engine
     with _lock:
-        if _engine is None or _engine_pid != os.getpid():
-            _engine = build_engine(database_url())
+        if _engine is None or _autocommit_engine is None or _engine_pid != os.getpid():
+            url = database_url()
+            _engine = build_engine(url)
+            _autocommit_engine = build_engine(url, autocommit=True)
             _engine_pid = os.getpid()
             _sessions = sessionmaker(_engine, expire_on_commit=False)
-        return _engine
+        return _engine, _autocommit_engine
 
 
 def session_factory() -> sessionmaker[Session]:
@@ -66,11 +79,12 @@ def session_factory() -> sessionmaker[Session]:
 
 def reset_engine() -> None:
     """Dispose of the engine so the next use builds one from current settings (tests, CLI)."""
-    global _engine, _engine_pid, _sessions
+    global _engine, _engine_pid, _sessions, _autocommit_engine
     with _lock:
-        if _engine is not None:
-            _engine.dispose()
-        _engine, _engine_pid, _sessions = None, None, None
+        for engine in (_engine, _autocommit_engine):
+            if engine is not None:
+                engine.dispose()
+        _engine, _engine_pid, _sessions, _autocommit_engine = None, None, None, None
 
 
 @contextmanager
@@ -95,7 +109,14 @@ def autocommit(engine: Engine | None = None) -> Iterator[Connection]:
     """A connection where each statement commits by itself: one round trip per statement.
 
     Used for the state machine's single-statement transitions: the statement *is* the
-    transaction, so its status change and its event still commit together.
+    transaction, so its status change and its event still commit together. Without
+    ``engine``, from this process's autocommit pool; with one (a caller's own engine), a
+    connection of its pool switched to autocommit for the block.
     """
-    with wrap_db_errors(), (engine or get_engine()).connect() as conn:
-        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+    with wrap_db_errors():
+        if engine is None:
+            with _engines()[1].connect() as conn:
+                yield conn
+        else:
+            with engine.connect() as conn:
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import psycopg
 import pydantic
 import sqlalchemy.exc
 
@@ -111,9 +112,10 @@ _BY_SQLSTATE: dict[str, tuple[type[IntegrityViolation], str]] = {
 }
 
 
-def translate(exc: sqlalchemy.exc.DBAPIError) -> DatabaseError:
-    """Our error for a driver error: typed by SQLSTATE, named by constraint, values left out."""
-    orig = exc.orig
+def translate(exc: sqlalchemy.exc.DBAPIError | psycopg.Error) -> DatabaseError:
+    """Our error for a driver error (raised through SQLAlchemy, or by psycopg directly on the
+    state machine's hot path): typed by SQLSTATE, named by constraint, values left out."""
+    orig = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
     sqlstate = getattr(orig, "sqlstate", None)
     diag = getattr(orig, "diag", None)
     if sqlstate in _BY_SQLSTATE:
@@ -126,9 +128,15 @@ def translate(exc: sqlalchemy.exc.DBAPIError) -> DatabaseError:
         return cls(f"{text} {constraint}", constraint=constraint)
     if isinstance(exc, sqlalchemy.exc.OperationalError) and exc.connection_invalidated:
         return DatabaseUnavailable("lost the connection to PostgreSQL")
-    if isinstance(exc, sqlalchemy.exc.OperationalError) and sqlstate is None:
+    if isinstance(exc, sqlalchemy.exc.OperationalError | psycopg.OperationalError) and (
+        sqlstate is None or sqlstate.startswith("08") or sqlstate in _SHUTDOWN_STATES
+    ):
         return DatabaseUnavailable("could not connect to PostgreSQL")
     return DatabaseError(f"database error (SQLSTATE {sqlstate or 'unknown'})")
+
+
+# admin_shutdown, crash_shutdown, cannot_connect_now: the server is restarting.
+_SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 
 @contextmanager
@@ -136,5 +144,5 @@ def wrap_db_errors() -> Iterator[None]:
     """Re-raise SQLAlchemy/psycopg errors as :class:`DatabaseError` subclasses."""
     try:
         yield
-    except sqlalchemy.exc.DBAPIError as exc:
+    except (sqlalchemy.exc.DBAPIError, psycopg.Error) as exc:
         raise translate(exc) from None

@@ -16,6 +16,27 @@ log = structlog.get_logger("db.query")
 _MAX_STATEMENT = 300
 
 
+def observe_query(statement: str, duration_ms: float, rows: int) -> None:
+    """Log one statement run outside SQLAlchemy's events (the state machine's hot path) by the
+    same rules: a warning when slow, a debug line otherwise when debug is on."""
+    from db.settings import get_settings
+
+    settings = get_settings()
+    if duration_ms >= settings.slow_query_ms:
+        log.warning(
+            "db.query.slow",
+            statement=_clip(statement),
+            duration_ms=round(duration_ms, 3),
+            rows=rows,
+        )
+    elif settings.log_level.upper() == "DEBUG":
+        log.debug("db.query", statement=_clip(statement), duration_ms=round(duration_ms, 3))
+
+
+def _clip(statement: str) -> str:
+    return " ".join(statement.split())[:_MAX_STATEMENT]
+
+
 def install_query_logging(engine: Engine, *, slow_ms: float, debug: bool = False) -> None:
     """Attach the timing hooks to ``engine``; ``debug`` also logs every fast statement."""
 
@@ -31,7 +52,7 @@ def install_query_logging(engine: Engine, *, slow_ms: float, debug: bool = False
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if duration_ms < slow_ms and not debug:
             return
-        text = " ".join(statement.split())[:_MAX_STATEMENT]
+        text = _clip(statement)
         if duration_ms >= slow_ms:
             log.warning(
                 "db.query.slow", statement=text, duration_ms=duration_ms, rows=cursor.rowcount
