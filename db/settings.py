@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         "(Dramatiq's exposition server; unset: no metrics endpoint).",
     )
     worker_poll_ms: int = Field(
-        default=100,
+        default=10,
         description="Longest pause of an idle worker between two polls of Redis "
         "(Dramatiq's worker_timeout; its default is 1000).",
     )

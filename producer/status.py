@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 
 from db.engine import autocommit
 from db.models import ContentJob, JobEvent, JobStatus
@@ -57,11 +57,16 @@ def _limit(limit: int) -> int:
     return limit
 
 
+GET_JOB = select(jobs_t).where(
+    jobs_t.c.id == bindparam("job_id"), jobs_t.c.tenant_id == bindparam("tenant_id")
+)
+"""Built once: the status API's most frequent statement (primary key lookup)."""
+
+
 def get_job(tenant_id: uuid.UUID, job_id: int) -> JobRead:
     """One job with its last progress and last error. JobNotFound for another tenant's id."""
-    query = select(jobs_t).where(jobs_t.c.id == job_id, jobs_t.c.tenant_id == tenant_id)
     with autocommit() as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).first()
     if row is None:
         raise JobNotFound(f"job {job_id} not found")
     return JobRead.model_validate(row)

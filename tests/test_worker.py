@@ -300,3 +300,32 @@ def test_concurrent_duplicate_deliveries_run_the_handler_once(
     assert wait_for(tenant_id, job.id).status is JobStatus.SUCCEEDED
     time.sleep(0.3)
     assert started_runs.count((tenant_id, job.id)) == 1
+
+
+def test_pruner_deletes_old_terminal_jobs_and_their_events_only(
+    tenant_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db.engine import transaction
+    from worker.maintenance import prune_once
+
+    done = [enqueue(echo_type, {"value": i}, tenant_id=tenant_id) for i in range(5)]
+    live = enqueue(echo_type, {"value": 99}, tenant_id=tenant_id)
+    for job in done:
+        with autocommit() as conn:
+            claimed = sm.claim(
+                conn, job.id, tenant_id, lease_seconds=30, message_id=None, worker=None
+            )
+            assert claimed is not None
+            assert sm.complete(conn, job.id, claimed.attempt, "null", 1.0)
+    monkeypatch.setenv("JOBS_RETENTION_DAYS", "0.000001")  # ~0.09 s
+    monkeypatch.setenv("JOBS_PRUNE_BATCH_SIZE", "2")  # three statements for five jobs
+    get_settings.cache_clear()
+    time.sleep(0.2)
+    assert prune_once() == 5
+    with transaction() as conn:
+        left = conn.exec_driver_sql(
+            "select count(*) from job_events where tenant_id = %s", (tenant_id,)
+        ).scalar()
+    assert left == 1  # the live job's enqueued event
+    assert get_job(tenant_id, live.id).status is JobStatus.QUEUED
+    assert prune_once() == 0

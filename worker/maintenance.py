@@ -71,12 +71,18 @@ def rescue_once() -> int:
     return len(rescued)
 
 
-def prune_once() -> int:
-    """Delete one batch of terminal jobs past the retention (their events cascade)."""
+def prune_once(*, max_batches: int = 100) -> int:
+    """Delete terminal jobs past the retention (their events cascade), a batch per statement,
+    batch after batch while they come back full: the pruner keeps up with any job rate."""
     settings = get_settings()
     params = {"retention": settings.retention_days * 86400, "limit": settings.prune_batch_size}
-    with autocommit() as conn:
-        deleted = int(conn.execute(PRUNE, params).rowcount)
+    deleted = 0
+    for _ in range(max_batches):
+        with autocommit() as conn:
+            batch = int(conn.execute(PRUNE, params).rowcount)
+        deleted += batch
+        if batch < settings.prune_batch_size:
+            break
     if deleted:
         log.info("pruner.deleted", jobs=deleted)
     return deleted

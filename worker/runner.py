@@ -143,7 +143,7 @@ class Attempt:
     def run(self) -> None:
         job = self.job
         with structlog.contextvars.bound_contextvars(job_type=job.type, attempt=job.attempt):
-            log.info("job.started", max_attempts=job.max_attempts)
+            log.debug("job.started", max_attempts=job.max_attempts)
             try:
                 job_type = get_job_type(job.type)
             except UnknownJobType:

@@ -1,0 +1,27 @@
+"""The noop job type and its handler, imported by our workers through JOBS_IMPORTS.
+
+It goes through the whole system (outbox row, claim with lease, ``started`` and ``completed``
+events) and does nothing else, so what the bench measures is the system's own cost.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from producer.job_types import job_type
+from worker.context import JobContext
+from worker.handlers.registry import handles
+
+QUEUE = "bench"
+
+
+class NoopPayload(BaseModel):
+    n: int = 0
+
+
+noop = job_type("bench_noop", NoopPayload, queue=QUEUE, max_attempts=3, description="bench")
+
+
+@handles(noop)
+def run_noop(ctx: JobContext[NoopPayload]) -> None:
+    """Does nothing: the result stored is JSON null."""

@@ -1,0 +1,216 @@
+"""This system's side of each measure: the noop job type through the whole system.
+
+Every job has its full event trail (``enqueued``, ``started``, ``completed``), its outbox row,
+its claim with a lease, and the worker's logging as shipped (JSON at INFO).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import redis
+
+from bench.latency import open_loop
+from bench.noop_jobs import noop
+from bench.procs import ServerCpu, WorkerGroup, WorkerShape, ours_argv, poll_env, self_cpu
+from bench.results import DrainResult, LatencyResult, RateResult
+from bench.services import QUEUE, Env, Servers, scratch, wait_until
+from bench.stats import p50_p99
+from db.engine import reset_engine
+from db.tenants import create_tenant
+from producer import JobRequest, enqueue, enqueue_many
+
+POLL_S = 0.01
+BATCH = 1000
+
+
+def _tenant() -> uuid.UUID:
+    return create_tenant(name="bench", slug=f"bench-{uuid.uuid4().hex[:8]}").id
+
+
+def _workers(env: Env, shape: WorkerShape, log_dir: Path, **settings: str) -> WorkerGroup:
+    worker_env = env.worker_env()
+    worker_env.update(poll_env(shape))
+    worker_env.update({f"JOBS_{k.upper()}": v for k, v in settings.items()})
+    return WorkerGroup(f"ours-{env.namespace}", ours_argv(shape, QUEUE), worker_env, log_dir)
+
+
+def fill(tenant: uuid.UUID, jobs: int, start: int = 0) -> None:
+    """Queue ``jobs`` noop jobs with ``enqueue_many`` (batches of 1,000)."""
+    for offset in range(0, jobs, BATCH):
+        size = min(BATCH, jobs - offset)
+        enqueue_many([JobRequest(noop, {"n": start + offset + i}, tenant) for i in range(size)])
+
+
+def _commits(env: Env) -> int:
+    with env.pg() as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])  # type: ignore[call-overload]
+
+
+def _redis_commands(client: redis.Redis) -> int:
+    return int(client.info("stats")["total_commands_processed"])
+
+
+def drain(
+    srv: Servers,
+    shape: WorkerShape,
+    jobs: int,
+    log_dir: Path,
+    db_settings: dict[str, str] | None = None,
+    **settings: str,
+) -> DrainResult:
+    """Queue ``jobs``, start the workers, wait for the last completion. Times come from the
+    database: ``max(completed_at)`` minus the database clock read just before the launch.
+
+    ``settings`` are JOBS_* settings of the workers; ``db_settings`` are set on the scratch
+    database (``ALTER DATABASE ... SET``) for diagnostic runs."""
+    with scratch(srv) as env, env.pg() as conn:
+        for name, value in (db_settings or {}).items():
+            conn.execute(f"ALTER DATABASE {conn.info.dbname} SET {name} = '{value}'")
+        tenant = _tenant()
+        fill(tenant, jobs)
+        client = env.redis()
+        msgs = f"{env.namespace}:{QUEUE}.msgs"
+        assert client.hlen(msgs) == jobs
+        group = _workers(env, shape, log_dir, **settings)
+        cpu = ServerCpu(srv.redis_url, env.database_url)
+        commits, commands, polls = _commits(env), _redis_commands(client), 0
+        cpu.mark()
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        launched: datetime = row[0]  # type: ignore[assignment]
+        started = time.perf_counter()
+        group.start()
+        redis_empty = None
+        try:
+            while redis_empty is None:
+                polls += 1
+                if client.hlen(msgs) == 0:
+                    redis_empty = time.perf_counter() - started
+                elif time.perf_counter() - started > 900:
+                    raise RuntimeError("drain did not finish:\n" + group.tail())
+                else:
+                    time.sleep(POLL_S)
+            query = "SELECT count(*) FROM content_jobs WHERE status = 'succeeded'"
+            if not wait_until(lambda: conn.execute(query).fetchone() == (jobs,), 60, 0.1):
+                raise RuntimeError("Redis is empty but jobs are not all succeeded")
+            worker_cpu = group.cpu_seconds()
+            pg_cpu, redis_cpu = cpu.since()
+            commands = _redis_commands(client) - commands - polls - 1
+        finally:
+            group.stop()
+        first, last = conn.execute(
+            "SELECT min(started_at), max(completed_at) FROM content_jobs"
+        ).fetchone()  # type: ignore[misc]
+        time.sleep(1.0)  # backends flush their statistics when they exit
+        commits = _commits(env) - commits
+        client.close()
+        return DrainResult(
+            side="ours",
+            jobs=jobs,
+            seconds=(last - launched).total_seconds(),
+            steady_seconds=(last - first).total_seconds(),
+            worker_cpu_ms_per_job=worker_cpu * 1000 / jobs,
+            pg_cpu_ms_per_job=pg_cpu * 1000 / jobs,
+            redis_cpu_ms_per_job=redis_cpu * 1000 / jobs,
+            redis_commands_per_job=commands / jobs,
+            commits_per_job=commits / jobs,
+            redis_empty_seconds=redis_empty,
+        )
+
+
+def _rate(srv: Servers, count: int, batch: int | None) -> RateResult:
+    with scratch(srv) as env:
+        tenant = _tenant()
+        client = env.redis()
+        warm = min(200, count)
+        for i in range(warm):
+            enqueue(noop, {"n": i}, tenant_id=tenant)
+        cpu = ServerCpu(srv.redis_url, env.database_url)
+        reset_engine()  # backends flush their statistics when they exit
+        time.sleep(0.5)
+        commits, commands = _commits(env), _redis_commands(client)
+        cpu.mark()
+        cpu0 = self_cpu()
+        started = time.perf_counter()
+        if batch is None:
+            for i in range(count):
+                enqueue(noop, {"n": i}, tenant_id=tenant)
+        else:
+            for offset in range(0, count, batch):
+                size = min(batch, count - offset)
+                enqueue_many([JobRequest(noop, {"n": offset + i}, tenant) for i in range(size)])
+        seconds = time.perf_counter() - started
+        producer = self_cpu() - cpu0
+        pg_cpu, redis_cpu = cpu.since()
+        commands = _redis_commands(client) - commands - 1
+        client.close()
+        reset_engine()
+        time.sleep(0.5)
+        commits = _commits(env) - commits
+        return RateResult(
+            side="ours" if batch is None else f"ours (batches of {batch})",
+            jobs=count,
+            seconds=seconds,
+            producer_cpu_us_per_job=producer * 1e6 / count,
+            pg_cpu_us_per_job=pg_cpu * 1e6 / count,
+            redis_cpu_us_per_job=redis_cpu * 1e6 / count,
+            commits_per_job=commits / count,
+            redis_commands_per_job=commands / count,
+        )
+
+
+def enqueue_rate(srv: Servers, count: int) -> RateResult:
+    """``enqueue`` in a loop from one thread, no workers running."""
+    return _rate(srv, count, None)
+
+
+def enqueue_many_rate(srv: Servers, count: int, batch: int) -> RateResult:
+    """``enqueue_many`` with ``batch`` jobs per call, from one thread, no workers running."""
+    return _rate(srv, count, batch)
+
+
+def latency(
+    srv: Servers, shape: WorkerShape, rate: float, seconds: float, log_dir: Path
+) -> LatencyResult:
+    """Open-loop ``enqueue`` at ``rate``; latency = the ``started`` event's ``created_at``
+    minus the job's ``created_at`` (both the database's clock)."""
+    with scratch(srv) as env, env.pg() as conn:
+        tenant = _tenant()
+        group = _workers(env, shape, log_dir)
+        try:
+            group.start()
+            fill(tenant, 20)
+            done = "SELECT count(*) FROM content_jobs WHERE status = 'succeeded'"
+            if not wait_until(lambda: conn.execute(done).fetchone() == (20,), 60):
+                raise RuntimeError("workers did not start:\n" + group.tail())
+            time.sleep(0.5)
+
+            def send(i: int) -> None:
+                enqueue(noop, {"n": i}, tenant_id=tenant)
+
+            loop = open_loop(send, rate, seconds)
+            total = loop.sent + 20
+            if not wait_until(lambda: conn.execute(done).fetchone() == (total,), 120, 0.1):
+                raise RuntimeError("latency jobs did not all run:\n" + group.tail())
+        finally:
+            group.stop()
+        rows = conn.execute(
+            """
+            SELECT extract(epoch FROM e.created_at - j.created_at) * 1000
+            FROM content_jobs j JOIN job_events e ON e.job_id = j.id
+            WHERE e.event_type = 'started' AND j.id > (SELECT min(id) + 19 FROM content_jobs)
+            """
+        ).fetchall()
+    values = [float(r[0]) for r in rows]  # type: ignore[arg-type]
+    p50, p99 = p50_p99(values)
+    return LatencyResult(
+        "ours", rate, loop.achieved_rate, len(values), p50, p99, max(values), loop.lag_p99_ms
+    )

@@ -1,0 +1,45 @@
+"""The raw Dramatiq side: a stock RedisBroker and noop actors, nothing of this project.
+
+``python -m dramatiq bench.raw_app`` loads this module in each worker process; the bench
+process calls :func:`build` itself to send. The broker has Dramatiq's default middleware and
+the namespace given by ``BENCH_RAW_NAMESPACE`` (one per run, like ours).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+QUEUE = "bench"
+
+
+def build(redis_url: str, namespace: str) -> tuple[RedisBroker, Any, Any]:
+    """(broker, noop actor, latency actor) on ``namespace``."""
+    broker = RedisBroker(url=redis_url, namespace=namespace)
+
+    def noop(n: int = 0) -> None:
+        """Does nothing: what is measured is the queue's own cost."""
+
+    def noop_latency(key: str, sent_ms: float) -> None:
+        """Records enqueue-to-start latency: ``sent_ms`` is the producer's clock just before
+        ``send`` (what Dramatiq stamps as ``message_timestamp``). The RPUSH is the raw side's
+        only extra cost, one Redis command per job, paid after the time is taken."""
+        started = time.time() * 1000 - sent_ms
+        broker.client.rpush(key, started)
+
+    actors = (
+        dramatiq.actor(noop, actor_name="bench_noop", queue_name=QUEUE, broker=broker),
+        dramatiq.actor(
+            noop_latency, actor_name="bench_noop_latency", queue_name=QUEUE, broker=broker
+        ),
+    )
+    return broker, actors[0], actors[1]
+
+
+if "BENCH_RAW_NAMESPACE" in os.environ:  # a worker process started by the bench
+    broker, _, _ = build(os.environ["REDIS_URL"], os.environ["BENCH_RAW_NAMESPACE"])
+    dramatiq.set_broker(broker)

@@ -1,0 +1,703 @@
+"""``docs/benchmarks.md`` and its plot, written from one session's results.
+
+Every figure is the median of the runs (ratios are ratios of medians); each table says the
+goal and whether it was met, and by how much it was missed. Evidence for a gap (CPU per job
+in each process, commits and Redis commands per job) sits beside the throughput it explains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.results import (
+    ChurnResult,
+    ChurnSample,
+    DrainResult,
+    LatencyResult,
+    QueryResult,
+    RateResult,
+)
+from bench.stats import median
+
+
+@dataclass
+class Suite:
+    """Everything one ``python -m bench`` session measured."""
+
+    meta: dict[str, Any]
+    drain_raw: list[DrainResult] = field(default_factory=list)
+    drain_ours: list[DrainResult] = field(default_factory=list)
+    drain_diag: list[tuple[str, DrainResult]] = field(default_factory=list)
+    send_raw: list[RateResult] = field(default_factory=list)
+    enqueue_ours: list[RateResult] = field(default_factory=list)
+    many_ours: list[RateResult] = field(default_factory=list)
+    latency: list[tuple[str, LatencyResult]] = field(default_factory=list)
+    """(load label, result): "half load" or "5 jobs/s"."""
+    queries: list[list[QueryResult]] = field(default_factory=list)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    churn: ChurnResult | None = None
+    churn_more: list[ChurnResult] = field(default_factory=list)
+    """Further churn runs (other servers or autovacuum settings), reported the same way."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _m(values: Sequence[Any], attr: str | Callable[[Any], float]) -> float:
+    get = attr if callable(attr) else (lambda r: getattr(r, attr))
+    return median([float(get(v)) for v in values]) if values else math.nan
+
+
+def _f(value: float, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(ours: float, raw: float) -> float:
+    return ours / raw if raw and not math.isnan(raw) else math.nan
+
+
+@dataclass
+class Row:
+    measure: str
+    raw: str
+    ours: str
+    ratio: str
+    goal: str
+    met: bool | None
+    by: str = ""
+
+
+def _min_ratio_row(name: str, raw: float, ours: float, goal: float, unit: str) -> Row:
+    ratio = _ratio(ours, raw)
+    met = None if math.isnan(ratio) else ratio >= goal
+    by = "" if met or met is None else f"missed: at {ratio / goal:.0%} of the goal"
+    return Row(
+        name, f"{_f(raw)} {unit}", f"{_f(ours)} {unit}", f"{ratio:.2f}x", f"≥ {goal:g}x", met, by
+    )
+
+
+def _max_row(name: str, raw: float, ours: float, limit: float, unit: str) -> Row:
+    met = None if math.isnan(ours) else ours <= limit
+    by = "" if met or met is None else f"missed: {ours / limit:.1f}x the limit"
+    ratio = _ratio(ours, raw)
+    return Row(
+        name,
+        f"{_f(raw, 2)} {unit}" if not math.isnan(raw) else "n/a",
+        f"{_f(ours, 2)} {unit}",
+        "n/a" if math.isnan(ratio) else f"{ratio:.2f}x",
+        f"≤ {limit:g} {unit}",
+        met,
+        by,
+    )
+
+
+def _latency(suite: Suite, side: str, load: str) -> list[LatencyResult]:
+    return [r for label, r in suite.latency if label == load and r.side == side]
+
+
+def summary_rows(suite: Suite) -> list[Row]:
+    rows = []
+    if suite.drain_ours:
+        rows.append(
+            _min_ratio_row(
+                "1. end-to-end drain",
+                _m(suite.drain_raw, "rate"),
+                _m(suite.drain_ours, "rate"),
+                0.7,
+                "jobs/s",
+            )
+        )
+    if suite.enqueue_ours:
+        rows.append(
+            _min_ratio_row(
+                "2. single `enqueue` vs `actor.send`",
+                _m(suite.send_raw, "rate"),
+                _m(suite.enqueue_ours, "rate"),
+                0.5,
+                "jobs/s",
+            )
+        )
+    if suite.many_ours:
+        rows.append(
+            _min_ratio_row(
+                "3. `enqueue_many` vs `actor.send`",
+                _m(suite.send_raw, "rate"),
+                _m(suite.many_ours, "rate"),
+                5,
+                "jobs/s",
+            )
+        )
+    for load in ("half load", "5 jobs/s"):
+        raw, ours = _latency(suite, "raw", load), _latency(suite, "ours", load)
+        if not ours:
+            continue
+        goals = (10.0, 50.0) if load == "half load" else (math.inf, math.inf)
+        for pct, goal in zip(("p50", "p99"), goals, strict=True):
+            name = f"4. enqueue-to-start {pct}, {load}"
+            row = _max_row(name, _m(raw, f"{pct}_ms"), _m(ours, f"{pct}_ms"), goal, "ms")
+            if math.isinf(goal):
+                row.goal, row.met, row.by = "(none)", None, ""
+            rows.append(row)
+    if suite.queries:
+        goals = {"get_job": 2.0, "list_jobs (first page, 50)": 10.0}
+        for i, query in enumerate(suite.queries[0]):
+            runs = [run[i] for run in suite.queries]
+            for pct in ("p50", "p99"):
+                goal = goals.get(query.name) if pct == "p99" else None
+                value = _m(runs, f"{pct}_ms")
+                row = _max_row(f"5. `{query.name}` {pct}", math.nan, value, goal or math.inf, "ms")
+                if goal is None:
+                    row.goal, row.met, row.by = "(none)", None, ""
+                rows.append(row)
+    for churn in [suite.churn, *suite.churn_more]:
+        if churn is None:
+            continue
+        bounded, detail = churn_bounded(churn)
+        rows.append(
+            Row(
+                f"churn: {churn.jobs:,} jobs, pruning on, autovacuum {churn.autovacuum}",
+                "n/a",
+                detail,
+                "n/a",
+                "size bounded",
+                bounded,
+            )
+        )
+    return rows
+
+
+def churn_bounded(churn: ChurnResult) -> tuple[bool | None, str]:
+    """Bounded when, over the second half of the run, neither the dead tuples nor the tables'
+    total size grow past 1.5x their largest value in the first half (steady growth, as with
+    no vacuum at all, gives about 2x)."""
+    sizes = [sum(t["total_bytes"] for t in s.tables.values()) for s in churn.samples]
+    dead = [sum(t["n_dead_tup"] for t in s.tables.values()) for s in churn.samples]
+    if len(sizes) < 4:
+        return None, "too few samples"
+    half = len(sizes) // 2
+    size_ratio = max(sizes[half:]) / max(*sizes[:half], 1)
+    dead_ratio = max(dead[half:]) / max(*dead[:half], 1)
+    detail = (
+        f"largest size per half {max(sizes[:half]) / 2**20:.0f} -> "
+        f"{max(sizes[half:]) / 2**20:.0f} MiB, dead tuples {max(dead[:half]):,.0f} -> "
+        f"{max(dead[half:]):,.0f}"
+    )
+    return size_ratio <= 1.5 and dead_ratio <= 1.5, detail
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _met(met: bool | None) -> str:
+    return "n/a" if met is None else ("yes" if met else "**no**")
+
+
+def render(suite: Suite, png_name: str) -> str:
+    meta = suite.meta
+    lines = [
+        "# Benchmarks",
+        "",
+        "Raw Dramatiq (a noop actor) against this system (a noop job type with its full event",
+        "trail) in one session on one machine: same Redis, same worker processes and threads,",
+        "same poll timeout. Generated by `python -m bench` (`make bench`); every figure below is",
+        "the median of the runs, and ratios are ratios of medians. Re-run to refresh this page.",
+        "",
+        f"Command: `{meta['command']}` — {meta['date']}, {meta['runs']} run(s).",
+        "",
+        "## Summary",
+        "",
+    ]
+    rows = summary_rows(suite)
+    lines += _table(
+        ["measure", "raw Dramatiq", "this system", "ratio", "goal", "met?", ""],
+        [[r.measure, r.raw, r.ours, r.ratio, r.goal, _met(r.met), r.by] for r in rows],
+    )
+    lines += ["", f"![ratios, latency and table size]({png_name})", ""]
+    lines += _gaps(suite)
+    lines += _environment(meta)
+    lines += _drain_section(suite)
+    lines += _enqueue_section(suite)
+    lines += _latency_section(suite)
+    lines += _queries_section(suite)
+    lines += _churn_section(suite)
+    if suite.notes:
+        lines += ["## Notes from this run", ""] + [f"- {n}" for n in suite.notes] + [""]
+    lines += _method()
+    return "\n".join(lines) + "\n"
+
+
+def _pct(new: float, old: float) -> str:
+    return f"{(new / old - 1):+.0%}" if old and not math.isnan(old) else "n/a"
+
+
+def _gaps(suite: Suite) -> list[str]:
+    """Evidence for each gap, computed from this run's own figures."""
+    lines = ["## Where the gaps come from (this run's evidence)", ""]
+    raw, ours = suite.drain_raw, suite.drain_ours
+    if ours and raw:
+        w, p, r = (
+            _m(ours, a)
+            for a in ("worker_cpu_ms_per_job", "pg_cpu_ms_per_job", "redis_cpu_ms_per_job")
+        )
+        rw, rr = _m(raw, "worker_cpu_ms_per_job"), _m(raw, "redis_cpu_ms_per_job")
+        lines.append(
+            f"- **Drain.** Per job this system spends {w:.2f} ms of worker CPU, {p:.2f} ms of "
+            f"PostgreSQL CPU and {r:.2f} ms of Redis CPU, against {rw:.2f} ms and {rr:.2f} ms "
+            f"for raw Dramatiq, and makes {_m(ours, 'commits_per_job'):.2f} commits per job "
+            "(the claim and the completion, each a WAL flush). On two cores that CPU alone "
+            f"caps it near {2000 / (w + p + r):,.0f} jobs/s."
+        )
+        first = ours[0]
+        for label, result in suite.drain_diag:
+            lines.append(
+                f"  - diagnostic, {label}: {result.rate:,.0f} jobs/s "
+                f"({_pct(result.rate, first.rate)} against the same run's {first.rate:,.0f}), "
+                f"worker CPU {result.worker_cpu_ms_per_job:.2f} ms/job "
+                f"(against {first.worker_cpu_ms_per_job:.2f})."
+            )
+    if suite.enqueue_ours and suite.send_raw:
+        e, s_ = suite.enqueue_ours, suite.send_raw
+        lines.append(
+            f"- **Single enqueue.** Each call makes {_m(e, 'commits_per_job'):.2f} commits "
+            "(the outbox INSERT, then MARK_SENT after the send) and "
+            f"{_m(e, 'redis_commands_per_job'):.1f} Redis commands (counted inside Lua too, as for "
+            f"`actor.send`: {_m(s_, 'redis_commands_per_job'):.1f}): three round trips (two to "
+            "PostgreSQL, one to Redis) and two WAL flushes where `actor.send` makes one Redis "
+            "round trip. Producer CPU per call: "
+            f"{_m(e, 'producer_cpu_us_per_job'):,.0f} µs against "
+            f"{_m(s_, 'producer_cpu_us_per_job'):,.0f} µs; PostgreSQL CPU "
+            f"{_m(e, 'pg_cpu_us_per_job'):,.0f} µs."
+        )
+    if suite.many_ours and suite.send_raw:
+        m = suite.many_ours
+        lines.append(
+            f"- **enqueue_many.** Per job: {_m(m, 'producer_cpu_us_per_job'):,.0f} µs of producer "
+            f"CPU and {_m(m, 'pg_cpu_us_per_job'):,.0f} µs of PostgreSQL CPU (one INSERT of "
+            f"{suite.meta['batch']:,} rows with their events, one pipelined Redis round trip, "
+            "one UPDATE); the producer's Python (validation, message encoding) and PostgreSQL's "
+            "row and index writes bound it, not round trips."
+        )
+    half = [r for label, r in suite.latency if label == "half load" and r.side == "ours"]
+    if half:
+        text = (
+            f"- **Latency.** At half load p50 is {_m(half, 'p50_ms'):.1f} ms. An idle consumer "
+            "sleeps up to `dramatiq_worker_timeout` between polls (Dramatiq backs off between "
+            "empty fetches, with jitter), and each job also waits for its INSERT's commit and "
+            "the claim's."
+        )
+        for label, r in suite.latency:
+            if label.endswith("poll 10 ms"):
+                text += f" {r.side}, {label}: p50 {r.p50_ms:.1f} ms, p99 {r.p99_ms:.1f} ms."
+        lines.append(text)
+    if suite.queries:
+        runs = [run[0] for run in suite.queries]
+        lines.append(
+            f"- **Queries.** `get_job` is one round trip (primary key lookup); p50 "
+            f"{_m(runs, 'p50_ms'):.2f} ms is mostly client-side (SQLAlchemy execution, row to "
+            "pydantic model) and p99 is where a 2-core machine shared with workers and servers "
+            "shows scheduling delays; the plans below show the server-side time."
+        )
+    return [*lines, ""]
+
+
+def _environment(meta: dict[str, Any]) -> list[str]:
+    lines = ["## Machine, versions, settings", ""]
+    lines += _table(["", ""], [[k, f"{v}"] for k, v in meta["environment"].items()])
+    return [*lines, ""]
+
+
+def _drain_section(suite: Suite) -> list[str]:
+    if not suite.drain_ours:
+        return []
+    lines = [
+        "## 1. End-to-end drain",
+        "",
+        f"{suite.drain_ours[0].jobs:,} jobs queued, then the workers launched; throughput is",
+        "jobs / (last completion - launch), worker start-up included. *Steady* leaves start-up",
+        "out (first start → last completion). CPU per job is user + system time of the worker",
+        "processes (start-up included), of the PostgreSQL backends serving the run's database,",
+        "and of Redis, divided by the jobs.",
+        "",
+    ]
+    header = [
+        "side",
+        "jobs/s",
+        "steady jobs/s",
+        "worker CPU ms/job",
+        "PostgreSQL CPU ms/job",
+        "Redis CPU ms/job",
+        "commits/job",
+        "Redis commands/job (incl. inside Lua)",
+    ]
+    body = []
+    for name, runs in (("raw Dramatiq", suite.drain_raw), ("this system", suite.drain_ours)):
+        body.append(_drain_cells(name, runs))
+    for name, result in suite.drain_diag:
+        body.append(_drain_cells(f"diagnostic: {name} (1 run)", [result]))
+    lines += _table(header, body)
+    lines += [
+        "",
+        "Per run (jobs/s, raw / ours): "
+        + ", ".join(
+            f"{r.rate:,.0f} / {o.rate:,.0f}"
+            for r, o in zip(suite.drain_raw, suite.drain_ours, strict=False)
+        ),
+        "",
+    ]
+    raw, ours = suite.drain_raw, suite.drain_ours
+    cpu_ours = sum(
+        _m(ours, a) for a in ("worker_cpu_ms_per_job", "pg_cpu_ms_per_job", "redis_cpu_ms_per_job")
+    )
+    cpu_raw = _m(raw, "worker_cpu_ms_per_job") + _m(raw, "redis_cpu_ms_per_job")
+    cores = suite.meta.get("cores", 2)
+    lines += [
+        f"CPU bound: {cores} cores / CPU per job gives at most {cores * 1000 / cpu_ours:,.0f} "
+        f"jobs/s for this system ({cpu_ours:.2f} ms/job) and "
+        f"{cores * 1000 / cpu_raw:,.0f} jobs/s for raw Dramatiq ({cpu_raw:.2f} ms/job).",
+        "",
+    ]
+    return lines
+
+
+def _drain_cells(name: str, runs: Sequence[DrainResult]) -> list[str]:
+    return [
+        name,
+        _f(_m(runs, "rate")),
+        _f(_m(runs, "steady_rate")),
+        _f(_m(runs, "worker_cpu_ms_per_job"), 2),
+        _f(_m(runs, "pg_cpu_ms_per_job"), 2),
+        _f(_m(runs, "redis_cpu_ms_per_job"), 2),
+        _f(_m(runs, "commits_per_job"), 2),
+        _f(_m(runs, "redis_commands_per_job"), 1),
+    ]
+
+
+def _enqueue_section(suite: Suite) -> list[str]:
+    if not (suite.enqueue_ours or suite.many_ours):
+        return []
+    lines = [
+        "## 2-3. Enqueue throughput",
+        "",
+        "One producer thread, no workers running. CPU per job: this (producer) process, the",
+        "PostgreSQL backend, Redis.",
+        "",
+    ]
+    header = [
+        "call",
+        "jobs/s",
+        "producer CPU µs/job",
+        "PostgreSQL CPU µs/job",
+        "Redis CPU µs/job",
+        "commits/job",
+        "Redis commands/job (incl. inside Lua)",
+    ]
+    body = []
+    for name, runs in (
+        ("raw `actor.send`", suite.send_raw),
+        ("`enqueue`", suite.enqueue_ours),
+        (f"`enqueue_many` ({suite.meta['batch']} per call)", suite.many_ours),
+    ):
+        if runs:
+            body.append(
+                [
+                    name,
+                    _f(_m(runs, "rate")),
+                    _f(_m(runs, "producer_cpu_us_per_job")),
+                    _f(_m(runs, "pg_cpu_us_per_job")),
+                    _f(_m(runs, "redis_cpu_us_per_job")),
+                    _f(_m(runs, "commits_per_job"), 3),
+                    _f(_m(runs, "redis_commands_per_job"), 2),
+                ]
+            )
+    return [*lines, *_table(header, body), ""]
+
+
+def _latency_section(suite: Suite) -> list[str]:
+    if not suite.latency:
+        return []
+    lines = [
+        "## 4. Enqueue-to-start latency",
+        "",
+        "Open-loop producer (4 sender threads on a fixed schedule). *Half load* is half of each",
+        "side's own median steady drain rate. Rows marked *poll 10 ms* are a diagnostic run with",
+        "`dramatiq_worker_timeout=10` on both sides (one run each), to show what the idle poll",
+        "costs. Raw: the actor's clock minus the producer's clock",
+        "just before `send`; ours: the `started` event's `created_at` minus the job's",
+        "`created_at` (both PostgreSQL's clock).",
+        "",
+    ]
+    body = []
+    for load in dict.fromkeys(label for label, _ in suite.latency):
+        for side in ("raw", "ours"):
+            runs = _latency(suite, side, load)
+            if runs:
+                body.append(
+                    [
+                        "raw Dramatiq" if side == "raw" else "this system",
+                        load,
+                        _f(_m(runs, "rate"), 1),
+                        _f(_m(runs, "achieved_rate"), 1),
+                        str(sum(r.samples for r in runs)),
+                        _f(_m(runs, "p50_ms"), 2),
+                        _f(_m(runs, "p99_ms"), 2),
+                        _f(_m(runs, "max_ms"), 1),
+                        _f(_m(runs, "producer_lag_p99_ms"), 2),
+                    ]
+                )
+    header = [
+        "side",
+        "load",
+        "offered jobs/s",
+        "achieved jobs/s",
+        "samples (all runs)",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "producer lag p99 ms",
+    ]
+    return [*lines, *_table(header, body), ""]
+
+
+def _queries_section(suite: Suite) -> list[str]:
+    if not suite.queries:
+        return []
+    ds = suite.dataset
+    lines = [
+        "## 5. Status queries on a large history",
+        "",
+        f"{ds.get('jobs', 0):,} jobs and {ds.get('events', 0):,} events over "
+        f"{ds.get('tenants', 0)} tenants, loaded in {ds.get('load_seconds', 0):,.0f} s "
+        f"({ds.get('phases', '')}); final sizes: {ds.get('sizes', '')}.",
+        f"{suite.queries[0][0].calls:,} calls of each per run, random tenants and jobs, one",
+        "at a time, timed as the caller sees them (pool checkout, SQL, pydantic model).",
+        "",
+    ]
+    body = []
+    for i, query in enumerate(suite.queries[0]):
+        runs = [run[i] for run in suite.queries]
+        body.append(
+            [
+                f"`{query.name}`",
+                _f(_m(runs, "p50_ms"), 2),
+                _f(_m(runs, "p99_ms"), 2),
+                ", ".join(f"{r.p99_ms:.2f}" for r in runs),
+            ]
+        )
+    lines += _table(["query", "p50 ms", "p99 ms", "p99 per run"], body)
+    plans = [q for q in suite.queries[0] if q.plan]
+    for q in plans:
+        lines += ["", f"Plan of one `{q.name}` call:", "", "```", q.plan, "```"]
+    return [*lines, ""]
+
+
+def _churn_section(suite: Suite) -> list[str]:
+    from bench.churn import TUNED
+
+    runs = [c for c in [suite.churn, *suite.churn_more] if c is not None]
+    if not runs:
+        return []
+    lines = ["## Table health under churn", ""]
+    for churn in runs:
+        lines += _churn_run(churn)
+    lines += [
+        "Recommended per-table autovacuum settings (a job table is a queue: a small live set",
+        "and a steady stream of dead rows, so thresholds should be absolute row counts, not a",
+        "fraction of a table whose size swings, and vacuum should not be throttled on it).",
+        "They only act when the server runs autovacuum at all (`autovacuum = on`):",
+        "",
+        "```sql",
+    ]
+    lines += [f"ALTER TABLE {t} SET ({o});" for t, o in TUNED.items()]
+    lines += ["```", ""]
+    return lines
+
+
+def _churn_run(churn: ChurnResult) -> list[str]:
+    lines = [
+        f"### {churn.jobs:,} jobs, autovacuum {churn.autovacuum}",
+        "",
+        f"{churn.jobs:,} noop jobs through the system in {churn.seconds:,.0f} s "
+        f"({churn.jobs / churn.seconds:,.0f} jobs/s) with `JOBS_RETENTION_DAYS=0.00001` and the "
+        f"pruner running ({churn.pruned:,} jobs pruned, their events by cascade); autovacuum "
+        f"settings: **{churn.autovacuum}**. Samples of `pg_stat_user_tables` and "
+        "`pg_total_relation_size`:",
+        "",
+    ]
+    body = []
+    picks = _spread(churn.samples, 12)
+    for s in picks:
+        jobs, events = s.tables.get("content_jobs", {}), s.tables.get("job_events", {})
+        body.append(
+            [
+                f"{s.elapsed_s:,.0f}",
+                f"{s.processed:,}",
+                _f(jobs.get("n_live_tup", math.nan)),
+                _f(jobs.get("n_dead_tup", math.nan)),
+                _f(jobs.get("total_bytes", math.nan) / 2**20, 1),
+                _f(events.get("n_live_tup", math.nan)),
+                _f(events.get("n_dead_tup", math.nan)),
+                _f(events.get("total_bytes", math.nan) / 2**20, 1),
+                f"{_f(jobs.get('autovacuum_count', math.nan))} / "
+                f"{_f(events.get('autovacuum_count', math.nan))}",
+            ]
+        )
+    header = [
+        "s",
+        "jobs sent",
+        "jobs live",
+        "jobs dead",
+        "jobs MiB",
+        "events live",
+        "events dead",
+        "events MiB",
+        "autovacuums (jobs / events)",
+    ]
+    lines += _table(header, body)
+    bounded, detail = churn_bounded(churn)
+    return [*lines, "", f"Bounded: {_met(bounded)} ({detail}).", ""]
+
+
+def _spread(items: Sequence[Any], n: int) -> list[Any]:
+    if len(items) <= n:
+        return list(items)
+    step = (len(items) - 1) / (n - 1)
+    return [items[round(i * step)] for i in range(n)]
+
+
+def _method() -> list[str]:
+    return [
+        "## Method",
+        "",
+        "- Each measure runs in a scratch database (created, migrated, dropped) and a Redis",
+        "  namespace of its own, so the suite never touches user data.",
+        "- Workers are real processes from the `dramatiq` CLI with the same processes, threads",
+        "  and `dramatiq_worker_timeout` on both sides; ours load `worker.app` with",
+        "  `JOBS_IMPORTS=bench.noop_jobs`, raw ones `bench/raw_app.py` (stock `RedisBroker`,",
+        "  default middleware).",
+        "- Drain completion: ours from the database (`max(completed_at)` - the database clock",
+        "  read just before the launch); raw: Redis is polled every 10 ms until the queue's",
+        "  `.msgs` hash is empty (Dramatiq deletes a message from it when it is acked, after",
+        "  the actor returned), which can only make the raw side look slower, by ≤ 10 ms.",
+        "- Latency, raw: the actor RPUSHes its latency to a Redis list (one command per job,",
+        "  paid after the time is taken).",
+        "- CPU figures come from /proc (user + system); PostgreSQL counts only the backends of",
+        "  the run's database, so other users of a shared server are left out, but Redis and the",
+        "  machine's cores are shared with whatever else runs (see load average above).",
+        "- Commits per job: `pg_stat_database.xact_commit` of the run's database, read after the",
+        "  connections closed (a backend flushes its statistics late otherwise); Redis commands:",
+        "  `INFO stats` `total_commands_processed` (commands run inside Dramatiq's Lua script",
+        "  count too), less the bench's own polls; Redis is shared, so other clients add noise.",
+        "",
+    ]
+
+
+def plot(suite: Suite, path: Path) -> None:
+    """Ratios against goals, latency percentiles, and table size under churn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 3 if (suite.churn is not None or suite.churn_more) else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5))
+    ratio_rows = [r for r in summary_rows(suite) if r.goal.startswith("≥")]
+    ax = axes[0]
+    names = [r.measure.split(" ", 1)[1].replace("`", "") for r in ratio_rows]
+    values = [float(r.ratio.rstrip("x")) for r in ratio_rows]
+    goals = [float(r.goal.lstrip("≥ ").rstrip("x")) for r in ratio_rows]
+    xs = range(len(names))
+    colors = ["tab:green" if v >= g else "tab:red" for v, g in zip(values, goals, strict=True)]
+    ax.bar(xs, values, color=colors, width=0.6, label="this system / raw")
+    ax.scatter(xs, goals, marker="_", s=2000, color="black", label="goal", zorder=3)
+    if values:
+        ax.set_ylim(min(values + goals) / 3, max(values + goals) * 3)
+    ax.axhline(1, color="gray", linewidth=0.8)
+    ax.set_xticks(list(xs), [n.replace(" vs ", "\nvs ") for n in names], fontsize=8)
+    ax.set_xlim(-0.7, max(len(names), 2) - 0.3)
+    ax.set_yscale("log")
+    ax.set_ylabel("ratio (log scale)")
+    ax.set_title("Throughput ratio vs goal")
+    ax.legend(fontsize=8, loc="upper left")
+
+    ax = axes[1]
+    labels, p50s, p99s = [], [], []
+    for load in ("half load", "5 jobs/s"):
+        for side in ("raw", "ours"):
+            runs = _latency(suite, side, load)
+            if runs:
+                labels.append(f"{'raw' if side == 'raw' else 'ours'}\n{load}")
+                p50s.append(_m(runs, "p50_ms"))
+                p99s.append(_m(runs, "p99_ms"))
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], p50s, width=0.4, label="p50")
+    ax.bar([x + 0.2 for x in xs], p99s, width=0.4, label="p99")
+    ax.axhline(10, color="tab:blue", linestyle=":", label="p50 goal (half load)")
+    ax.axhline(50, color="tab:orange", linestyle=":", label="p99 goal (half load)")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("enqueue-to-start, ms (log scale)")
+    ax.set_title("Latency")
+    ax.legend(fontsize=7)
+
+    churns = [c for c in [suite.churn, *suite.churn_more] if c is not None]
+    if churns:
+        ax = axes[2]
+        for run, churn in enumerate(churns, 1):
+            xs2 = [s.elapsed_s for s in churn.samples]
+            sizes = [
+                sum(t.get("total_bytes", 0) for t in s.tables.values()) / 2**20
+                for s in churn.samples
+            ]
+            dead = [
+                sum(t.get("n_dead_tup", 0) for t in s.tables.values()) / 10_000
+                for s in churn.samples
+            ]
+            ax.plot(xs2, sizes, label=f"run {run}: both tables, MiB")
+            ax.plot(xs2, dead, linestyle="--", label=f"run {run}: dead tuples / 10k")
+        ax.set_xlabel("seconds into the churn run")
+        ax.set_ylabel("MiB / dead tuples (10k)")
+        ax.set_title("Churn with pruning on: size and dead tuples")
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def load(path: Path) -> Suite:
+    """A suite back from the JSON dump of ``--json`` (to re-render without re-measuring)."""
+    import json
+
+    data = json.loads(path.read_text())
+    suite = Suite(meta=data["meta"], dataset=data["dataset"], notes=data["notes"])
+    suite.drain_raw = [DrainResult(**d) for d in data["drain_raw"]]
+    suite.drain_ours = [DrainResult(**d) for d in data["drain_ours"]]
+    suite.drain_diag = [(label, DrainResult(**d)) for label, d in data["drain_diag"]]
+    suite.send_raw = [RateResult(**d) for d in data["send_raw"]]
+    suite.enqueue_ours = [RateResult(**d) for d in data["enqueue_ours"]]
+    suite.many_ours = [RateResult(**d) for d in data["many_ours"]]
+    suite.latency = [(label, LatencyResult(**d)) for label, d in data["latency"]]
+    suite.queries = [[QueryResult(**q) for q in run] for run in data["queries"]]
+
+    def churn(d: dict[str, Any]) -> ChurnResult:
+        samples = [ChurnSample(**s) for s in d.pop("samples")]
+        return ChurnResult(samples=samples, **d)
+
+    suite.churn = churn(data["churn"]) if data.get("churn") else None
+    suite.churn_more = [churn(d) for d in data.get("churn_more", [])]
+    return suite
+
+
+def write(suite: Suite, out: Path) -> Path:
+    """Write the markdown to ``out`` and the plot beside it (same name, ``.png``)."""
+    png = out.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(suite, png)
+    out.write_text(render(suite, png.name))
+    return png
