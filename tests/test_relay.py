@@ -123,9 +123,7 @@ def test_two_relays_at_once_send_each_job_once(
         t.start()
     for t in threads:
         t.join()
-    assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted(
-        j.id for j in jobs
-    )
+    assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted(j.id for j in jobs)
     for job in jobs:
         events = get_job_events(tenant_id, job.id).items
         assert [e.event_type for e in events] == [EventType.ENQUEUED, EventType.ENQUEUED]
