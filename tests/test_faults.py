@@ -127,10 +127,10 @@ def wait_ready(workers: list[Proc], procs: Processes, timeout: float = 60.0) -> 
 def wait_processing(
     workers: list[Proc], procs: Processes, at_least: int, timeout: float = 30.0
 ) -> list[Proc]:
-    """The workers that have started running jobs, once there are ``at_least`` of them."""
+    """The workers that have finished a job (so are running jobs), once there are ``at_least``."""
     deadline = time.monotonic() + timeout
     while True:
-        busy = [w for w in workers if '"job.started"' in w.log_path.read_text(errors="replace")]
+        busy = [w for w in workers if '"job.completed"' in w.log_path.read_text(errors="replace")]
         if len(busy) >= at_least:
             return busy
         if time.monotonic() > deadline:
