@@ -18,23 +18,21 @@ _HINT = "set {var}, or start the embedded servers with `jobctl dev up`"
 
 def database_url(settings: Settings | None = None) -> str:
     """The PostgreSQL URL to use, as given (``postgresql://...``)."""
-    settings = settings or get_settings()
-    if settings.database_url:
-        return settings.database_url
-    found = _embedded_urls(settings)[0]
-    if found is None:
-        raise ConfigurationError("no PostgreSQL configured: " + _HINT.format(var="DATABASE_URL"))
-    return found
+    return _url(settings or get_settings(), 0, "PostgreSQL", "DATABASE_URL")
 
 
 def redis_url(settings: Settings | None = None) -> str:
     """The Redis URL to use."""
-    settings = settings or get_settings()
-    if settings.redis_url:
-        return settings.redis_url
-    found = _embedded_urls(settings)[1]
+    return _url(settings or get_settings(), 1, "Redis", "REDIS_URL")
+
+
+def _url(settings: Settings, which: int, server: str, var: str) -> str:
+    """The configured URL (``var``), else the running embedded server's (``which``: 0 for
+    PostgreSQL, 1 for Redis, as :func:`_embedded_urls` returns them)."""
+    configured = (settings.database_url, settings.redis_url)[which]
+    found = configured or _embedded_urls(settings)[which]
     if found is None:
-        raise ConfigurationError("no Redis configured: " + _HINT.format(var="REDIS_URL"))
+        raise ConfigurationError(f"no {server} configured: " + _HINT.format(var=var))
     return found
 
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -34,17 +35,44 @@ class JobsBroker(RedisBroker):
     def enqueue(
         self, message: dramatiq.Message[None], *, delay: int | None = None
     ) -> dramatiq.Message[None]:
-        queue_name = message.queue_name
-        message = message.copy(options={"redis_message_id": message.message_id})
-        if delay is not None:
-            queue_name = dq_name(queue_name)
-            message = message.copy(
-                queue_name=queue_name, options={"eta": int(time.time() * 1000) + delay}
-            )
+        message = self.keyed(message, delay)
         self.emit_before("enqueue", message, delay)
-        self.do_enqueue(queue_name, message.message_id, message.encode())
+        self.do_enqueue(message.queue_name, message.message_id, message.encode())
         self.emit_after("enqueue", message, delay)
         return message
+
+    @staticmethod
+    def keyed(message: dramatiq.Message[None], delay: int | None) -> dramatiq.Message[None]:
+        """The message as it is stored: its Redis id is its message id, and a delayed one
+        goes to the delay queue with its eta."""
+        message = message.copy(options={"redis_message_id": message.message_id})
+        if delay is None:
+            return message
+        eta = int(time.time() * 1000) + delay
+        return message.copy(queue_name=dq_name(message.queue_name), options={"eta": eta})
+
+    def dispatch(
+        self,
+        command: str,
+        queue_name: str,
+        *args: object,
+        maintenance: bool = False,
+        client: Any = None,
+    ) -> Any:
+        """Run one command of Dramatiq's ``dispatch.lua`` (on ``client``: e.g. a pipeline),
+        with the arguments its header documents."""
+        argv = [
+            command,
+            int(time.time() * 1000),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            int(maintenance),
+            self._max_unpack_size(),
+            *args,
+        ]
+        return self.scripts["dispatch"](keys=[self.namespace], args=argv, client=client)
 
 
 _broker: JobsBroker | None = None
@@ -110,31 +138,14 @@ def send(outgoing: Sequence[Outgoing]) -> None:
     if not outgoing:
         return
     broker = get_broker()
-    dispatch = broker.scripts["dispatch"]
-    max_unpack = broker._max_unpack_size()
     pipe = broker.client.pipeline(transaction=False) if len(outgoing) > 1 else None
     sent: list[tuple[dramatiq.Message[None], int | None]] = []
-    now_ms = int(time.time() * 1000)
     for item in outgoing:
-        message = item.to_message().copy(options={"redis_message_id": item.message_id})
-        if item.delay_ms is not None:
-            message = message.copy(
-                queue_name=dq_name(item.queue), options={"eta": now_ms + item.delay_ms}
-            )
+        message = broker.keyed(item.to_message(), item.delay_ms)
         broker.emit_before("enqueue", message, item.delay_ms)
-        args = [
-            "enqueue",
-            now_ms,
-            message.queue_name,
-            broker.broker_id,
-            broker.heartbeat_timeout,
-            broker.dead_message_ttl,
-            0,
-            max_unpack,
-            item.message_id,
-            message.encode(),
-        ]
-        dispatch(keys=[broker.namespace], args=args, client=pipe or broker.client)
+        broker.dispatch(
+            "enqueue", message.queue_name, item.message_id, message.encode(), client=pipe
+        )
         sent.append((message, item.delay_ms))
     if pipe is not None:
         pipe.execute()
@@ -167,17 +178,6 @@ def run_broker_maintenance(queues: Sequence[str]) -> None:
     every pass so a killed worker's prefetched messages come back within a heartbeat timeout.
     """
     broker = get_broker()
-    dispatch = broker.scripts["dispatch"]
     for queue in queues:
         for name in (queue, dq_name(queue)):
-            args = [
-                "requeue",
-                int(time.time() * 1000),
-                name,
-                broker.broker_id,
-                broker.heartbeat_timeout,
-                broker.dead_message_ttl,
-                1,
-                broker._max_unpack_size(),
-            ]
-            dispatch(keys=[broker.namespace], args=args)
+            broker.dispatch("requeue", name, maintenance=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from db.jobs import state_machine as sm
 from db.models import EventType, JobStatus
 from db.models.job import TERMINAL_STATUSES
 from db.schemas.job import JobEventRead, JobRead
@@ -42,32 +43,46 @@ def types_of(tenant_id: uuid.UUID, job_id: int) -> list[EventType]:
     return [e.event_type for e in events_of(tenant_id, job_id)]
 
 
-# What each event says about the status after it (progress changes nothing).
-_AFTER = {
-    EventType.ENQUEUED: JobStatus.QUEUED,
+# The status an event records (given the status before it); progress records none.
+_SETS = {
     EventType.STARTED: JobStatus.ACTIVE,
-    EventType.RETRY: JobStatus.QUEUED,
     EventType.RESCUED: JobStatus.QUEUED,
     EventType.COMPLETED: JobStatus.SUCCEEDED,
     EventType.FAILED: JobStatus.FAILED,
     EventType.CANCELLED: JobStatus.CANCELLED,
 }
-_LEGAL_FROM: dict[EventType, set[JobStatus | None]] = {
-    EventType.ENQUEUED: {None, JobStatus.QUEUED},  # first event, or a relay re-send
-    EventType.STARTED: {JobStatus.QUEUED},
-    EventType.PROGRESS: {JobStatus.ACTIVE},
-    EventType.RETRY: {JobStatus.ACTIVE, JobStatus.FAILED, JobStatus.CANCELLED},
-    EventType.RESCUED: {JobStatus.ACTIVE},
-    EventType.COMPLETED: {JobStatus.ACTIVE},
-    EventType.FAILED: {JobStatus.ACTIVE},
-    EventType.CANCELLED: {JobStatus.QUEUED, JobStatus.ACTIVE},
-}
+
+
+def _after(event: EventType, state: JobStatus | None) -> JobStatus | None:
+    if event is EventType.ENQUEUED:
+        return JobStatus.PENDING if state is None else JobStatus.QUEUED  # first, or a re-send
+    if event is EventType.RETRY:  # a backoff retry, or a manual retry of a finished job
+        return JobStatus.QUEUED if state is JobStatus.ACTIVE else JobStatus.PENDING
+    return _SETS.get(event, state)
 
 
 def assert_legal_history(types: list[EventType]) -> JobStatus | None:
-    """Replay an event history through the state machine; return the final status."""
+    """Replay an event history against the state machine's table of legal moves
+    (``state_machine.TRANSITIONS``); return the final status.
+
+    A pending job's message may already be out when it moves on: pending -> queued writes no
+    event of its own (docs/architecture.md), so a move from pending is also judged as a move
+    from queued.
+    """
     state: JobStatus | None = None
     for event in types:
-        assert state in _LEGAL_FROM[event], f"illegal {event} from {state} in {types}"
-        state = _AFTER.get(event, state)
-    return state
+        new = _after(event, state)
+        where = f"{event} from {state} in {types}"
+        if event is EventType.PROGRESS:
+            assert state is JobStatus.ACTIVE, f"illegal {where}"
+        elif state is None:
+            assert event is EventType.ENQUEUED, f"illegal {where}"
+        elif event is EventType.ENQUEUED:  # a relay re-send: only while waiting to run
+            assert state in (JobStatus.PENDING, JobStatus.QUEUED), f"illegal {where}"
+        else:
+            sources = {state, JobStatus.QUEUED} if state is JobStatus.PENDING else {state}
+            assert any((s, new) in sm.TRANSITIONS for s in sources), f"illegal {where}"
+            # a takeover of an expired lease is recorded as rescued, then started
+            assert not (event is EventType.STARTED and state is JobStatus.ACTIVE), where
+        state = new
+    return JobStatus.QUEUED if state is JobStatus.PENDING else state

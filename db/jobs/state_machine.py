@@ -62,7 +62,8 @@ def _run(conn: Connection, statement: TextClause, params: dict[str, Any]) -> psy
     return cursor  # type: ignore[no-any-return]
 
 
-# Legal (from, to) pairs. Tests check every recorded history against this table.
+# Legal (from, to) pairs of content_jobs.status. The tests replay every recorded event
+# history against this table (tests/jobwait.py: assert_legal_history).
 TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
     {
         (JobStatus.PENDING, JobStatus.QUEUED),
