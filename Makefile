@@ -31,7 +31,11 @@ typecheck: $(STAMP)
 check: lint typecheck
 	$(BIN)/jobctl db check
 
-bench: $(STAMP)
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
+	touch $(VENV)/.bench
+
+bench: $(VENV)/.bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

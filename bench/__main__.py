@@ -221,9 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             )
     suite.meta["environment"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     suite.meta["environment"]["duration"] = f"{(time.monotonic() - started) / 60:.1f} min"
-    png = write(suite, args.out)
-    if args.json:
+    if args.json:  # first: a failed render must not lose the measurements
         args.json.write_text(json.dumps(dataclasses.asdict(suite), indent=1, default=str))
+    png = write(suite, args.out)
     say(f"wrote {args.out} and {png}")
     print(args.out.read_text().split("## Machine")[0])
     return 0

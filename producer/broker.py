@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 
@@ -22,6 +23,7 @@ from db.settings import get_settings
 from producer.job_types import actor_name_for
 
 _lock = threading.Lock()
+RedisArg = str | bytes | int | float
 
 
 class JobsBroker(RedisBroker):
@@ -52,16 +54,38 @@ class JobsBroker(RedisBroker):
         return message.copy(queue_name=dq_name(message.queue_name), options={"eta": eta})
 
     def dispatch(
-        self,
-        command: str,
-        queue_name: str,
-        *args: object,
-        maintenance: bool = False,
-        client: Any = None,
+        self, command: str, queue_name: str, *args: RedisArg, maintenance: bool = False
     ) -> Any:
-        """Run one command of Dramatiq's ``dispatch.lua`` (on ``client``: e.g. a pipeline),
-        with the arguments its header documents."""
-        argv = [
+        """Run one command of Dramatiq's ``dispatch.lua``, with the arguments its header
+        documents."""
+        argv = self._dispatch_argv(command, queue_name, args, maintenance)
+        return self.scripts["dispatch"](keys=[self.namespace], args=argv)
+
+    def dispatch_many(self, calls: Sequence[tuple[str, str, tuple[RedisArg, ...]]]) -> list[Any]:
+        """Run ``(command, queue, args)`` calls of ``dispatch.lua`` in one pipelined round trip.
+
+        The pipeline calls EVALSHA itself: redis-py's pipelined scripts would first ask
+        ``SCRIPT EXISTS``, one more round trip every time. After a Redis restart the script is
+        loaded again and the pipeline re-run (every command of it is idempotent or was not run).
+        """
+        script = self.scripts["dispatch"]
+        argvs = [self._dispatch_argv(c, q, a, False) for c, q, a in calls]
+        for first in (True, False):
+            pipe = self.client.pipeline(transaction=False)
+            for argv in argvs:
+                pipe.evalsha(script.sha, 1, self.namespace, *argv)
+            try:
+                return list(pipe.execute())
+            except redis.exceptions.NoScriptError:
+                if not first:
+                    raise
+                script.sha = self.client.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    def _dispatch_argv(
+        self, command: str, queue_name: str, args: Sequence[RedisArg], maintenance: bool
+    ) -> list[RedisArg]:
+        return [
             command,
             int(time.time() * 1000),
             queue_name,
@@ -72,7 +96,6 @@ class JobsBroker(RedisBroker):
             self._max_unpack_size(),
             *args,
         ]
-        return self.scripts["dispatch"](keys=[self.namespace], args=argv, client=client)
 
 
 _broker: JobsBroker | None = None
@@ -138,17 +161,18 @@ def send(outgoing: Sequence[Outgoing]) -> None:
     if not outgoing:
         return
     broker = get_broker()
-    pipe = broker.client.pipeline(transaction=False) if len(outgoing) > 1 else None
     sent: list[tuple[dramatiq.Message[None], int | None]] = []
+    calls: list[tuple[str, str, tuple[RedisArg, ...]]] = []
     for item in outgoing:
         message = broker.keyed(item.to_message(), item.delay_ms)
         broker.emit_before("enqueue", message, item.delay_ms)
-        broker.dispatch(
-            "enqueue", message.queue_name, item.message_id, message.encode(), client=pipe
-        )
+        calls.append(("enqueue", message.queue_name, (item.message_id, message.encode())))
         sent.append((message, item.delay_ms))
-    if pipe is not None:
-        pipe.execute()
+    if len(calls) == 1:
+        command, queue, args = calls[0]
+        broker.dispatch(command, queue, *args)
+    else:
+        broker.dispatch_many(calls)
     for message, delay in sent:
         broker.emit_after("enqueue", message, delay)
 

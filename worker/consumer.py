@@ -1,10 +1,15 @@
-"""A Redis consumer that dead-letters undecodable messages instead of stranding the batch.
+"""A Redis consumer that dead-letters undecodable messages instead of stranding the batch, and
+acks a message only once its job's completion has committed.
 
 Stock Dramatiq decodes prefetched messages one by one inside the consumer's ``__next__``; a
 message that is not JSON, or not a Dramatiq message, raises out of it, the consumer is rebuilt,
 and the valid messages fetched in the same batch stay in this worker's ack set, unprocessed,
 until the worker dies. Here the bad message is moved to the queue's dead-letter set (``.XQ``)
 with a log line, and the next cached message is served as usual.
+
+A handler thread hands a job's completion to the process's writer (worker/state_writer.py) and
+moves on; when Dramatiq then acks the message, the ack is left to the writer until that write
+has committed. On shutdown the consumer waits for those writes and acks before it closes.
 """
 
 from __future__ import annotations
@@ -20,32 +25,60 @@ from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.message import Message
 
+from db.settings import get_settings
+from worker.runner import claim_ahead, state_writer
+
 log = structlog.get_logger(__name__)
 
 
 class SafeRedisConsumer(_RedisConsumer):
     def __next__(self) -> Any:
         """The parent's loop (serve the prefetched cache, else fetch, else back off), with a
-        bad message dead-lettered where the parent would raise."""
+        bad message dead-lettered where the parent would raise, and each fetched batch's jobs
+        claimed in one statement (worker/claim_ahead.py; not on delay queues, whose messages
+        are only moved to their queue when due)."""
         try:
             while True:
-                while self.message_cache:
-                    message = self._decode(self.message_cache.pop(0))
-                    if message is not None:
-                        self.misses = 0
-                        self.queued_message_ids.add(message.message_id)
-                        return MessageProxy(message)
-                messages = []
+                if self.message_cache:
+                    message = self.message_cache.pop(0)
+                    self.misses = 0
+                    self.queued_message_ids.add(message.message_id)
+                    return MessageProxy(message)
+                fetched = []
                 if self.outstanding_message_count < self.prefetch:
-                    self.message_cache = messages = self.broker.do_fetch(
+                    fetched = self.broker.do_fetch(
                         self.queue_name, self.prefetch - self.outstanding_message_count
                     )
-                if not messages:
+                if not fetched:
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                     time.sleep(backoff_ms / 1000)
                     return None
+                messages = [m for m in map(self._decode, fetched) if m is not None]
+                if messages and not self.queue_name.endswith(".DQ"):
+                    claim_ahead().claim_fetched(messages)
+                self.message_cache = messages
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
+
+    def ack(self, message: Any) -> None:
+        if not state_writer().defer_ack(self, message):
+            super().ack(message)
+
+    def requeue(self, messages: Any) -> None:
+        """Dramatiq gives back the messages a stopping worker did not run: release their
+        jobs if they were claimed ahead."""
+        messages = list(messages)
+        claim_ahead().release(messages)
+        super().requeue(messages)
+
+    def close(self) -> None:
+        """Wait for the completions still being written and their acks; give back what was
+        fetched and claimed but never handed to a thread."""
+        state_writer().flush(timeout=get_settings().shutdown_grace_seconds)
+        if self.message_cache:
+            cached, self.message_cache = self.message_cache, []
+            self.requeue(cached)
+        super().close()
 
     def _decode(self, data: bytes | None) -> Message[Any] | None:
         if data is None:

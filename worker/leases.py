@@ -44,6 +44,8 @@ class LeaseKeeper:
         self.heartbeat_seconds = heartbeat_seconds
         self.grace = grace
         self._jobs: dict[int, RunningJob] = {}
+        self._held: dict[int, int] = {}
+        """Claimed jobs waiting for a thread (worker/claim_ahead.py): job id -> attempt."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._shutdown_at: float | None = None
@@ -52,14 +54,29 @@ class LeaseKeeper:
     def track(self, job: RunningJob) -> None:
         with self._lock:
             self._jobs[job.job_id] = job
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-                self._thread.start()
+            self._held.pop(job.job_id, None)
+            self._start()
 
     def untrack(self, job: RunningJob) -> None:
         with self._lock:
             if self._jobs.get(job.job_id) is job:
                 del self._jobs[job.job_id]
+
+    def hold(self, held: list[tuple[int, int]]) -> None:
+        """Keep the leases of claimed jobs that wait for a thread: (job id, attempt) pairs."""
+        with self._lock:
+            self._held.update(held)
+            self._start()
+
+    def unhold(self, job_ids: list[int]) -> None:
+        with self._lock:
+            for job_id in job_ids:
+                self._held.pop(job_id, None)
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+            self._thread.start()
 
     def begin_shutdown(self) -> None:
         """Start the grace period; jobs still running at its end are interrupted."""
@@ -88,7 +105,8 @@ class LeaseKeeper:
     def _beat(self) -> None:
         with self._lock:
             jobs = list(self._jobs.values())
-        if not jobs:
+            held = list(self._held.items())
+        if not jobs and not held:
             return
         now = time.monotonic()
         for job in jobs:
@@ -105,7 +123,7 @@ class LeaseKeeper:
                 raise_thread_exception(job.thread_id, WorkerShutdown)
         with autocommit() as conn:
             states = sm.extend_leases(
-                conn, [(j.job_id, j.attempt) for j in jobs], self.lease_seconds
+                conn, [(j.job_id, j.attempt) for j in jobs] + held, self.lease_seconds
             )
         for job in jobs:
             state = states.get(job.job_id)

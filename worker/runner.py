@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 from dramatiq.middleware import CurrentMessage
@@ -36,10 +36,12 @@ from producer import broker
 from producer.errors import UnknownJobType
 from producer.job_types import JobType, get_job_type
 from worker import metrics
+from worker.claim_ahead import NOT_CLAIMED, ClaimAhead
 from worker.context import JobContext, JobControls
 from worker.errors import JobCancelled, JobTimeLimitExceeded, LeaseLost, PermanentError
 from worker.handlers.registry import get_handler
 from worker.leases import LeaseKeeper, RunningJob, WorkerShutdown
+from worker.state_writer import StateWriter
 
 log = structlog.get_logger("worker.job")
 T = TypeVar("T")
@@ -48,6 +50,11 @@ _MAX_ERROR = 2000
 _keeper: LeaseKeeper | None = None
 _keeper_pid: int | None = None
 _keeper_lock = threading.Lock()
+_writer: StateWriter | None = None
+_writer_pid: int | None = None
+_ahead: ClaimAhead | None = None
+_ahead_pid: int | None = None
+_HOST = socket.gethostname()
 
 
 class MalformedMessage(JobsError):
@@ -55,7 +62,27 @@ class MalformedMessage(JobsError):
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{_HOST}:{os.getpid()}"
+
+
+def state_writer() -> StateWriter:
+    """This process's writer of claims and completions (a new one after a fork)."""
+    global _writer, _writer_pid
+    with _keeper_lock:
+        if _writer is None or _writer_pid != os.getpid():
+            _writer = StateWriter(worker=worker_name())
+            _writer_pid = os.getpid()
+        return _writer
+
+
+def claim_ahead() -> ClaimAhead:
+    """This process's claims made at fetch time (a new one after a fork)."""
+    global _ahead, _ahead_pid
+    with _keeper_lock:
+        if _ahead is None or _ahead_pid != os.getpid():
+            _ahead = ClaimAhead(state_writer, lease_keeper)
+            _ahead_pid = os.getpid()
+        return _ahead
 
 
 def lease_keeper() -> LeaseKeeper:
@@ -82,26 +109,22 @@ def run_job(job_id: Any, tenant_id: Any) -> None:
         job_id=job_id, tenant_id=str(tenant), message_id=message_id
     ):
         settings = get_settings()
-
-        def do_claim() -> sm.ClaimedJob | None:
-            with autocommit() as conn:
-                return sm.claim(
-                    conn,
-                    job_id,
-                    tenant,
-                    lease_seconds=settings.lease_seconds,
-                    message_id=message_id,
-                    worker=worker_name(),
-                )
-
-        claimed = with_db_retry(do_claim)
+        ahead = claim_ahead().take(message_id)
+        if ahead is NOT_CLAIMED:
+            request = sm.ClaimRequest(job_id, tenant, message_id)
+            claimed = with_db_retry(lambda: state_writer().claim([request])[0])
+        else:
+            claimed = cast(sm.ClaimedJob | None, ahead)
         if claimed is None:
             log.info("job.claim.skipped")
             metrics.claims_skipped.inc()
             return
         if claimed.rescued:
             log.warning("job.claim.took_over_expired_lease", attempt=claimed.attempt)
-        Attempt(claimed, message_id, settings).run()
+        try:
+            Attempt(claimed, message_id, settings).run()
+        finally:
+            lease_keeper().unhold([claimed.id])  # claimed ahead, ended before it was tracked
 
 
 def _parse_args(job_id: Any, tenant_id: Any) -> tuple[int, uuid.UUID]:
@@ -190,28 +213,44 @@ class Attempt:
         )
         keeper.track(running)
         try:
+            outcome = self._call(handler, ctx)
+        finally:
+            # before the outcome is written: a time limit must not interrupt the write
+            keeper.untrack(running)
+        try:
+            self._record_outcome(job_type, outcome)
+        finally:
+            self.secrets.clear()
+
+    def _call(self, handler: Any, ctx: JobContext[Any]) -> str | BaseException:
+        """Run the handler: its result as JSON text, or what it raised."""
+        try:
             result = handler(ctx)
             ctx.flush_progress()
-            result_json = json.dumps(result)
-        except JobCancelled:
+            return json.dumps(result, allow_nan=False)
+        except Exception as exc:  # noqa: BLE001 - every error becomes an outcome
+            return exc
+        except WorkerShutdown as exc:  # a BaseException, raised into the thread at shutdown
+            return exc
+
+    def _record_outcome(self, job_type: JobType[Any], outcome: str | BaseException) -> None:
+        job = self.job
+        if isinstance(outcome, str):
+            self._complete(outcome)
+        elif isinstance(outcome, JobCancelled):
             self._cancelled()
-        except LeaseLost:
+        elif isinstance(outcome, LeaseLost):
             log.warning("job.lease_lost")
             metrics.outcome(job.type, "lease_lost")
-        except WorkerShutdown:
+        elif isinstance(outcome, WorkerShutdown):
             self._release()
-        except JobTimeLimitExceeded:
+        elif isinstance(outcome, JobTimeLimitExceeded):
             limit = job_type.time_limit_seconds
-            self._retry_or_fail(job_type, f"time limit of {limit:g}s exceeded", exc_info=False)
-        except (PermanentError, CredentialCryptoError, ValidationError) as exc:
-            self._fail(self._error_text(exc), permanent=True, exc_info=True)
-        except Exception as exc:  # noqa: BLE001 - any other handler error is retried
-            self._retry_or_fail(job_type, self._error_text(exc), exc_info=True)
+            self._retry_or_fail(job_type, f"time limit of {limit:g}s exceeded", exc=None)
+        elif isinstance(outcome, PermanentError | CredentialCryptoError | ValidationError):
+            self._fail(self._error_text(outcome), permanent=True, exc=outcome)
         else:
-            self._complete(result_json)
-        finally:
-            keeper.untrack(running)
-            self.secrets.clear()
+            self._retry_or_fail(job_type, self._error_text(outcome), exc=outcome)
 
     # --- controls handed to the context ------------------------------------------------------
 
@@ -269,27 +308,50 @@ class Attempt:
         return with_db_retry(write)
 
     def _complete(self, result_json: str) -> None:
+        """Hand the completion to the process's writer and return: the message's ack waits
+        for the commit (worker/state_writer.py). Without a message (a direct call), wait."""
+        job = self.job
         duration = self._elapsed_ms()
-        if self._record(sm.complete, result_json, duration):
-            log.info("job.completed", duration_ms=duration)
-            metrics.outcome(self.job.type, "succeeded", duration / 1000)
-        else:
-            log.warning("job.complete.lease_lost", duration_ms=duration)
+        written = threading.Event()
 
-    def _fail(self, error: str, *, permanent: bool, exc_info: bool = False) -> None:
+        def on_written(held: bool) -> None:
+            if held:
+                metrics.outcome(job.type, "succeeded", duration / 1000)
+            else:
+                log.warning(
+                    "job.complete.lease_lost",
+                    job_id=job.id,
+                    tenant_id=str(job.tenant_id),
+                    message_id=self.message_id,
+                    attempt=job.attempt,
+                    duration_ms=duration,
+                )
+            written.set()
+
+        log.debug("job.completed", duration_ms=duration)
+        done = sm.Completion(job.id, job.attempt, result_json, duration)
+        state_writer().complete(done, self.message_id, on_written)
+        if self.message_id is None:
+            written.wait()
+
+    def _fail(self, error: str, *, permanent: bool, exc: BaseException | None = None) -> None:
         with secrets_in_scope(*self.secrets):
-            log.error("job.failed", error=error, permanent=permanent, exc_info=exc_info)
+            log.error("job.failed", error=error, permanent=permanent, exc_info=exc or False)
         if self._record(sm.fail, error):
             metrics.outcome(self.job.type, "failed", self._elapsed_ms() / 1000)
 
-    def _retry_or_fail(self, job_type: JobType[Any], error: str, *, exc_info: bool) -> None:
+    def _retry_or_fail(
+        self, job_type: JobType[Any], error: str, *, exc: BaseException | None
+    ) -> None:
         if self.job.attempt >= self.job.max_attempts:
-            self._fail(error, permanent=False, exc_info=exc_info)
+            self._fail(error, permanent=False, exc=exc)
             return
         delay = job_type.backoff.delay(self.job.attempt)
         message_id = broker.new_message_id()
         with secrets_in_scope(*self.secrets):
-            log.warning("job.retrying", error=error, retry_in_s=round(delay, 3), exc_info=exc_info)
+            log.warning(
+                "job.retrying", error=error, retry_in_s=round(delay, 3), exc_info=exc or False
+            )
         if self._record(sm.schedule_retry, error, delay, message_id):
             metrics.outcome(self.job.type, "retried", self._elapsed_ms() / 1000)
             self._send(message_id, int(delay * 1000))

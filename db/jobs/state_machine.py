@@ -398,15 +398,25 @@ def manual_retry(
 
 CLAIM = text(
     """
-    WITH target AS (
-        SELECT id, status FROM content_jobs
-        -- `IS TRUE` keeps the planner on the primary key: with tenant_id as a plain index
-        -- condition it may walk a whole tenant through another (tenant_id, ...) index.
-        WHERE id = :id AND (tenant_id = :tenant_id) IS TRUE
-          AND (status IN ('pending', 'queued')
-               OR (status = 'active' AND lease_expires_at < now() AND attempts < max_attempts))
-          AND run_at <= now() + interval '1 second'
-        FOR UPDATE
+    WITH input AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tenant_ids AS uuid[]),
+                             CAST(:message_ids AS text[]))
+            WITH ORDINALITY AS i(id, tenant_id, message_id, ord)
+    ), target AS (
+        SELECT j.id, j.status, i.message_id, i.ord
+        FROM content_jobs j JOIN input i ON j.id = i.id
+        -- Primary-key lookups only, whatever the statistics say: the `IS TRUE` wrappers hide
+        -- these conditions from the (tenant_id, ...) and partial status indexes, through
+        -- which a stale plan would walk a whole tenant or every live job.
+        WHERE j.id = ANY(CAST(:ids AS bigint[]))
+          AND (j.tenant_id = i.tenant_id) IS TRUE
+          AND (j.status IN ('pending', 'queued')
+               OR (j.status = 'active' AND j.lease_expires_at < now()
+                   AND j.attempts < j.max_attempts)) IS TRUE
+          AND (j.run_at <= now() + interval '1 second') IS TRUE
+        -- rows are locked in id order: concurrent batches cannot deadlock on each other
+        ORDER BY j.id
+        FOR UPDATE OF j
     ), claimed AS (
         UPDATE content_jobs j
         SET status = 'active', attempts = j.attempts + 1, started_at = now(),
@@ -414,7 +424,7 @@ CLAIM = text(
         FROM target t
         WHERE j.id = t.id
         RETURNING j.id, j.tenant_id, j.type, j.payload, j.attempts, j.max_attempts,
-                  j.lease_expires_at, t.status = 'active' AS rescued
+                  j.lease_expires_at, t.status = 'active' AS rescued, t.message_id, t.ord
     ), events AS (
         -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
@@ -423,15 +433,67 @@ CLAIM = text(
             (1, 'rescued',
              jsonb_build_object('attempt', c.attempts - 1, 'reason', 'lease expired')),
             (2, 'started',
-             jsonb_build_object('attempt', c.attempts, 'message_id', CAST(:message_id AS text),
+             jsonb_build_object('attempt', c.attempts, 'message_id', c.message_id,
                                 'worker', CAST(:worker AS text)))
         ) AS e(ord, event_type, data)
         WHERE e.event_type = 'started' OR c.rescued
-        ORDER BY e.ord
+        ORDER BY c.ord, e.ord
     )
     SELECT * FROM claimed
     """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One delivery asking to run a job: its message id goes into the ``started`` event."""
+
+    job_id: int
+    tenant_id: uuid.UUID
+    message_id: str | None
+
+
+def claim_many(
+    conn: Connection,
+    requests: Sequence[ClaimRequest],
+    *,
+    lease_seconds: float,
+    worker: str | None,
+) -> list[ClaimedJob | None]:
+    """queued (or active with an expired lease) -> active for each request, in one statement;
+    attempts + 1; payloads returned. One answer per request, in order.
+
+    A pending job is claimable too: its message exists, so it was sent, and the worker may simply
+    have been faster than the producer's pending -> queued update.
+
+    ``None`` when the job is missing, terminal, not yet due, or held by a live lease: the
+    message is then a duplicate and does nothing. Job ids must be distinct within one call.
+    """
+    rows = _run(
+        conn,
+        CLAIM,
+        {
+            "ids": [r.job_id for r in requests],
+            "tenant_ids": [r.tenant_id for r in requests],
+            "message_ids": [r.message_id for r in requests],
+            "lease_seconds": lease_seconds,
+            "worker": worker,
+        },
+    ).fetchall()
+    by_ord = {
+        row.ord: ClaimedJob(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            type=row.type,
+            payload=row.payload,
+            attempt=row.attempts,
+            max_attempts=row.max_attempts,
+            lease_expires_at=row.lease_expires_at,
+            rescued=row.rescued,
+        )
+        for row in rows
+    }
+    return [by_ord.get(n) for n in range(1, len(requests) + 1)]
 
 
 def claim(
@@ -443,37 +505,9 @@ def claim(
     message_id: str | None,
     worker: str | None,
 ) -> ClaimedJob | None:
-    """queued (or active with an expired lease) -> active; attempts + 1; payload returned.
-
-    A pending job is claimable too: its message exists, so it was sent, and the worker may simply
-    have been faster than the producer's pending -> queued update.
-
-    ``None`` when the job is missing, terminal, not yet due, or held by a live lease: the
-    message is then a duplicate and does nothing.
-    """
-    row = _run(
-        conn,
-        CLAIM,
-        {
-            "id": job_id,
-            "tenant_id": tenant_id,
-            "lease_seconds": lease_seconds,
-            "message_id": message_id,
-            "worker": worker,
-        },
-    ).fetchone()
-    if row is None:
-        return None
-    return ClaimedJob(
-        id=row.id,
-        tenant_id=row.tenant_id,
-        type=row.type,
-        payload=row.payload,
-        attempt=row.attempts,
-        max_attempts=row.max_attempts,
-        lease_expires_at=row.lease_expires_at,
-        rescued=row.rescued,
-    )
+    """:func:`claim_many` for one job."""
+    request = ClaimRequest(job_id, tenant_id, message_id)
+    return claim_many(conn, [request], lease_seconds=lease_seconds, worker=worker)[0]
 
 
 EXTEND_LEASES = text(
@@ -481,7 +515,9 @@ EXTEND_LEASES = text(
     UPDATE content_jobs j
     SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
     FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS h(id, attempt)
-    WHERE j.id = h.id AND j.status = 'active' AND j.attempts = h.attempt
+    -- primary-key lookups only (see CLAIM)
+    WHERE j.id = h.id AND j.id = ANY(CAST(:ids AS bigint[]))
+      AND (j.status = 'active' AND j.attempts = h.attempt) IS TRUE
     RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
     """
 )
@@ -561,35 +597,58 @@ def record_progress(
 
 COMPLETE = text(
     """
-    WITH done AS (
-        UPDATE content_jobs
-        SET status = 'succeeded', result = CAST(:result AS jsonb), progress = 100,
+    WITH input AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[]),
+                             CAST(:results AS text[]), CAST(:durations AS float8[]))
+            AS i(id, attempt, result, duration_ms)
+    ), done AS (
+        UPDATE content_jobs j
+        SET status = 'succeeded', result = CAST(i.result AS jsonb), progress = 100,
             completed_at = now(), lease_expires_at = NULL, updated_at = now()
-        WHERE id = :id AND status = 'active' AND attempts = :attempt
-        RETURNING id, tenant_id, attempts
+        FROM input i
+        -- primary-key lookups only (see CLAIM)
+        WHERE j.id = i.id AND j.id = ANY(CAST(:ids AS bigint[]))
+          AND (j.status = 'active' AND j.attempts = i.attempt) IS TRUE
+        RETURNING j.id, j.tenant_id, j.attempts, i.duration_ms
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'completed',
-               jsonb_build_object('attempt', attempts, 'duration_ms',
-                                  CAST(:duration_ms AS double precision))
-        FROM done
+               jsonb_build_object('attempt', attempts, 'duration_ms', duration_ms)
+        FROM done ORDER BY id
     )
     SELECT id FROM done
     """
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A handler returned: ``result_json`` is its result as JSON text."""
+
+    job_id: int
+    attempt: int
+    result_json: str
+    duration_ms: float | None
+
+
+def complete_many(conn: Connection, completions: Sequence[Completion]) -> list[bool]:
+    """active -> succeeded for each completion, in one statement. One answer per completion,
+    in order; False: that attempt's lease was lost and nothing was written for it."""
+    params = {
+        "ids": [c.job_id for c in completions],
+        "attempts": [c.attempt for c in completions],
+        "results": [c.result_json for c in completions],
+        "durations": [c.duration_ms for c in completions],
+    }
+    done = {row.id for row in _run(conn, COMPLETE, params)}
+    return [c.job_id in done for c in completions]
+
+
 def complete(
     conn: Connection, job_id: int, attempt: int, result_json: str, duration_ms: float | None
 ) -> bool:
-    """active -> succeeded with the handler's result (JSON text). False: the lease was lost."""
-    params = {
-        "id": job_id,
-        "attempt": attempt,
-        "result": result_json,
-        "duration_ms": duration_ms,
-    }
-    return _run(conn, COMPLETE, params).fetchone() is not None
+    """:func:`complete_many` for one job: active -> succeeded. False: the lease was lost."""
+    return complete_many(conn, [Completion(job_id, attempt, result_json, duration_ms)])[0]
 
 
 FAIL = text(
