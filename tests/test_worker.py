@@ -329,3 +329,61 @@ def test_pruner_deletes_old_terminal_jobs_and_their_events_only(
     assert left == 1  # the live job's enqueued event
     assert get_job(tenant_id, live.id).status is JobStatus.QUEUED
     assert prune_once() == 0
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_message_is_acked_only_after_its_completion_commits(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    """The handler thread moves on at once, but the message stays unacked in Redis until the
+    completion has committed: a crash in between re-delivers it, nothing is lost."""
+    from sqlalchemy import text
+
+    from db.engine import transaction
+
+    worker_factory(threads=1)
+    job = enqueue(echo_type, {"value": 1, "sleep": 0.3}, tenant_id=tenant_id)
+    assert job.message_id is not None
+    _wait(lambda: get_job(tenant_id, job.id).status is JobStatus.ACTIVE)
+    with transaction() as conn:  # the row lock holds the completion back
+        conn.execute(text("SELECT 1 FROM content_jobs WHERE id = :id FOR UPDATE"), {"id": job.id})
+        time.sleep(0.8)  # the handler has returned by now
+        assert (tenant_id, job.id) in started_runs
+        assert get_job(tenant_id, job.id).status is JobStatus.ACTIVE
+        assert broker_module.message_present("testq", [job.message_id]) == [True]
+    assert wait_for(tenant_id, job.id).status is JobStatus.SUCCEEDED
+    _wait(lambda: broker_module.message_present("testq", [job.message_id]) == [False])
+
+
+def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    """A fetched message's job is claimed before a thread is free for it; if the worker stops
+    first, the job goes back to queued with its attempt returned, and runs elsewhere."""
+    worker = worker_factory(threads=1)  # prefetch 2: one running, one claimed and waiting
+    jobs = [enqueue(echo_type, {"value": i, "sleep": 0.5}, tenant_id=tenant_id) for i in range(3)]
+    _wait(lambda: any((tenant_id, j.id) in started_runs for j in jobs))
+    _wait(lambda: sum(EventType.STARTED in types_of(tenant_id, j.id) for j in jobs) >= 2)
+    worker.stop(timeout=10_000)
+    never_ran = [j for j in jobs if (tenant_id, j.id) not in started_runs]
+    assert never_ran
+    given_back = 0
+    for job in never_ran:
+        row = get_job(tenant_id, job.id)
+        assert row.status is JobStatus.QUEUED and row.attempts == 0
+        events = events_of(tenant_id, job.id)
+        if any(e.event_type is EventType.RESCUED for e in events):
+            given_back += 1
+            rescued = [e for e in events if e.event_type is EventType.RESCUED][-1]
+            assert rescued.data["reason"] == "worker shutdown"
+    assert given_back >= 1
+    worker_factory(threads=2)
+    for job in jobs:
+        assert wait_for(tenant_id, job.id).status is JobStatus.SUCCEEDED
+        assert_legal_history(types_of(tenant_id, job.id))

@@ -4,7 +4,7 @@ With ``synchronous_commit`` on, every commit waits for a WAL flush, and on a sma
 flush costs more than the statement: one claim and one completion per job, each committed on
 its own, was most of PostgreSQL's CPU per job (docs/benchmarks.md). So the handler threads of
 a process hand their claims and completions to this writer, and each round writes everything
-that is waiting (claims in one statement, completions in another) in one transaction:
+that is waiting (its claims and its completions) in one statement, so one commit:
 
 * a claim blocks its thread until its round commits (the handler needs the payload);
 * a completion does not: the thread goes on to its next message at once, and the message's
@@ -24,7 +24,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +74,6 @@ class StateWriter:
         self._acks: list[tuple[Any, Any]] = []
         self._in_flight = 0
         self._thread: threading.Thread | None = None
-        self.rounds = 0
 
     # --- called by handler threads ---------------------------------------------------------
 
@@ -121,7 +119,10 @@ class StateWriter:
                 self._by_message.pop(message.message_id, None)
                 return False
             pending.ack = (consumer, message)
-            return True
+        # The message no longer counts against the consumer's prefetch: its job is done, only
+        # the ack waits (Dramatiq counts unacked messages to decide how many more to fetch).
+        consumer.queued_message_ids.discard(message.message_id)
+        return True
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued write and deferred ack is done (worker shutdown)."""
@@ -217,28 +218,23 @@ class StateWriter:
     def _statements(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion]
     ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
-        """One transaction (one commit) for the round."""
+        """One statement (one commit) for the round."""
+        lease_seconds = get_settings().lease_seconds
         with autocommit() as conn:
-            driver = conn.connection.driver_connection
-            assert driver is not None
-            with driver.transaction() if claims and completions else nullcontext():
-                claimed = (
-                    sm.claim_many(
-                        conn,
-                        [c.request for c in claims],
-                        lease_seconds=get_settings().lease_seconds,
-                        worker=self.worker,
-                    )
-                    if claims
-                    else []
+            if claims and completions:
+                return sm.claim_and_complete(
+                    conn,
+                    [c.request for c in claims],
+                    [c.completion for c in completions],
+                    lease_seconds=lease_seconds,
+                    worker=self.worker,
                 )
-                held = (
-                    sm.complete_many(conn, [c.completion for c in completions])
-                    if completions
-                    else []
-                )
-        self.rounds += 1
-        return claimed, held
+            if claims:
+                requests = [c.request for c in claims]
+                return sm.claim_many(
+                    conn, requests, lease_seconds=lease_seconds, worker=self.worker
+                ), []
+            return [], sm.complete_many(conn, [c.completion for c in completions])
 
     def _one_by_one(self, work: _Round) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
         claimed: list[sm.ClaimedJob | None] = []

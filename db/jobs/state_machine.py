@@ -396,15 +396,14 @@ def manual_retry(
 
 # --- worker side --------------------------------------------------------------------------------
 
-CLAIM = text(
-    """
-    WITH input AS (
+_CLAIM_CTES = """
+    claim_input AS (
         SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tenant_ids AS uuid[]),
                              CAST(:message_ids AS text[]))
             WITH ORDINALITY AS i(id, tenant_id, message_id, ord)
-    ), target AS (
+    ), claim_target AS (
         SELECT j.id, j.status, i.message_id, i.ord
-        FROM content_jobs j JOIN input i ON j.id = i.id
+        FROM content_jobs j JOIN claim_input i ON j.id = i.id
         -- Primary-key lookups only, whatever the statistics say: the `IS TRUE` wrappers hide
         -- these conditions from the (tenant_id, ...) and partial status indexes, through
         -- which a stale plan would walk a whole tenant or every live job.
@@ -421,11 +420,11 @@ CLAIM = text(
         UPDATE content_jobs j
         SET status = 'active', attempts = j.attempts + 1, started_at = now(),
             lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
-        FROM target t
+        FROM claim_target t
         WHERE j.id = t.id
         RETURNING j.id, j.tenant_id, j.type, j.payload, j.attempts, j.max_attempts,
                   j.lease_expires_at, t.status = 'active' AS rescued, t.message_id, t.ord
-    ), events AS (
+    ), claim_events AS (
         -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT c.id, c.tenant_id, e.event_type, e.data
@@ -438,10 +437,14 @@ CLAIM = text(
         ) AS e(ord, event_type, data)
         WHERE e.event_type = 'started' OR c.rescued
         ORDER BY c.ord, e.ord
-    )
-    SELECT * FROM claimed
-    """
+    )"""
+
+_CLAIMED_COLUMNS = (
+    "id, tenant_id, type, payload, attempts, max_attempts, lease_expires_at, rescued, ord"
 )
+
+# The f-strings below join this module's own constant SQL fragments, never input.
+CLAIM = text(f"WITH {_CLAIM_CTES} SELECT {_CLAIMED_COLUMNS} FROM claimed")  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,17 +472,23 @@ def claim_many(
     ``None`` when the job is missing, terminal, not yet due, or held by a live lease: the
     message is then a duplicate and does nothing. Job ids must be distinct within one call.
     """
-    rows = _run(
-        conn,
-        CLAIM,
-        {
-            "ids": [r.job_id for r in requests],
-            "tenant_ids": [r.tenant_id for r in requests],
-            "message_ids": [r.message_id for r in requests],
-            "lease_seconds": lease_seconds,
-            "worker": worker,
-        },
-    ).fetchall()
+    rows = _run(conn, CLAIM, _claim_params(requests, lease_seconds, worker)).fetchall()
+    return _claimed_in_order(rows, len(requests))
+
+
+def _claim_params(
+    requests: Sequence[ClaimRequest], lease_seconds: float, worker: str | None
+) -> dict[str, Any]:
+    return {
+        "ids": [r.job_id for r in requests],
+        "tenant_ids": [r.tenant_id for r in requests],
+        "message_ids": [r.message_id for r in requests],
+        "lease_seconds": lease_seconds,
+        "worker": worker,
+    }
+
+
+def _claimed_in_order(rows: Sequence[Any], count: int) -> list[ClaimedJob | None]:
     by_ord = {
         row.ord: ClaimedJob(
             id=row.id,
@@ -493,7 +502,7 @@ def claim_many(
         )
         for row in rows
     }
-    return [by_ord.get(n) for n in range(1, len(requests) + 1)]
+    return [by_ord.get(n) for n in range(1, count + 1)]
 
 
 def claim(
@@ -595,30 +604,37 @@ def record_progress(
     return LeaseState(held=True, cancel_requested=row.cancel_requested)
 
 
-COMPLETE = text(
-    """
-    WITH input AS (
-        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[]),
+_COMPLETE_CTES = """
+    done_input AS (
+        SELECT * FROM unnest(CAST(:done_ids AS bigint[]), CAST(:done_attempts AS int[]),
                              CAST(:results AS text[]), CAST(:durations AS float8[]))
             AS i(id, attempt, result, duration_ms)
     ), done AS (
         UPDATE content_jobs j
         SET status = 'succeeded', result = CAST(i.result AS jsonb), progress = 100,
             completed_at = now(), lease_expires_at = NULL, updated_at = now()
-        FROM input i
+        FROM done_input i
         -- primary-key lookups only (see CLAIM)
-        WHERE j.id = i.id AND j.id = ANY(CAST(:ids AS bigint[]))
+        WHERE j.id = i.id AND j.id = ANY(CAST(:done_ids AS bigint[]))
           AND (j.status = 'active' AND j.attempts = i.attempt) IS TRUE
         RETURNING j.id, j.tenant_id, j.attempts, i.duration_ms
-    ), events AS (
+    ), done_events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'completed',
                jsonb_build_object('attempt', attempts, 'duration_ms', duration_ms)
         FROM done ORDER BY id
-    )
-    SELECT id FROM done
-    """
+    )"""
+
+COMPLETE = text(f"WITH {_COMPLETE_CTES} SELECT id FROM done")  # noqa: S608
+
+CLAIM_AND_COMPLETE = text(
+    f"WITH {_CLAIM_CTES}, {_COMPLETE_CTES} "  # noqa: S608
+    f"SELECT true AS is_claim, {_CLAIMED_COLUMNS} FROM claimed "
+    "UNION ALL SELECT false, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done"
 )
+"""A worker process's round (worker/state_writer.py): its claims and completions in one
+statement, so one commit. Never with a job both claimed and completed (the writer keeps them
+apart): one statement must not update a row twice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,14 +650,34 @@ class Completion:
 def complete_many(conn: Connection, completions: Sequence[Completion]) -> list[bool]:
     """active -> succeeded for each completion, in one statement. One answer per completion,
     in order; False: that attempt's lease was lost and nothing was written for it."""
-    params = {
-        "ids": [c.job_id for c in completions],
-        "attempts": [c.attempt for c in completions],
+    done = {row.id for row in _run(conn, COMPLETE, _complete_params(completions))}
+    return [c.job_id in done for c in completions]
+
+
+def _complete_params(completions: Sequence[Completion]) -> dict[str, Any]:
+    return {
+        "done_ids": [c.job_id for c in completions],
+        "done_attempts": [c.attempt for c in completions],
         "results": [c.result_json for c in completions],
         "durations": [c.duration_ms for c in completions],
     }
-    done = {row.id for row in _run(conn, COMPLETE, params)}
-    return [c.job_id in done for c in completions]
+
+
+def claim_and_complete(
+    conn: Connection,
+    requests: Sequence[ClaimRequest],
+    completions: Sequence[Completion],
+    *,
+    lease_seconds: float,
+    worker: str | None,
+) -> tuple[list[ClaimedJob | None], list[bool]]:
+    """:func:`claim_many` and :func:`complete_many` in one statement. No job may be both
+    claimed and completed in one call."""
+    params = _claim_params(requests, lease_seconds, worker) | _complete_params(completions)
+    rows = _run(conn, CLAIM_AND_COMPLETE, params).fetchall()
+    done = {row.id for row in rows if not row.is_claim}
+    claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
+    return claimed, [c.job_id in done for c in completions]
 
 
 def complete(
