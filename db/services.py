@@ -41,9 +41,9 @@ def ensure_local_services(
 ) -> tuple[str, str]:
     """Both URLs, starting embedded servers for whichever is not configured.
 
-    With ``schema``, an embedded database that has no tables yet is migrated to head, so a
-    fresh machine needs no setup step. A configured DATABASE_URL is never migrated from here
-    (that is `jobctl db upgrade`).
+    With ``schema``, an embedded database is migrated to head (created on a new one, upgraded on
+    one an older checkout made), so a fresh machine needs no setup step. A configured
+    DATABASE_URL is never migrated from here (that is `jobctl db upgrade`).
     """
     settings = settings or get_settings()
     need_pg, need_redis = not settings.database_url, not settings.redis_url
@@ -57,11 +57,11 @@ def ensure_local_services(
         embedded.start(settings.dev_dir, postgres=need_pg, redis=need_redis)
     db_url = database_url(settings)
     if schema and need_pg:
-        _create_schema_if_empty(db_url)
+        _migrate_embedded(db_url)
     return db_url, redis_url(settings)
 
 
-def _create_schema_if_empty(url: str) -> None:
+def _migrate_embedded(url: str) -> None:
     from sqlalchemy import create_engine, inspect
 
     from db import migrate
@@ -74,7 +74,7 @@ def _create_schema_if_empty(url: str) -> None:
         engine.dispose()
     if empty:
         log.info("embedded.schema.created", url=url)
-        migrate.upgrade("head", url)
+    migrate.upgrade("head", url)  # at head already: one version lookup
 
 
 def _embedded_urls(settings: Settings) -> tuple[str | None, str | None]:

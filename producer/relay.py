@@ -3,7 +3,8 @@
 Two cases (DESIGN.md, "content_jobs is the outbox"):
 
 * pending rows older than ``relay_pending_after_seconds``: the producer committed but died (or
-  Redis refused) before sending;
+  Redis refused) before sending (a pending row whose message Redis does hold was sent, and only
+  its pending -> queued mark was lost: it is marked, not re-sent);
 * queued rows untouched for ``relay_queued_after_seconds`` whose message Redis no longer holds
   (Redis restarted without persistence, or was flushed).
 
@@ -20,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy import Connection
 
-from db.engine import transaction
+from db.engine import autocommit, transaction
 from db.jobs import state_machine as sm
 from db.models import JobStatus
 from db.settings import get_settings
@@ -65,25 +67,30 @@ def _pass(status: JobStatus, *, older_than: float, horizon: float, limit: int, r
         rows = sm.lock_unsent_candidates(
             conn, status, older_than_seconds=older_than, horizon_seconds=horizon, limit=limit
         )
-        queued = _with_queues(rows)
-        if status is JobStatus.QUEUED:
-            queued = _missing_from_redis(queued)
-        if not queued:
-            return 0
-        outgoing = [
-            broker.Outgoing(
-                row.id,
-                row.tenant_id,
-                queue,
-                broker.new_message_id(),
-                row.due_in_ms or None,
-            )
-            for row, queue in queued
-        ]
-        broker.send(outgoing)
-        return sm.record_resend(
-            conn, [o.job_id for o in outgoing], [o.message_id for o in outgoing], reason
+        queued, present = _split_by_redis(_with_queues(rows))
+        resent = _resend(conn, queued, reason) if queued else 0
+    if status is JobStatus.PENDING and present:
+        # sent, but the pending -> queued mark never landed: mark it, re-send nothing
+        with autocommit() as conn:
+            sm.mark_sent(conn, [row.id for row, _ in present])
+    return resent
+
+
+def _resend(conn: Connection, queued: list[tuple[Any, str]], reason: str) -> int:
+    outgoing = [
+        broker.Outgoing(
+            row.id,
+            row.tenant_id,
+            queue,
+            broker.new_message_id(),
+            row.due_in_ms or None,
         )
+        for row, queue in queued
+    ]
+    broker.send(outgoing)
+    return sm.record_resend(
+        conn, [o.job_id for o in outgoing], [o.message_id for o in outgoing], reason
+    )
 
 
 def _with_queues(rows: list[Any]) -> list[tuple[Any, str]]:
@@ -97,12 +104,17 @@ def _with_queues(rows: list[Any]) -> list[tuple[Any, str]]:
     return paired
 
 
-def _missing_from_redis(queued: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+def _split_by_redis(
+    rows: list[tuple[Any, str]],
+) -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    """(rows whose message Redis does not hold, rows whose message it holds)."""
     by_queue: dict[str, list[tuple[Any, str]]] = defaultdict(list)
-    for row, queue in queued:
+    for row, queue in rows:
         by_queue[queue].append((row, queue))
     missing: list[tuple[Any, str]] = []
+    present: list[tuple[Any, str]] = []
     for queue, items in by_queue.items():
-        present = broker.message_present(queue, [row.queue_job_id or "" for row, _ in items])
-        missing.extend(item for item, found in zip(items, present, strict=True) if not found)
-    return missing
+        found = broker.message_present(queue, [row.queue_job_id or "" for row, _ in items])
+        for item, held in zip(items, found, strict=True):
+            (present if held else missing).append(item)
+    return missing, present

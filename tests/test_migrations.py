@@ -65,7 +65,7 @@ def test_cli_db_check_and_upgrade(use_fresh_db: str) -> None:
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "0001" in result.output
+    assert "0002" in result.output
 
 
 def test_cli_refuses_non_local_database_without_flag(monkeypatch: pytest.MonkeyPatch) -> None:

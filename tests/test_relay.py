@@ -147,3 +147,41 @@ def test_far_future_job_waits_in_postgres_until_it_comes_within_the_horizon(
     stored = get_job(tenant_id, job.id)
     assert stored.status is JobStatus.QUEUED
     assert redis_client.hexists(f"{jobs_env}:content.DQ.msgs", stored.queue_job_id or "")
+
+
+KILLED_AFTER_SEND = """
+import os, uuid
+import db.jobs.state_machine as sm
+from producer import enqueue
+
+def die(*args, **kwargs):
+    print("sent", flush=True)
+    os._exit(9)  # the message left; the pending -> queued mark never happens
+
+sm.mark_sent = die
+enqueue("scheduled_preview", {payload!r}, tenant_id=uuid.UUID({tenant!r}))
+"""
+
+
+def test_producer_killed_between_send_and_mark(
+    tenant_id: uuid.UUID,
+    jobs_env: str,
+    redis_client: redis_lib.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The message is on Redis but the row is still pending: the relay marks it queued and
+    sends nothing more (no duplicate message, no second ``enqueued`` event)."""
+    script = KILLED_AFTER_SEND.format(payload=PAYLOAD, tenant=str(tenant_id))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=dict(os.environ), capture_output=True, text=True
+    )
+    assert proc.returncode == 9 and "sent" in proc.stdout, proc.stderr
+    [job_id] = job_ids_in_redis(redis_client, jobs_env, "content")
+    assert get_job(tenant_id, job_id).status is JobStatus.PENDING
+    monkeypatch.setenv("JOBS_RELAY_PENDING_AFTER_SECONDS", "0")
+    get_settings.cache_clear()
+    assert relay_once().resent_pending == 0
+    assert get_job(tenant_id, job_id).status is JobStatus.QUEUED
+    assert job_ids_in_redis(redis_client, jobs_env, "content") == [job_id]
+    events = get_job_events(tenant_id, job_id).items
+    assert [e.event_type for e in events] == [EventType.ENQUEUED]

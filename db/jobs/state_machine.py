@@ -149,7 +149,7 @@ INSERT_PENDING = text(
         WHERE (SELECT count(*) FROM tenants WHERE id = ANY(CAST(:tenant_ids AS uuid[])))
               = CAST(:n_tenants AS int)
         ORDER BY i.ord
-        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+        ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, tenant_id, type, status, queue_job_id, run_at, idempotency_key
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
@@ -231,13 +231,20 @@ MARK_SENT = text(
     """
     UPDATE content_jobs SET status = 'queued', updated_at = now()
     WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'pending'
+      -- this statement's own transaction commits without waiting for the WAL flush
+      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
     """
 )
 
 
 def mark_sent(conn: Connection, job_ids: Sequence[int]) -> int:
     """pending -> queued once the message is on Redis. No event of its own: the ``enqueued``
-    event already stands for it (docs/architecture.md). Returns how many rows moved."""
+    event already stands for it (docs/architecture.md). Returns how many rows moved.
+
+    Committed asynchronously (no wait for the WAL flush; run it in autocommit): the mark is a
+    hint, not a promise. If a server crash loses it, the row is pending again with its message
+    on Redis; the relay finds the message there and marks the row, and the worker claims a
+    pending job just as well."""
     return int(_run(conn, MARK_SENT, {"ids": list(job_ids)}).rowcount)
 
 

@@ -20,7 +20,6 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -55,7 +54,15 @@ _TERMINAL_SQL = "status IN ('succeeded', 'failed', 'cancelled')"
 class ContentJob(TimestampMixin, Base):
     __tablename__ = "content_jobs"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "idempotency_key"),
+        # Unique per tenant; partial, so the many jobs without a key cost this index nothing
+        # (each row version of a job would otherwise add an entry here).
+        Index(
+            "uq_content_jobs_tenant_id_idempotency_key",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
         CheckConstraint(f"({_TERMINAL_SQL}) = (completed_at IS NOT NULL)", name="finalized"),
         CheckConstraint("status <> 'active' OR lease_expires_at IS NOT NULL", name="active_lease"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
