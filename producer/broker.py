@@ -6,6 +6,7 @@ default). Messages carry ids only: ``(job_id, tenant_id)``; the payload stays in
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
-import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import dq_name
 
@@ -23,6 +23,15 @@ from db.settings import get_settings
 from producer.job_types import actor_name_for
 
 _lock = threading.Lock()
+
+_ACK_MANY_LUA = """
+redis.call("zadd", KEYS[3], ARGV[1], ARGV[2])
+for i = 3, #ARGV do
+    if redis.call("srem", KEYS[1], ARGV[i]) > 0 then
+        redis.call("hdel", KEYS[2], ARGV[i])
+    end
+end
+"""
 RedisArg = str | bytes | int | float
 
 
@@ -61,26 +70,40 @@ class JobsBroker(RedisBroker):
         argv = self._dispatch_argv(command, queue_name, args, maintenance)
         return self.scripts["dispatch"](keys=[self.namespace], args=argv)
 
-    def dispatch_many(self, calls: Sequence[tuple[str, str, tuple[RedisArg, ...]]]) -> list[Any]:
-        """Run ``(command, queue, args)`` calls of ``dispatch.lua`` in one pipelined round trip.
+    def enqueue_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        """Store ``(queue, message id, encoded message)`` triples in one MULTI/EXEC round trip:
+        per queue, one HSET of the bodies and one RPUSH of the ids.
 
-        The pipeline calls EVALSHA itself: redis-py's pipelined scripts would first ask
-        ``SCRIPT EXISTS``, one more round trip every time. After a Redis restart the script is
-        loaded again and the pipeline re-run (every command of it is idempotent or was not run).
+        That is what ``dispatch.lua``'s ``enqueue`` does per message (its header documents the
+        layout: ``<ns>:<queue>`` lists ids, ``<ns>:<queue>.msgs`` maps ids to bodies), without
+        the per-message script call: packing a dozen script arguments per message was most of
+        the producer's CPU for a batch.
         """
-        script = self.scripts["dispatch"]
-        argvs = [self._dispatch_argv(c, q, a, False) for c, q, a in calls]
-        for first in (True, False):
-            pipe = self.client.pipeline(transaction=False)
-            for argv in argvs:
-                pipe.evalsha(script.sha, 1, self.namespace, *argv)
-            try:
-                return list(pipe.execute())
-            except redis.exceptions.NoScriptError:
-                if not first:
-                    raise
-                script.sha = self.client.script_load(script.script)
-        raise AssertionError("unreachable")
+        by_queue: dict[str, dict[str, bytes]] = {}
+        for queue, message_id, body in messages:
+            by_queue.setdefault(queue, {})[message_id] = body
+        pipe = self.client.pipeline(transaction=True)
+        for queue, bodies in by_queue.items():
+            pipe.hset(f"{self.namespace}:{queue}.msgs", mapping=bodies)  # type: ignore[arg-type]
+            pipe.rpush(f"{self.namespace}:{queue}", *bodies)
+        pipe.execute()
+
+    def ack_many(self, queue_name: str, message_ids: Sequence[str]) -> None:
+        """Ack many messages of one queue in one script call: what ``dispatch.lua``'s ``ack``
+        does per message (forget it from this worker's unacked set; drop its body only if it
+        was still there, i.e. not requeued to another worker meanwhile), plus the heartbeat
+        every dispatch call writes."""
+        keys = [
+            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
+            f"{self.namespace}:{queue_name}.msgs",
+            f"{self.namespace}:__heartbeats__",
+        ]
+        args = [int(time.time() * 1000), self.broker_id, *message_ids]
+        self._ack_script(keys=keys, args=args)
+
+    @functools.cached_property
+    def _ack_script(self) -> Any:
+        return self.client.register_script(_ACK_MANY_LUA)
 
     def _dispatch_argv(
         self, command: str, queue_name: str, args: Sequence[RedisArg], maintenance: bool
@@ -152,27 +175,22 @@ class Outgoing:
 
 
 def send(outgoing: Sequence[Outgoing]) -> None:
-    """Put messages on Redis in one round trip (a pipeline), however many there are.
+    """Put messages on Redis in one round trip, however many there are.
 
-    Mirrors ``RedisBroker.enqueue`` (same encoding, delay queue and middleware hooks) with one
-    difference: the Redis message id is our message id (``content_jobs.queue_job_id``), so the
-    relay can ask Redis whether a queued job's message is still there.
+    Mirrors ``RedisBroker.enqueue`` (same encoding, delay queue and middleware hooks) with two
+    differences: the Redis message id is our message id (``content_jobs.queue_job_id``), so the
+    relay can ask Redis whether a job's message is still there; and a batch is written with
+    one HSET and one RPUSH per queue (:meth:`JobsBroker.enqueue_many`).
     """
     if not outgoing:
         return
     broker = get_broker()
     sent: list[tuple[dramatiq.Message[None], int | None]] = []
-    calls: list[tuple[str, str, tuple[RedisArg, ...]]] = []
     for item in outgoing:
         message = broker.keyed(item.to_message(), item.delay_ms)
         broker.emit_before("enqueue", message, item.delay_ms)
-        calls.append(("enqueue", message.queue_name, (item.message_id, message.encode())))
         sent.append((message, item.delay_ms))
-    if len(calls) == 1:
-        command, queue, args = calls[0]
-        broker.dispatch(command, queue, *args)
-    else:
-        broker.dispatch_many(calls)
+    broker.enqueue_many([(m.queue_name, m.message_id, m.encode()) for m, _ in sent])
     for message, delay in sent:
         broker.emit_after("enqueue", message, delay)
 

@@ -282,13 +282,13 @@ class StateWriter:
     def _ack(self, acks: list[tuple[Any, Any]]) -> bool:
         """Ack in one pipeline. False: Redis failed and the acks wait for a later round (the
         messages stay with this worker meanwhile, as unacked messages do)."""
-        broker = acks[0][0].broker
-        calls = [
-            ("ack", consumer.queue_name, (message.options["redis_message_id"],))
-            for consumer, message in acks
-        ]
+        by_consumer: dict[int, tuple[Any, list[str]]] = {}
+        for consumer, message in acks:
+            entry = by_consumer.setdefault(id(consumer), (consumer, []))
+            entry[1].append(message.options["redis_message_id"])
         try:
-            broker.dispatch_many(calls)
+            for consumer, ids in by_consumer.values():
+                consumer.broker.ack_many(consumer.queue_name, ids)
         except Exception as exc:  # noqa: BLE001 - Redis down: try again later
             log.warning("state_writer.ack_failed", error_type=type(exc).__name__, acks=len(acks))
             with self._cond:

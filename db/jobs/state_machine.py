@@ -51,6 +51,7 @@ def _run(conn: Connection, statement: TextClause, params: dict[str, Any]) -> psy
         sql = _COMPILED[statement] = str(statement.compile(dialect=_DIALECT))
     driver = conn.connection.driver_connection
     assert driver is not None
+    params = {k: _array_literal(v) if isinstance(v, list) else v for k, v in params.items()}
     started = time.perf_counter()
     try:
         cursor = driver.cursor(row_factory=namedtuple_row)
@@ -60,6 +61,21 @@ def _run(conn: Connection, statement: TextClause, params: dict[str, Any]) -> psy
         raise
     observe_query(sql, (time.perf_counter() - started) * 1000, cursor.rowcount)
     return cursor  # type: ignore[no-any-return]
+
+
+def _array_literal(values: list[Any]) -> str:
+    """A list as PostgreSQL array text, for ``CAST(:param AS type[])``: every element quoted
+    (backslash and double quote escaped), None as NULL. Building this string costs a fraction
+    of psycopg's list adaptation, which inspects every element (about 3 µs each): that was a
+    fifth of the producer's CPU for a batch of 1,000 jobs."""
+    return (
+        "{"
+        + ",".join(
+            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+        + "}"
+    )
 
 
 # Legal (from, to) pairs of content_jobs.status. The tests replay every recorded event
