@@ -21,6 +21,7 @@ from db.engine import autocommit
 from db.models import ContentJob, JobEvent, JobStatus
 from db.schemas.job import JobEventRead, JobRead
 from db.settings import get_settings
+from db.statements import execute
 from producer.errors import InvalidOption, JobNotFound
 
 T = TypeVar("T")
@@ -66,7 +67,7 @@ GET_JOB = select(jobs_t).where(
 def get_job(tenant_id: uuid.UUID, job_id: int) -> JobRead:
     """One job with its last progress and last error. JobNotFound for another tenant's id."""
     with autocommit() as conn:
-        row = conn.execute(GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).first()
+        row = execute(conn, GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).fetchone()
     if row is None:
         raise JobNotFound(f"job {job_id} not found")
     return JobRead.model_validate(row)

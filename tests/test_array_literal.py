@@ -1,5 +1,5 @@
 """Array parameters of the state machine's statements travel as PostgreSQL array text
-(db/jobs/state_machine.py: _array_literal); whatever a payload, error or message id holds
+(db/statements.py: array_literal); whatever a payload, error or message id holds
 must come back unchanged."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from db.jobs.state_machine import _array_literal
+from db.statements import array_literal
 
 # PostgreSQL text cannot hold NUL (nor UTF-8 a lone surrogate); everything else may appear.
 TEXT = st.text(
@@ -27,7 +27,7 @@ def _conninfo(url: str) -> str:
 @given(values=st.lists(st.one_of(st.none(), TEXT), max_size=20))
 def test_text_arrays_round_trip(session_db_url: str, values: list[str | None]) -> None:
     with psycopg.connect(_conninfo(session_db_url)) as conn:
-        row = conn.execute("SELECT CAST(%s AS text[])", (_array_literal(values),)).fetchone()
+        row = conn.execute("SELECT CAST(%s AS text[])", (array_literal(values),)).fetchone()
     assert row is not None and row[0] == values
 
 
@@ -43,6 +43,6 @@ def test_number_and_uuid_arrays_round_trip(
     with psycopg.connect(_conninfo(session_db_url)) as conn:
         row = conn.execute(
             "SELECT CAST(%s AS bigint[]), CAST(%s AS float8[]), CAST(%s AS uuid[])",
-            (_array_literal(ids), _array_literal(floats), _array_literal(uuids)),
+            (array_literal(ids), array_literal(floats), array_literal(uuids)),
         ).fetchone()
     assert row == (ids, floats, uuids)

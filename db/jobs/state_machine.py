@@ -18,65 +18,16 @@ The legal moves (DESIGN.md)::
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
-from psycopg.rows import namedtuple_row
-from sqlalchemy import Connection, TextClause, text
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy import Connection, text
 
 from db.models.job import JobStatus
-from db.query_log import observe_query
-
-_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
-_COMPILED: dict[TextClause, str] = {}
-
-
-def _run(conn: Connection, statement: TextClause, params: dict[str, Any]) -> psycopg.Cursor[Any]:
-    """Execute a named statement on the connection's psycopg connection, inside whatever
-    transaction ``conn`` is in.
-
-    The hot path skips SQLAlchemy's per-call machinery (a third of the CPU per statement; see
-    docs/benchmarks.md) but keeps what it gave: the statement compiled once, a broken
-    connection invalidated in the pool, slow statements logged without their parameters.
-    Driver errors leave through ``db.errors.wrap_db_errors`` of the caller's context.
-    """
-    sql = _COMPILED.get(statement)
-    if sql is None:
-        sql = _COMPILED[statement] = str(statement.compile(dialect=_DIALECT))
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    params = {k: _array_literal(v) if isinstance(v, list) else v for k, v in params.items()}
-    started = time.perf_counter()
-    try:
-        cursor = driver.cursor(row_factory=namedtuple_row)
-        cursor.execute(sql, params)
-    except psycopg.OperationalError:
-        conn.invalidate()
-        raise
-    observe_query(sql, (time.perf_counter() - started) * 1000, cursor.rowcount)
-    return cursor  # type: ignore[no-any-return]
-
-
-def _array_literal(values: list[Any]) -> str:
-    """A list as PostgreSQL array text, for ``CAST(:param AS type[])``: every element quoted
-    (backslash and double quote escaped), None as NULL. Building this string costs a fraction
-    of psycopg's list adaptation, which inspects every element (about 3 µs each): that was a
-    fifth of the producer's CPU for a batch of 1,000 jobs."""
-    return (
-        "{"
-        + ",".join(
-            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-            for v in values
-        )
-        + "}"
-    )
-
+from db.statements import execute as _run
 
 # Legal (from, to) pairs of content_jobs.status. The tests replay every recorded event
 # history against this table (tests/jobwait.py: assert_legal_history).
