@@ -63,6 +63,7 @@ def retry_job(tenant_id: uuid.UUID, job_id: int) -> int:
             f"job {job_id} is {current.status.value}: only failed or cancelled jobs can be retried"
         )
     queue = get_job_type(job_type).queue
-    send_and_mark([broker.Outgoing(job_id, tenant_id, queue, message_id)], engine=None)
+    with autocommit() as conn:
+        send_and_mark([broker.Outgoing(job_id, tenant_id, queue, message_id)], conn)
     log.info("job.retry", job_id=job_id, tenant_id=str(tenant_id))
     return job_id

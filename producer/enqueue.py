@@ -106,11 +106,10 @@ def enqueue_many(
         return []
     rows = [p.row for p in prepared]
     if session is None:
-        with autocommit() as conn:
+        with autocommit() as conn:  # one connection for the insert and the mark
             inserted = _insert(conn, rows)
-        jobs = _results(inserted)
-        send_and_mark(_outgoing(prepared, inserted), engine=None)
-        return jobs
+            send_and_mark(_outgoing(prepared, inserted), conn)
+        return _results(inserted)
     with wrap_db_errors():
         inserted = _insert(session.connection(), rows)
     defer_until_commit(session, _outgoing(prepared, inserted))

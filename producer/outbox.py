@@ -6,7 +6,7 @@ A message that fails to send leaves its row pending; the relay (producer/relay.p
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session
 
 from db.engine import autocommit
@@ -18,10 +18,10 @@ log = structlog.get_logger(__name__)
 _OUTBOX = "pgjobs_outbox"
 
 
-def send_and_mark(outgoing: list[broker.Outgoing], engine: Engine | None) -> None:
-    """Send, then pending -> queued. A failed send leaves the rows pending for the relay."""
+def send(outgoing: list[broker.Outgoing]) -> bool:
+    """Send after commit. False: the send failed and the rows stay pending for the relay."""
     if not outgoing:
-        return
+        return False
     try:
         broker.send(outgoing)
     except Exception as exc:  # noqa: BLE001 - the relay re-sends; the job is safe in PostgreSQL
@@ -30,8 +30,14 @@ def send_and_mark(outgoing: list[broker.Outgoing], engine: Engine | None) -> Non
             job_ids=[o.job_id for o in outgoing],
             error_type=type(exc).__name__,
         )
-        return
-    with autocommit(engine) as conn:
+        return False
+    return True
+
+
+def send_and_mark(outgoing: list[broker.Outgoing], conn: Connection) -> None:
+    """Send, then pending -> queued on ``conn`` (in autocommit). A failed send leaves the rows
+    pending for the relay."""
+    if send(outgoing):
         sm.mark_sent(conn, [o.job_id for o in outgoing])
 
 
@@ -51,7 +57,9 @@ def _flush_outbox(session: Session) -> None:
     session.info[_OUTBOX] = []
     bind = session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
-    send_and_mark(outgoing, engine)
+    if send(outgoing):
+        with autocommit(engine) as conn:
+            sm.mark_sent(conn, [o.job_id for o in outgoing])
 
 
 def _drop_outbox(session: Session) -> None:
