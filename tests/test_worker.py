@@ -75,9 +75,9 @@ def fast_leases(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBS_HEARTBEAT_SECONDS", "0.1")
     monkeypatch.setenv("JOBS_PROGRESS_INTERVAL_SECONDS", "0")
     get_settings.cache_clear()
-    import worker.runner
+    from worker.runner import lease_keeper
 
-    worker.runner._keeper = None
+    lease_keeper.reset()
 
 
 def test_job_succeeds_with_full_event_trail(

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from dramatiq.middleware import CurrentMessage
@@ -47,13 +47,6 @@ log = structlog.get_logger("worker.job")
 T = TypeVar("T")
 
 _MAX_ERROR = 2000
-_keeper: LeaseKeeper | None = None
-_keeper_pid: int | None = None
-_keeper_lock = threading.Lock()
-_writer: StateWriter | None = None
-_writer_pid: int | None = None
-_ahead: ClaimAhead | None = None
-_ahead_pid: int | None = None
 _HOST = socket.gethostname()
 
 
@@ -65,39 +58,43 @@ def worker_name() -> str:
     return f"{_HOST}:{os.getpid()}"
 
 
-def state_writer() -> StateWriter:
-    """This process's writer of claims and completions (a new one after a fork)."""
-    global _writer, _writer_pid
-    with _keeper_lock:
-        if _writer is None or _writer_pid != os.getpid():
-            _writer = StateWriter(worker=worker_name())
-            _writer_pid = os.getpid()
-        return _writer
+class PerProcess(Generic[T]):
+    """One instance per process: built on first use, and built again after a fork (threads,
+    pools and queues must not cross processes)."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._pid: int | None = None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None or self._pid != os.getpid():
+                self._value, self._pid = self._build(), os.getpid()
+            return self._value
+
+    def reset(self) -> None:
+        """Build a new one on next use (tests that change settings)."""
+        with self._lock:
+            self._value = None
 
 
-def claim_ahead() -> ClaimAhead:
-    """This process's claims made at fetch time (a new one after a fork)."""
-    global _ahead, _ahead_pid
-    with _keeper_lock:
-        if _ahead is None or _ahead_pid != os.getpid():
-            _ahead = ClaimAhead(state_writer, lease_keeper)
-            _ahead_pid = os.getpid()
-        return _ahead
+def _new_keeper() -> LeaseKeeper:
+    settings = get_settings()
+    return LeaseKeeper(
+        lease_seconds=settings.lease_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        grace=settings.shutdown_grace_seconds,
+    )
 
 
-def lease_keeper() -> LeaseKeeper:
-    """This process's lease keeper (a new one after a fork)."""
-    global _keeper, _keeper_pid
-    with _keeper_lock:
-        if _keeper is None or _keeper_pid != os.getpid():
-            settings = get_settings()
-            _keeper = LeaseKeeper(
-                lease_seconds=settings.lease_seconds,
-                heartbeat_seconds=settings.heartbeat_seconds,
-                grace=settings.shutdown_grace_seconds,
-            )
-            _keeper_pid = os.getpid()
-        return _keeper
+lease_keeper = PerProcess(_new_keeper)
+"""This process's lease keeper."""
+state_writer = PerProcess(lambda: StateWriter(worker=worker_name()))
+"""This process's writer of claims and completions."""
+claim_ahead = PerProcess(lambda: ClaimAhead(state_writer, lease_keeper))
+"""This process's claims made at fetch time."""
 
 
 def run_job(job_id: Any, tenant_id: Any) -> None:
