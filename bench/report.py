@@ -305,9 +305,10 @@ def _gaps(suite: Suite) -> list[str]:
         runs = [run[0] for run in suite.queries]
         lines.append(
             f"- **Queries.** `get_job` is one round trip (primary key lookup); p50 "
-            f"{_m(runs, 'p50_ms'):.2f} ms is mostly client-side (SQLAlchemy execution, row to "
-            "pydantic model) and p99 is where a 2-core machine shared with workers and servers "
-            "shows scheduling delays; the plans below show the server-side time."
+            f"{_m(runs, 'p50_ms'):.2f} ms is mostly client-side (pool checkout, the statement on "
+            "the driver connection, row to pydantic model) and p99 is where a 2-core machine "
+            "shared with workers and servers shows scheduling delays; the plans below show the "
+            "server-side time."
         )
     return [*lines, ""]
 
