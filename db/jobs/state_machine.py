@@ -197,7 +197,9 @@ def _inserted(row: Any, *, created: bool) -> InsertedJob:
 MARK_SENT = text(
     """
     UPDATE content_jobs SET status = 'queued', updated_at = now()
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'pending'
+    -- primary-key lookups only (see CLAIM): a generic plan once took every live job from
+    -- the partial run_at index and intersected it with the ids
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND (status = 'pending') IS TRUE
       -- this statement's own transaction commits without waiting for the WAL flush
       AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
     """
@@ -224,7 +226,9 @@ RESEND = text(
         UPDATE content_jobs j
         SET status = 'queued', queue_job_id = i.message_id, updated_at = now()
         FROM input i
-        WHERE j.id = i.id AND j.status IN ('pending', 'queued')
+        -- primary-key lookups only (see CLAIM)
+        WHERE j.id = i.id AND j.id = ANY(CAST(:ids AS bigint[]))
+          AND (j.status IN ('pending', 'queued')) IS TRUE
         RETURNING j.id, j.tenant_id, j.type
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
