@@ -29,7 +29,7 @@ def execute(
     psycopg connection, inside whatever transaction ``conn`` is in. Rows are named tuples.
 
     The hot path skips SQLAlchemy's per-call machinery (a third of the CPU per statement; see
-    docs/benchmarks.md) but keeps what it gave: the statement compiled once, a broken
+    docs/performance.md) but keeps what it gave: the statement compiled once, a broken
     connection invalidated in the pool, slow statements logged without their parameters.
     Driver errors leave through ``db.errors.wrap_db_errors`` of the caller's context.
     """

@@ -67,7 +67,17 @@ class JobsBroker(RedisBroker):
     ) -> Any:
         """Run one command of Dramatiq's ``dispatch.lua``, with the arguments its header
         documents."""
-        argv = self._dispatch_argv(command, queue_name, args, maintenance)
+        argv = [
+            command,
+            int(time.time() * 1000),
+            queue_name,
+            self.broker_id,
+            self.heartbeat_timeout,
+            self.dead_message_ttl,
+            int(maintenance),
+            self._max_unpack_size(),
+            *args,
+        ]
         return self.scripts["dispatch"](keys=[self.namespace], args=argv)
 
     def enqueue_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
@@ -104,21 +114,6 @@ class JobsBroker(RedisBroker):
     @functools.cached_property
     def _ack_script(self) -> Any:
         return self.client.register_script(_ACK_MANY_LUA)
-
-    def _dispatch_argv(
-        self, command: str, queue_name: str, args: Sequence[RedisArg], maintenance: bool
-    ) -> list[RedisArg]:
-        return [
-            command,
-            int(time.time() * 1000),
-            queue_name,
-            self.broker_id,
-            self.heartbeat_timeout,
-            self.dead_message_ttl,
-            int(maintenance),
-            self._max_unpack_size(),
-            *args,
-        ]
 
 
 _broker: JobsBroker | None = None
@@ -172,6 +167,20 @@ class Outgoing:
             options={},
             message_id=self.message_id,
         )
+
+
+def job_args(args: Any) -> tuple[int, uuid.UUID] | None:
+    """``(job id, tenant id)`` from a message's arguments, as :meth:`Outgoing.to_message` puts
+    them; None when they are anything else (a malformed message)."""
+    if not isinstance(args, list | tuple) or len(args) != 2:
+        return None
+    job_id, tenant_id = args
+    if isinstance(job_id, bool) or not isinstance(job_id, int):
+        return None
+    try:
+        return job_id, uuid.UUID(str(tenant_id))
+    except ValueError:
+        return None
 
 
 def send(outgoing: Sequence[Outgoing]) -> None:

@@ -57,9 +57,8 @@ def _flush_outbox(session: Session) -> None:
     session.info[_OUTBOX] = []
     bind = session.get_bind()
     engine = bind.engine if isinstance(bind, Connection) else bind
-    if send(outgoing):
-        with autocommit(engine) as conn:
-            sm.mark_sent(conn, [o.job_id for o in outgoing])
+    with autocommit(engine) as conn:
+        send_and_mark(outgoing, conn)
 
 
 def _drop_outbox(session: Session) -> None:

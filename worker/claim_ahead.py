@@ -14,8 +14,8 @@ one, as before.
 
 from __future__ import annotations
 
+import enum
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -23,13 +23,17 @@ import structlog
 
 from db.engine import autocommit
 from db.jobs import state_machine as sm
+from producer.broker import job_args
 from worker.leases import LeaseKeeper
 from worker.state_writer import StateWriter
 
 log = structlog.get_logger("worker.claim_ahead")
 
-NOT_CLAIMED = object()
-"""Answer of :meth:`ClaimAhead.take` for a message that was not claimed ahead."""
+
+class NotClaimed(enum.Enum):
+    """Answer of :meth:`ClaimAhead.take` for a message that was not claimed ahead."""
+
+    NOT_CLAIMED = "not claimed"
 
 
 class ClaimAhead:
@@ -61,12 +65,17 @@ class ClaimAhead:
                 assert request.message_id is not None
                 self._claimed[request.message_id] = job
 
-    def take(self, message_id: str | None) -> sm.ClaimedJob | object | None:
-        """The claim made for this message (``None``: it was a duplicate), or NOT_CLAIMED."""
+    def take(self, message_id: str | None) -> sm.ClaimedJob | NotClaimed | None:
+        """The claim made for this message (``None``: it was a duplicate), or NOT_CLAIMED.
+        A job taken here is the caller's now: the lease keeper stops holding it (the runner
+        tracks it while it runs)."""
         if message_id is None:
-            return NOT_CLAIMED
+            return NotClaimed.NOT_CLAIMED
         with self._lock:
-            return self._claimed.pop(message_id, NOT_CLAIMED)
+            job = self._claimed.pop(message_id, NotClaimed.NOT_CLAIMED)
+        if isinstance(job, sm.ClaimedJob):
+            self._keeper().unhold([job.id])
+        return job
 
     def release(self, messages: list[Any]) -> None:
         """Give back the jobs of messages that were claimed but will not run here (the worker
@@ -88,17 +97,7 @@ class ClaimAhead:
 
 
 def _request(message: Any) -> sm.ClaimRequest | None:
-    """(job id, tenant id) of a well-formed message; None for anything else (the runner
-    reports it when it gets there)."""
-    args = message.args
-    if (
-        not isinstance(args, list | tuple)
-        or len(args) != 2
-        or isinstance(args[0], bool)
-        or not isinstance(args[0], int)
-    ):
-        return None
-    try:
-        return sm.ClaimRequest(args[0], uuid.UUID(str(args[1])), message.message_id)
-    except ValueError:
-        return None
+    """The claim for a well-formed message; None for anything else (the runner reports it
+    when it gets there)."""
+    parsed = job_args(message.args)
+    return None if parsed is None else sm.ClaimRequest(*parsed, message.message_id)

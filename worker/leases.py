@@ -54,7 +54,6 @@ class LeaseKeeper:
     def track(self, job: RunningJob) -> None:
         with self._lock:
             self._jobs[job.job_id] = job
-            self._held.pop(job.job_id, None)
             self._start()
 
     def untrack(self, job: RunningJob) -> None:

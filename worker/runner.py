@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import structlog
 from dramatiq.middleware import CurrentMessage
@@ -36,7 +36,7 @@ from producer import broker
 from producer.errors import UnknownJobType
 from producer.job_types import JobType, get_job_type
 from worker import metrics
-from worker.claim_ahead import NOT_CLAIMED, ClaimAhead
+from worker.claim_ahead import ClaimAhead, NotClaimed
 from worker.context import JobContext, JobControls
 from worker.errors import JobCancelled, JobTimeLimitExceeded, LeaseLost, PermanentError
 from worker.handlers.registry import get_handler
@@ -107,31 +107,26 @@ def run_job(job_id: Any, tenant_id: Any) -> None:
     ):
         settings = get_settings()
         ahead = claim_ahead().take(message_id)
-        if ahead is NOT_CLAIMED:
+        if ahead is NotClaimed.NOT_CLAIMED:
             request = sm.ClaimRequest(job_id, tenant, message_id)
             claimed = with_db_retry(lambda: state_writer().claim([request])[0])
         else:
-            claimed = cast(sm.ClaimedJob | None, ahead)
+            claimed = ahead
         if claimed is None:
             log.info("job.claim.skipped")
             metrics.claims_skipped.inc()
             return
         if claimed.rescued:
             log.warning("job.claim.took_over_expired_lease", attempt=claimed.attempt)
-        try:
-            Attempt(claimed, message_id, settings).run()
-        finally:
-            lease_keeper().unhold([claimed.id])  # claimed ahead, ended before it was tracked
+        Attempt(claimed, message_id, settings).run()
 
 
 def _parse_args(job_id: Any, tenant_id: Any) -> tuple[int, uuid.UUID]:
-    try:
-        if isinstance(job_id, bool) or not isinstance(job_id, int):
-            raise TypeError("job id")
-        return job_id, uuid.UUID(str(tenant_id))
-    except (TypeError, ValueError):
+    parsed = broker.job_args((job_id, tenant_id))
+    if parsed is None:
         log.error("job.message.malformed", reason="arguments are not (job_id, tenant_id)")
-        raise MalformedMessage("message arguments are not (job_id, tenant_id)") from None
+        raise MalformedMessage("message arguments are not (job_id, tenant_id)")
+    return parsed
 
 
 def with_db_retry(action: Callable[[], T], *, attempts: int = 8) -> T:

@@ -2,7 +2,7 @@
 
 With ``synchronous_commit`` on, every commit waits for a WAL flush, and on a small machine that
 flush costs more than the statement: one claim and one completion per job, each committed on
-its own, was most of PostgreSQL's CPU per job (docs/benchmarks.md). So the handler threads of
+its own, was most of PostgreSQL's CPU per job (docs/performance.md). So the handler threads of
 a process hand their claims and completions to this writer, and each round writes everything
 that is waiting (its claims and its completions) in one statement, so one commit:
 
@@ -10,7 +10,7 @@ that is waiting (its claims and its completions) in one statement, so one commit
 * a completion does not: the thread goes on to its next message at once, and the message's
   Redis ack waits until the completion has committed (``SafeRedisConsumer.ack`` hands it here),
   so a crash before the commit leaves the message unacked and the job is run again, never lost.
-  The acks of a round go to Redis in one pipeline.
+  The acks of a round go to Redis in one script call per queue.
 
 A lone request is written at once (the writer sleeps only while there is nothing to write), so
 an idle worker pays no latency for the batching. When PostgreSQL is unreachable, claims fail
@@ -280,8 +280,8 @@ class StateWriter:
                     self._by_message.pop(pending.message_id or "", None)
 
     def _ack(self, acks: list[tuple[Any, Any]]) -> bool:
-        """Ack in one pipeline. False: Redis failed and the acks wait for a later round (the
-        messages stay with this worker meanwhile, as unacked messages do)."""
+        """Ack in one script call per queue. False: Redis failed and the acks wait for a later
+        round (the messages stay with this worker meanwhile, as unacked messages do)."""
         by_consumer: dict[int, tuple[Any, list[str]]] = {}
         for consumer, message in acks:
             entry = by_consumer.setdefault(id(consumer), (consumer, []))
@@ -294,6 +294,4 @@ class StateWriter:
             with self._cond:
                 self._acks[:0] = acks
             return False
-        for consumer, message in acks:
-            consumer.queued_message_ids.discard(message.message_id)
         return True
