@@ -57,6 +57,11 @@ def get_engine() -> Engine:
     return _engines()[0]
 
 
+def get_autocommit_engine() -> Engine:
+    """The engine of :func:`autocommit` without an engine (same process rule)."""
+    return _engines()[1]
+
+
 def _engines() -> tuple[Engine, Engine]:
     """(transactional engine, autocommit engine), built together on first use."""
     global _engine, _engine_pid, _sessions, _autocommit_engine

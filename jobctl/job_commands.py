@@ -36,6 +36,7 @@ from producer import (
     retry_job,
 )
 from producer import enqueue as enqueue_job
+from producer import flush as flush_marks
 from producer.status import event_cursor
 
 LIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.ACTIVE)
@@ -169,7 +170,8 @@ def enqueue(
         priority=priority,
         max_attempts=max_attempts,
     )
-    # The returned status predates the send; read the row again to report where it is now.
+    # The returned status predates the send; once the row is marked, report where it is now.
+    flush_marks(timeout=5)
     status = get_job(tenant_id, job.id).status
     if as_json:
         _echo_json(
@@ -379,6 +381,7 @@ def cancel(*, tenant_id: uuid.UUID, job_id: int, reason: str | None) -> None:
 def retry(*, tenant_id: uuid.UUID, job_id: int) -> None:
     """Give a failed or cancelled job one more attempt."""
     retry_job(tenant_id, job_id)
+    flush_marks(timeout=5)
     click.echo(f"job {job_id} queued for another attempt")
 
 

@@ -18,6 +18,7 @@ from producer.errors import (
     UnknownTenant,
 )
 from producer.job_types import Backoff, JobType, get_job_type, job_type
+from producer.sender import flush
 from producer.status import (
     Page,
     count_jobs_by_status,
@@ -47,6 +48,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "event_cursor",
+    "flush",
     "get_job",
     "get_job_events",
     "get_job_type",

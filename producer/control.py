@@ -10,10 +10,9 @@ import structlog
 from db.engine import autocommit
 from db.jobs import state_machine as sm
 from db.models import JobStatus
-from producer import broker
+from producer import broker, sender
 from producer.errors import InvalidTransition, JobNotFound
 from producer.job_types import get_job_type
-from producer.outbox import send_and_mark
 from producer.status import get_job
 
 log = structlog.get_logger(__name__)
@@ -63,7 +62,6 @@ def retry_job(tenant_id: uuid.UUID, job_id: int) -> int:
             f"job {job_id} is {current.status.value}: only failed or cancelled jobs can be retried"
         )
     queue = get_job_type(job_type).queue
-    with autocommit() as conn:
-        send_and_mark([broker.Outgoing(job_id, tenant_id, queue, message_id)], conn)
+    sender.send_and_mark([broker.Outgoing(job_id, tenant_id, queue, message_id)])
     log.info("job.retry", job_id=job_id, tenant_id=str(tenant_id))
     return job_id

@@ -1,9 +1,10 @@
 """``enqueue`` and ``enqueue_many``: the transactional outbox of DESIGN.md.
 
 The row (pending) and its ``enqueued`` event are written first; the message (ids only) is sent
-only after that write commits; then the row becomes queued. Two modes:
+only after that write commits; then the row becomes queued, marked by the process's background
+marker shortly after (producer/sender.py). Two modes:
 
-* standalone (no ``session``): one statement in autocommit, then send, then mark queued;
+* standalone (no ``session``): one statement in autocommit, then the send;
 * inside the caller's SQLAlchemy ``Session``: rows are written in the caller's transaction and
   the messages wait in ``session.info`` until it commits; a rollback drops them unsent.
 
@@ -28,10 +29,10 @@ from db.errors import wrap_db_errors
 from db.jobs import state_machine as sm
 from db.models.job import JobStatus
 from db.settings import get_settings
-from producer import broker
+from producer import broker, sender
 from producer.errors import InvalidOption, InvalidPayload, PayloadTooLarge, UnknownTenant
 from producer.job_types import JobType, get_job_type
-from producer.outbox import defer_until_commit, send_and_mark
+from producer.outbox import defer_until_commit
 
 log = structlog.get_logger(__name__)
 
@@ -106,9 +107,9 @@ def enqueue_many(
         return []
     rows = [p.row for p in prepared]
     if session is None:
-        with autocommit() as conn:  # one connection for the insert and the mark
+        with autocommit() as conn:
             inserted = _insert(conn, rows)
-            send_and_mark(_outgoing(prepared, inserted), conn)
+        sender.send_and_mark(_outgoing(prepared, inserted))
         return _results(inserted)
     with wrap_db_errors():
         inserted = _insert(session.connection(), rows)

@@ -150,12 +150,13 @@ def jobs_env(
     redis_client: redis_lib.Redis,
 ) -> Iterator[str]:
     """Library pointed at the shared test database and a Redis namespace of this test's own."""
-    from producer import broker
+    from producer import broker, flush
 
     monkeypatch.setenv("JOBS_REDIS_NAMESPACE", redis_namespace)
     get_settings.cache_clear()
     broker.set_broker(None)
     yield redis_namespace
+    flush(timeout=10)  # this test's pending -> queued marks land in this test's database
     broker.set_broker(None)
     get_settings.cache_clear()
 

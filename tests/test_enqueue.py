@@ -23,6 +23,7 @@ from producer import (
     UnknownTenant,
     enqueue,
     enqueue_many,
+    flush,
     get_job,
     get_job_events,
 )
@@ -53,6 +54,10 @@ def test_enqueue_writes_row_event_and_one_message(
 ) -> None:
     job = enqueue("scheduled_preview", preview(), tenant_id=tenant_id)
     assert job.created and job.message_id
+    # the message is on Redis when enqueue returns; the row is marked queued moments later
+    assert job_ids_in_redis(redis_client, jobs_env, "content") == [job.id]
+    assert get_job(tenant_id, job.id).status is JobStatus.PENDING
+    assert flush(timeout=10)
     stored = get_job(tenant_id, job.id)
     assert stored.status is JobStatus.QUEUED
     assert stored.queue_job_id == job.message_id
@@ -85,6 +90,7 @@ def test_caller_commit_sends_exactly_once(
         session.commit()
         session.commit()  # a second commit must not send again
     assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted([a.id, b.id])
+    assert flush(timeout=10)
     assert get_job(tenant_id, a.id).status is JobStatus.QUEUED
 
 

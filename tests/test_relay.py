@@ -13,7 +13,7 @@ from helpers import job_ids_in_redis
 
 from db.models import EventType, JobStatus
 from db.settings import get_settings
-from producer import enqueue, get_job, get_job_events
+from producer import enqueue, flush, get_job, get_job_events
 from producer.relay import relay_once
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
@@ -81,6 +81,7 @@ def test_message_lost_from_redis_is_resent(
 ) -> None:
     job = enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id)
     kept = enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id)
+    assert flush(timeout=10)  # both marked queued
     monkeypatch.setenv("JOBS_RELAY_QUEUED_AFTER_SECONDS", "0")
     get_settings.cache_clear()
     assert relay_once().resent_lost == 0  # both messages are there

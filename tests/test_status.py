@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from db.engine import transaction
 from db.models import JobStatus
-from producer import InvalidOption, JobRequest, count_jobs_by_status, enqueue_many, list_jobs
+from producer import InvalidOption, JobRequest, count_jobs_by_status, enqueue_many, flush, list_jobs
 from producer.status import JobFilters, list_jobs_query
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
@@ -77,6 +77,7 @@ def test_pagination_over_10000_jobs_with_concurrent_inserts(big_tenant: uuid.UUI
 
 def test_filters_and_counts(tenant_id: uuid.UUID) -> None:
     jobs = enqueue_many(_requests(tenant_id, 5))
+    assert flush(timeout=10)  # marked queued
     assert [j.id for j in list_jobs(tenant_id, status=JobStatus.QUEUED).items] == sorted(
         (j.id for j in jobs), reverse=True
     )

@@ -18,7 +18,7 @@ from db.jobs import state_machine as sm
 from db.models import EventType, JobStatus
 from db.settings import get_settings
 from producer import broker as broker_module
-from producer import cancel_job, enqueue, get_job, retry_job
+from producer import cancel_job, enqueue, flush, get_job, retry_job
 from producer.job_types import Backoff, job_type
 from worker.context import JobContext
 from worker.errors import PermanentError
@@ -310,6 +310,7 @@ def test_pruner_deletes_old_terminal_jobs_and_their_events_only(
 
     done = [enqueue(echo_type, {"value": i}, tenant_id=tenant_id) for i in range(5)]
     live = enqueue(echo_type, {"value": 99}, tenant_id=tenant_id)
+    assert flush(timeout=10)
     for job in done:
         with autocommit() as conn:
             claimed = sm.claim(
