@@ -43,6 +43,7 @@ def fill(tenant: uuid.UUID, jobs: int, start: int = 0) -> None:
     for offset in range(0, jobs, BATCH):
         size = min(BATCH, jobs - offset)
         enqueue_many([JobRequest(noop, {"n": start + offset + i}, tenant) for i in range(size)])
+    flush()  # every job queued before the workers start, as after any quiet moment
 
 
 def _commits(env: Env) -> int:
