@@ -10,10 +10,15 @@ with a log line, and the next cached message is served as usual.
 A handler thread hands a job's completion to the process's writer (worker/state_writer.py) and
 moves on; when Dramatiq then acks the message, the ack is left to the writer until that write
 has committed. On shutdown the consumer waits for those writes and acks before it closes.
+
+A consumer with as many messages out as its prefetch allows waits until half of them are done
+(woken by the acks), then fetches them all in one batch, claimed in one round; stock Dramatiq
+sleeps a poll backoff there, during which the handler threads could run dry.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -32,6 +37,10 @@ log = structlog.get_logger(__name__)
 
 
 class SafeRedisConsumer(_RedisConsumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._room = threading.Condition()  # notified whenever a message stops counting
+
     def __next__(self) -> Any:
         """The parent's loop (serve the prefetched cache, else fetch, else back off), with a
         bad message dead-lettered where the parent would raise, and each fetched batch's jobs
@@ -44,11 +53,13 @@ class SafeRedisConsumer(_RedisConsumer):
                     self.misses = 0
                     self.queued_message_ids.add(message.message_id)
                     return MessageProxy(message)
-                fetched = []
-                if self.outstanding_message_count < self.prefetch:
-                    fetched = self.broker.do_fetch(
-                        self.queue_name, self.prefetch - self.outstanding_message_count
-                    )
+                if self.outstanding_message_count >= self.prefetch:
+                    if self._wait_for_room():
+                        continue
+                    return None
+                fetched = self.broker.do_fetch(
+                    self.queue_name, self.prefetch - self.outstanding_message_count
+                )
                 if not fetched:
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                     time.sleep(backoff_ms / 1000)
@@ -60,9 +71,31 @@ class SafeRedisConsumer(_RedisConsumer):
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
 
+    def _wait_for_room(self) -> bool:
+        """Full (as many messages out as the prefetch allows): wait until enough of them are
+        done to make a fetch worth it, at most the poll timeout. Stock Dramatiq sleeps a
+        backoff of up to the poll timeout here, and the handler threads ran dry meanwhile."""
+        room = max(1, self.prefetch // 2)
+        with self._room:
+            return bool(
+                self._room.wait_for(
+                    lambda: self.prefetch - self.outstanding_message_count >= room,
+                    timeout=self.timeout / 1000,
+                )
+            )
+
+    def _freed(self) -> None:
+        with self._room:
+            self._room.notify()
+
     def ack(self, message: Any) -> None:
         if not state_writer().defer_ack(self, message):
             super().ack(message)
+        self._freed()
+
+    def nack(self, message: Any) -> None:
+        super().nack(message)
+        self._freed()
 
     def requeue(self, messages: Any) -> None:
         """Dramatiq gives back the messages a stopping worker did not run: release their
