@@ -11,12 +11,12 @@ from collections.abc import Sequence
 import pytest
 import redis as redis_lib
 from helpers import job_ids_in_redis
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
-from db.engine import autocommit
+from db.engine import autocommit, transaction
 from db.jobs import state_machine as sm
 from db.models import JobStatus
-from producer import enqueue, flush, get_job, sender
+from producer import broker, enqueue, flush, get_job, sender
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
@@ -69,7 +69,7 @@ def test_a_failed_send_leaves_nothing_to_mark(
     def refuse(outgoing: object) -> None:
         raise redis_lib.ConnectionError("redis down")
 
-    monkeypatch.setattr(sender.broker, "send", refuse)
+    monkeypatch.setattr(broker, "send", refuse)
     job = enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id)
     assert flush(timeout=10)
     assert get_job(tenant_id, job.id).status is JobStatus.PENDING  # for the relay
@@ -83,3 +83,22 @@ def test_a_forked_child_does_not_mark_its_parents_jobs(tenant_id: uuid.UUID) -> 
         os._exit(0 if sender.flush(timeout=0) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_mark_skips_a_row_being_claimed_instead_of_waiting(tenant_id: uuid.UUID) -> None:
+    """Many rows marked at once must not wait on (and so deadlock with) a worker's claim
+    round, which locks its rows in another order."""
+    rows = [
+        sm.NewJob(tenant_id, "scheduled_preview", "{}", str(uuid.uuid4()), 3, 0, None, None, None)
+        for _ in range(2)
+    ]
+    with autocommit() as conn:  # written directly: no send, so no mark of the sender's own
+        busy, free = (job.id for job in sm.insert_pending(conn, rows) if job is not None)
+    with transaction() as claiming:
+        claiming.execute(text("SELECT 1 FROM content_jobs WHERE id = :id FOR UPDATE"), {"id": busy})
+        with autocommit() as conn:
+            conn.exec_driver_sql("SET lock_timeout = '2s'")  # waiting would fail the test
+            assert sm.mark_sent(conn, [busy, free]) == 1
+            conn.exec_driver_sql("SET lock_timeout = 0")
+    assert get_job(tenant_id, busy).status is JobStatus.PENDING
+    assert get_job(tenant_id, free).status is JobStatus.QUEUED

@@ -234,10 +234,18 @@ def _inserted(row: Any, *, created: bool) -> InsertedJob:
 
 MARK_SENT = text(
     """
-    UPDATE content_jobs SET status = 'queued', updated_at = now()
-    -- primary-key lookups only (see CLAIM): a generic plan once took every live job from
-    -- the partial run_at index and intersected it with the ids
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND (status = 'pending') IS TRUE
+    WITH target AS (
+        SELECT id FROM content_jobs
+        -- primary-key lookups only (see CLAIM): a generic plan once took every live job from
+        -- the partial run_at index and intersected it with the ids
+        WHERE id = ANY(CAST(:ids AS bigint[])) AND (status = 'pending') IS TRUE
+        -- a row a worker is claiming right now is skipped, not waited for: it is leaving
+        -- pending anyway, and waiting on many rows at once deadlocked with the claims
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE content_jobs j SET status = 'queued', updated_at = now()
+    FROM target t
+    WHERE j.id = t.id
       -- this statement's own transaction commits without waiting for the WAL flush
       AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
     """
