@@ -269,10 +269,10 @@ def _gaps(suite: Suite) -> list[str]:
         e, s_ = suite.enqueue_ours, suite.send_raw
         lines.append(
             f"- **Single enqueue.** Each call makes {_m(e, 'commits_per_job'):.2f} commits "
-            "(the outbox INSERT, then MARK_SENT after the send, which does not wait for its WAL "
-            "flush) and "
+            "(the outbox INSERT; the background marker's MARK_SENT, one per 50 ms, which does "
+            "not wait for its WAL flush) and "
             f"{_m(e, 'redis_commands_per_job'):.1f} Redis commands (counted inside Lua too, as for "
-            f"`actor.send`: {_m(s_, 'redis_commands_per_job'):.1f}): three round trips (two to "
+            f"`actor.send`: {_m(s_, 'redis_commands_per_job'):.1f}): two round trips (one to "
             "PostgreSQL, one to Redis) and one WAL flush waited for, where `actor.send` makes one "
             "Redis "
             "round trip. Producer CPU per call: "
@@ -286,8 +286,8 @@ def _gaps(suite: Suite) -> list[str]:
             f"- **enqueue_many.** Per job: {_m(m, 'producer_cpu_us_per_job'):,.0f} µs of producer "
             f"CPU and {_m(m, 'pg_cpu_us_per_job'):,.0f} µs of PostgreSQL CPU (one INSERT of "
             f"{suite.meta['batch']:,} rows with their events, one MULTI/EXEC Redis round trip, "
-            "one UPDATE); the producer's Python (validation, message encoding) and PostgreSQL's "
-            "row, index and foreign-key work bound it, not round trips."
+            "one UPDATE by the background marker); the producer's Python (validation, message "
+            "encoding) and PostgreSQL's row, index and foreign-key work bound it, not round trips."
         )
     half = [r for label, r in suite.latency if label == "half load" and r.side == "ours"]
     if half:
