@@ -1,10 +1,11 @@
-"""A full consumer (as many messages out as its prefetch) fetches again as soon as enough of
-them are done, instead of sleeping out a poll backoff while the handler threads run dry."""
+"""A consumer fetches once no more messages are out than its worker has threads (half its
+prefetch when that is unknown), woken by the acks, so fetches and claim rounds are batches."""
 
 from __future__ import annotations
 
 import threading
 import time
+import types
 
 from worker.consumer import SafeRedisConsumer
 
@@ -45,3 +46,26 @@ def test_keeps_waiting_while_only_a_little_is_free() -> None:
     assert not consumer._wait_for_room()  # one free slot is not worth a fetch of one
     assert time.monotonic() - started >= 0.25
     finisher.join()
+
+
+def test_with_as_many_threads_as_prefetch_any_free_slot_is_fetched() -> None:
+    """Prefetch equal to the threads: waiting for more room would leave a thread idle."""
+    consumer = SafeRedisConsumer(
+        types.SimpleNamespace(worker_threads=8), "q", prefetch=8, timeout=10_000
+    )
+    consumer.queued_message_ids.update(f"m{i}" for i in range(8))
+    assert consumer._fetch_at_most_out() == 7
+    finisher = _finish_later(consumer, 1, delay=0.05)
+    started = time.monotonic()
+    assert consumer._wait_for_room()
+    assert time.monotonic() - started < 2.0
+    finisher.join()
+
+
+def test_a_delay_queue_fetches_whenever_there_is_room() -> None:
+    """Delayed messages wait in the consumer for their eta, not for a thread."""
+    consumer = SafeRedisConsumer(
+        types.SimpleNamespace(worker_threads=4), "q.DQ", prefetch=4000, timeout=10_000
+    )
+    consumer.queued_message_ids.update(f"m{i}" for i in range(100))
+    assert consumer._fetch_at_most_out() == 3999

@@ -388,3 +388,9 @@ def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(
     for job in jobs:
         assert wait_for(tenant_id, job.id).status is JobStatus.SUCCEEDED
         assert_legal_history(types_of(tenant_id, job.id))
+
+
+def test_the_consumer_knows_the_worker_thread_count(worker_factory: StartWorker) -> None:
+    """The consumer sizes its fetches by the worker's threads (worker/consumer.py)."""
+    worker = worker_factory(threads=3)
+    assert worker.broker.worker_threads == 3

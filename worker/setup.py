@@ -42,13 +42,21 @@ INFRA_RETRIES = 20
 class WorkerBroker(broker_module.JobsBroker):
     """The producer's broker, with the consumer that survives malformed messages."""
 
+    worker_threads: int | None = None
+    """The worker's thread count once it boots (the consumer sizes its fetches by it)."""
+
     @property
     def consumer_class(self) -> type[SafeRedisConsumer]:
         return SafeRedisConsumer
 
 
 class GracefulShutdown(Middleware):
-    """On SIGTERM, start the grace period after which running jobs are released."""
+    """On SIGTERM, start the grace period after which running jobs are released. Also tells
+    the broker the worker's thread count at boot."""
+
+    def before_worker_boot(self, broker: Any, worker: Any) -> None:
+        if isinstance(broker, WorkerBroker):
+            broker.worker_threads = worker.worker_threads
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         lease_keeper().begin_shutdown()
