@@ -10,56 +10,50 @@ import types
 from worker.consumer import SafeRedisConsumer
 
 
-def _full_consumer(timeout_ms: int) -> SafeRedisConsumer:
-    consumer = SafeRedisConsumer(None, "q", prefetch=8, timeout=timeout_ms)
-    consumer.queued_message_ids.update(f"m{i}" for i in range(8))
+def _full_consumer(
+    timeout_ms: int, threads: int | None = None, prefetch: int = 8
+) -> SafeRedisConsumer:
+    broker = types.SimpleNamespace(worker_threads=threads) if threads else None
+    consumer = SafeRedisConsumer(broker, "q", prefetch=prefetch, timeout=timeout_ms)
+    consumer.queued_message_ids.update(f"m{i}" for i in range(prefetch))
     return consumer
 
 
-def _finish_later(consumer: SafeRedisConsumer, count: int, delay: float) -> threading.Thread:
-    """What a handler thread's ack does to the consumer's count, ``count`` times."""
+def _wait_while_finishing(consumer: SafeRedisConsumer, count: int) -> tuple[bool, float]:
+    """Another thread finishes ``count`` messages (what a handler thread's ack does to the
+    consumer's count); returns what the consumer's wait said and how long it took."""
 
     def finish() -> None:
-        time.sleep(delay)
+        time.sleep(0.05)
         for i in range(count):
             consumer.queued_message_ids.discard(f"m{i}")
             consumer._freed()
 
     thread = threading.Thread(target=finish)
     thread.start()
-    return thread
+    started = time.monotonic()
+    room = consumer._wait_for_room()
+    waited = time.monotonic() - started
+    thread.join()
+    return room, waited
 
 
 def test_wakes_when_half_the_prefetch_is_free() -> None:
-    consumer = _full_consumer(timeout_ms=10_000)
-    finisher = _finish_later(consumer, 4, delay=0.05)
-    started = time.monotonic()
-    assert consumer._wait_for_room()
-    assert time.monotonic() - started < 2.0  # woken, not timed out
-    finisher.join()
+    room, waited = _wait_while_finishing(_full_consumer(timeout_ms=10_000), 4)
+    assert room and waited < 2.0  # woken, not timed out
 
 
 def test_keeps_waiting_while_only_a_little_is_free() -> None:
-    consumer = _full_consumer(timeout_ms=300)
-    finisher = _finish_later(consumer, 1, delay=0.01)
-    started = time.monotonic()
-    assert not consumer._wait_for_room()  # one free slot is not worth a fetch of one
-    assert time.monotonic() - started >= 0.25
-    finisher.join()
+    room, waited = _wait_while_finishing(_full_consumer(timeout_ms=300), 1)
+    assert not room and waited >= 0.25  # one free slot is not worth a fetch of one
 
 
 def test_with_as_many_threads_as_prefetch_any_free_slot_is_fetched() -> None:
     """Prefetch equal to the threads: waiting for more room would leave a thread idle."""
-    consumer = SafeRedisConsumer(
-        types.SimpleNamespace(worker_threads=8), "q", prefetch=8, timeout=10_000
-    )
-    consumer.queued_message_ids.update(f"m{i}" for i in range(8))
+    consumer = _full_consumer(timeout_ms=10_000, threads=8)
     assert consumer._fetch_at_most_out() == 7
-    finisher = _finish_later(consumer, 1, delay=0.05)
-    started = time.monotonic()
-    assert consumer._wait_for_room()
-    assert time.monotonic() - started < 2.0
-    finisher.join()
+    room, waited = _wait_while_finishing(consumer, 1)
+    assert room and waited < 2.0
 
 
 def test_a_delay_queue_fetches_whenever_there_is_room() -> None:
