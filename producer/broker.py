@@ -54,13 +54,9 @@ class JobsBroker(RedisBroker):
 
     @staticmethod
     def keyed(message: dramatiq.Message[None], delay: int | None) -> dramatiq.Message[None]:
-        """The message as it is stored: its Redis id is its message id, and a delayed one
-        goes to the delay queue with its eta."""
-        message = message.copy(options={"redis_message_id": message.message_id})
-        if delay is None:
-            return message
-        eta = int(time.time() * 1000) + delay
-        return message.copy(queue_name=dq_name(message.queue_name), options={"eta": eta})
+        """The message as it is stored (see :func:`stored_form`)."""
+        queue, options = stored_form(message.queue_name, message.message_id, delay)
+        return message.copy(queue_name=queue, options=options)
 
     def dispatch(
         self, command: str, queue_name: str, *args: RedisArg, maintenance: bool = False
@@ -148,6 +144,16 @@ def new_message_id() -> str:
     return str(uuid.uuid4())
 
 
+def stored_form(queue: str, message_id: str, delay: int | None) -> tuple[str, dict[str, Any]]:
+    """(queue, options) of a message as it is stored: its Redis id is its message id, and a
+    delayed one goes to the delay queue with its eta."""
+    options: dict[str, Any] = {"redis_message_id": message_id}
+    if delay is None:
+        return queue, options
+    options["eta"] = int(time.time() * 1000) + delay
+    return dq_name(queue), options
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """A message to send after commit."""
@@ -159,14 +165,9 @@ class Outgoing:
     delay_ms: int | None = None
 
     def to_message(self) -> dramatiq.Message[None]:
-        """The message as it is stored (what :meth:`JobsBroker.keyed` makes of it, built in
-        one step): its Redis id is its message id; a delayed one is bound for the delay queue
-        with its eta."""
-        options: dict[str, Any] = {"redis_message_id": self.message_id}
-        queue = self.queue
-        if self.delay_ms is not None:
-            options["eta"] = int(time.time() * 1000) + self.delay_ms
-            queue = dq_name(queue)
+        """The message as it is stored, built in one step (:meth:`JobsBroker.keyed` would copy
+        it twice)."""
+        queue, options = stored_form(self.queue, self.message_id, self.delay_ms)
         return dramatiq.Message(
             queue_name=queue,
             actor_name=actor_name_for(self.queue),

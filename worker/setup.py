@@ -50,13 +50,16 @@ class WorkerBroker(broker_module.JobsBroker):
         return SafeRedisConsumer
 
 
-class GracefulShutdown(Middleware):
-    """On SIGTERM, start the grace period after which running jobs are released. Also tells
-    the broker the worker's thread count at boot."""
+class ThreadCount(Middleware):
+    """Tells the broker the worker's thread count at boot (the consumer sizes its fetches)."""
 
     def before_worker_boot(self, broker: Any, worker: Any) -> None:
         if isinstance(broker, WorkerBroker):
             broker.worker_threads = worker.worker_threads
+
+
+class GracefulShutdown(Middleware):
+    """On SIGTERM, start the grace period after which running jobs are released."""
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         lease_keeper().begin_shutdown()
@@ -94,6 +97,7 @@ def build_broker() -> WorkerBroker:
                 retry_when=retry_infrastructure_errors,
             ),
             CurrentMessage(),
+            ThreadCount(),
             GracefulShutdown(),
         ],
     )
