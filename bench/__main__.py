@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import churn, dataset, ours, queries, raw
 from bench.procs import WorkerShape
-from bench.report import Suite, write
+from bench.report import HALF_LOAD, HALF_OF_DRAIN, SAME_RATE_AS_RAW, Suite, write
 from bench.report import load as load_suite
 from bench.services import Servers, scratch, servers
 from bench.stats import median
@@ -232,21 +232,36 @@ def main(argv: list[str] | None = None) -> int:
 def run_latency(
     suite: Suite, srv: Servers, shape: WorkerShape, args: argparse.Namespace, log_dir: Path
 ) -> None:
-    """Half of each side's own median steady drain rate (measured now if not yet), and 5/s."""
+    """Half of each side's own maximum rate, and 5/s; measures what it needs if not yet done.
+
+    A side's maximum rate is the lower of its median steady drain rate and its median
+    single-producer rate (raw ``send``, or one ``enqueue`` per job): jobs can neither start
+    faster than the workers take them nor faster than the producer makes them.
+    """
     if not suite.drain_ours:
         suite.drain_raw.append(raw.drain(srv, shape, args.jobs, log_dir))
         suite.drain_ours.append(ours.drain(srv, shape, args.jobs, log_dir))
-    half = {
-        "raw": median([r.steady_rate for r in suite.drain_raw]) / 2,
-        "ours": median([r.steady_rate for r in suite.drain_ours]) / 2,
+    if not suite.send_raw:
+        suite.send_raw.append(raw.send_rate(srv, max(args.enqueue_calls, 5_000)))
+    if not suite.enqueue_ours:
+        suite.enqueue_ours.append(ours.enqueue_rate(srv, args.enqueue_calls))
+    drain = {
+        "raw": median([r.steady_rate for r in suite.drain_raw]),
+        "ours": median([r.steady_rate for r in suite.drain_ours]),
     }
+    produce = {
+        "raw": median([r.rate for r in suite.send_raw]),
+        "ours": median([r.rate for r in suite.enqueue_ours]),
+    }
+    half = {side: min(drain[side], produce[side]) / 2 for side in drain}
+    sides = (("raw", raw), ("ours", ours))
     for run in range(args.runs):
-        for load in ("half load", "5 jobs/s"):
-            for side, module in (("raw", raw), ("ours", ours)):
-                rate = half[side] if load == "half load" else 5.0
+        for load in (HALF_LOAD, "5 jobs/s"):
+            for side, module in sides:
+                rate = half[side] if load == HALF_LOAD else 5.0
                 seconds = (
                     args.latency_seconds
-                    if load == "half load"
+                    if load == HALF_LOAD
                     else max(args.latency_seconds, 40.0 if not args.quick else 4.0)
                 )
                 result = module.latency(srv, shape, rate, seconds, log_dir)
@@ -257,16 +272,16 @@ def run_latency(
                 )
     if args.no_diagnostics:
         return
-    fast = dataclasses.replace(shape, poll_ms=10)
-    for load in ("half load", "5 jobs/s"):
-        for side, module in (("raw", raw), ("ours", ours)):
-            rate = half[side] if load == "half load" else 5.0
-            result = module.latency(srv, fast, rate, args.latency_seconds, log_dir)
-            suite.latency.append((f"{load}, poll 10 ms", result))
-            say(
-                f"diagnostic latency {side} {load}, poll 10 ms: p50 {result.p50_ms:.2f} ms, "
-                f"p99 {result.p99_ms:.2f} ms"
-            )
+    for label, rate in (
+        (SAME_RATE_AS_RAW, half["raw"]),
+        (HALF_OF_DRAIN, drain["ours"] / 2),
+    ):
+        result = ours.latency(srv, shape, rate, args.latency_seconds, log_dir)
+        suite.latency.append((label, result))
+        say(
+            f"diagnostic latency ours, {label} ({rate:,.1f}/s): p50 {result.p50_ms:.2f} ms, "
+            f"p99 {result.p99_ms:.2f} ms, achieved {result.achieved_rate:,.0f}/s"
+        )
 
 
 def run_queries(suite: Suite, srv: Servers, args: argparse.Namespace) -> None:
