@@ -197,6 +197,17 @@ def main(argv: list[str] | None = None) -> int:
         if "many" in args.only:
             suite.many_ours.append(ours.enqueue_many_rate(srv, args.many_jobs, args.batch))
             say(f"run {run + 1} enqueue_many: {suite.many_ours[-1].rate:,.0f} jobs/s")
+        if not args.no_diagnostics:
+            for measure, batch, count in (
+                ("enqueue", 1, args.enqueue_calls),
+                ("many", args.batch, args.many_jobs),
+            ):
+                if measure in args.only:
+                    suite.insert_alone.append(ours.insert_alone_rate(srv, count, batch))
+                    say(
+                        f"run {run + 1} diagnostic, the INSERT alone ({batch:,} per call): "
+                        f"{suite.insert_alone[-1].rate:,.0f} jobs/s"
+                    )
     if "latency" in args.only:
         run_latency(suite, srv, shape, args, log_dir)
     if "queries" in args.only:

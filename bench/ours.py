@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from bench.procs import ServerCpu, WorkerGroup, WorkerShape, ours_argv, poll_env
 from bench.results import DrainResult, LatencyResult, RateResult
 from bench.services import QUEUE, Env, Servers, scratch, wait_until
 from bench.stats import p50_p99
-from db.engine import reset_engine
+from db.engine import autocommit, reset_engine
+from db.jobs import state_machine as sm
 from db.tenants import create_tenant
 from producer import JobRequest, enqueue, enqueue_many, flush
 
@@ -127,13 +129,19 @@ def drain(
         )
 
 
-def _rate(srv: Servers, count: int, batch: int | None) -> RateResult:
+Work = Callable[[uuid.UUID, int, int], None]
+"""One timed call: (tenant, first job number, jobs in the call)."""
+
+
+def _rate(srv: Servers, count: int, batch: int, work: Work, side: str) -> RateResult:
+    """``work`` from one thread for ``count`` jobs in calls of ``batch``, no workers running;
+    every row marked queued before the clock stops (the whole cost of the calls)."""
     with scratch(srv) as env:
         tenant = _tenant()
         client = env.redis()
         warm = min(200, count)
-        for i in range(warm):
-            enqueue(noop, {"n": i}, tenant_id=tenant)
+        for offset in range(0, warm, batch):
+            work(tenant, offset, min(batch, warm - offset))
         flush()
         cpu = ServerCpu(srv.redis_url, env.database_url)
         reset_engine()  # backends flush their statistics when they exit
@@ -142,14 +150,9 @@ def _rate(srv: Servers, count: int, batch: int | None) -> RateResult:
         cpu.mark()
         cpu0 = self_cpu()
         started = time.perf_counter()
-        if batch is None:
-            for i in range(count):
-                enqueue(noop, {"n": i}, tenant_id=tenant)
-        else:
-            for offset in range(0, count, batch):
-                size = min(batch, count - offset)
-                enqueue_many([JobRequest(noop, {"n": offset + i}, tenant) for i in range(size)])
-        flush()  # every row marked queued: the whole cost of the calls is in the time
+        for offset in range(0, count, batch):
+            work(tenant, offset, min(batch, count - offset))
+        flush()
         seconds = time.perf_counter() - started
         producer = self_cpu() - cpu0
         pg_cpu, redis_cpu = cpu.since()
@@ -159,7 +162,7 @@ def _rate(srv: Servers, count: int, batch: int | None) -> RateResult:
         time.sleep(0.5)
         commits = _commits(env) - commits
         return RateResult(
-            side="ours" if batch is None else f"ours (batches of {batch})",
+            side=side,
             jobs=count,
             seconds=seconds,
             producer_cpu_us_per_job=producer * 1e6 / count,
@@ -172,12 +175,51 @@ def _rate(srv: Servers, count: int, batch: int | None) -> RateResult:
 
 def enqueue_rate(srv: Servers, count: int) -> RateResult:
     """``enqueue`` in a loop from one thread, no workers running."""
-    return _rate(srv, count, None)
+
+    def work(tenant: uuid.UUID, first: int, _: int) -> None:
+        enqueue(noop, {"n": first}, tenant_id=tenant)
+
+    return _rate(srv, count, 1, work, "ours")
 
 
 def enqueue_many_rate(srv: Servers, count: int, batch: int) -> RateResult:
     """``enqueue_many`` with ``batch`` jobs per call, from one thread, no workers running."""
-    return _rate(srv, count, batch)
+
+    def work(tenant: uuid.UUID, first: int, size: int) -> None:
+        enqueue_many([JobRequest(noop, {"n": first + i}, tenant) for i in range(size)])
+
+    return _rate(srv, count, batch, work, f"ours (batches of {batch})")
+
+
+def insert_alone_rate(srv: Servers, count: int, batch: int) -> RateResult:
+    """The outbox INSERT alone (``insert_pending``, the statement both enqueues run), with
+    the rows built before the clock starts: no validation, no message, no Redis, no mark.
+    What PostgreSQL's durable write of a row and its event costs: the floor under the
+    enqueues' time."""
+    rows: list[sm.NewJob] = []
+
+    def work(tenant: uuid.UUID, first: int, size: int) -> None:
+        if not rows:  # all of them, before the warm-up call
+            rows.extend(_row(tenant, n) for n in range(count + 200))
+        chunk = [rows.pop() for _ in range(size)]
+        with autocommit() as conn:
+            sm.insert_pending(conn, chunk)
+
+    return _rate(srv, count, batch, work, f"INSERT alone ({batch} per call)")
+
+
+def _row(tenant: uuid.UUID, n: int) -> sm.NewJob:
+    return sm.NewJob(
+        tenant_id=tenant,
+        type=noop.name,
+        payload_json=f'{{"n":{n}}}',
+        message_id=str(uuid.uuid4()),
+        max_attempts=noop.max_attempts,
+        priority=noop.priority,
+        run_at=None,
+        delay_seconds=None,
+        idempotency_key=None,
+    )
 
 
 def latency(

@@ -42,6 +42,8 @@ class Suite:
     send_raw: list[RateResult] = field(default_factory=list)
     enqueue_ours: list[RateResult] = field(default_factory=list)
     many_ours: list[RateResult] = field(default_factory=list)
+    insert_alone: list[RateResult] = field(default_factory=list)
+    """Diagnostic: the outbox INSERT alone, one job per call and in batches (the floor)."""
     latency: list[tuple[str, LatencyResult]] = field(default_factory=list)
     """(load label, result): HALF_LOAD, "5 jobs/s", or a diagnostic label."""
     queries: list[list[QueryResult]] = field(default_factory=list)
@@ -285,7 +287,7 @@ def _gaps(suite: Suite) -> list[str]:
             "round trip. Producer CPU per call: "
             f"{_m(e, 'producer_cpu_us_per_job'):,.0f} µs against "
             f"{_m(s_, 'producer_cpu_us_per_job'):,.0f} µs; PostgreSQL CPU "
-            f"{_m(e, 'pg_cpu_us_per_job'):,.0f} µs."
+            f"{_m(e, 'pg_cpu_us_per_job'):,.0f} µs." + _floor_text(suite, 1, 0.5)
         )
     if suite.many_ours and suite.send_raw:
         m = suite.many_ours
@@ -295,6 +297,7 @@ def _gaps(suite: Suite) -> list[str]:
             f"{suite.meta['batch']:,} rows with their events, one MULTI/EXEC Redis round trip, "
             "one UPDATE by the background marker); the producer's Python (validation, message "
             "encoding) and PostgreSQL's row, index and foreign-key work bound it, not round trips."
+            + _floor_text(suite, suite.meta["batch"], 5)
         )
     half = [r for label, r in suite.latency if label == HALF_LOAD and r.side == "ours"]
     if half:
@@ -396,6 +399,32 @@ def _drain_cells(name: str, runs: Sequence[DrainResult]) -> list[str]:
     ]
 
 
+def _floor_text(suite: Suite, batch: int, goal: float) -> str:
+    """What the INSERT alone reaches, against what the goal asks of the whole call."""
+    alone = _insert_alone(suite, batch)
+    if not alone or not suite.send_raw:
+        return ""
+    needed = goal * _m(suite.send_raw, "rate")
+    verdict = "below" if _m(alone, "rate") < needed else "above"
+    return (
+        f" The INSERT alone ({batch:,} per call, rows built beforehand, no validation, no "
+        f"Redis, no mark) runs at {_m(alone, 'rate'):,.0f} jobs/s ({1e6 / _m(alone, 'rate'):,.1f} "
+        f"µs per job), {verdict} the {needed:,.0f} jobs/s that {goal:g}x `actor.send` asks of "
+        "the whole call."
+    )
+
+
+def _insert_alone(suite: Suite, batch: int) -> list[RateResult]:
+    return [r for r in suite.insert_alone if r.side == f"INSERT alone ({batch} per call)"]
+
+
+def _insert_alone_rows(suite: Suite) -> list[tuple[str, list[RateResult]]]:
+    return [
+        (f"diagnostic: the INSERT alone, {batch:,} per call", _insert_alone(suite, batch))
+        for batch in (1, suite.meta["batch"])
+    ]
+
+
 def _enqueue_section(suite: Suite) -> list[str]:
     if not (suite.enqueue_ours or suite.many_ours):
         return []
@@ -420,6 +449,7 @@ def _enqueue_section(suite: Suite) -> list[str]:
         ("raw `actor.send`", suite.send_raw),
         ("`enqueue`", suite.enqueue_ours),
         (f"`enqueue_many` ({suite.meta['batch']} per call)", suite.many_ours),
+        *_insert_alone_rows(suite),
     ):
         if runs:
             body.append(
@@ -704,6 +734,7 @@ def load(path: Path) -> Suite:
     suite.send_raw = [RateResult(**d) for d in data["send_raw"]]
     suite.enqueue_ours = [RateResult(**d) for d in data["enqueue_ours"]]
     suite.many_ours = [RateResult(**d) for d in data["many_ours"]]
+    suite.insert_alone = [RateResult(**d) for d in data.get("insert_alone", [])]
     suite.latency = [(label, LatencyResult(**d)) for label, d in data["latency"]]
     suite.queries = [[QueryResult(**q) for q in run] for run in data["queries"]]
 
