@@ -1,8 +1,13 @@
-"""The batched transitions find their rows by primary key whatever the statistics say.
+"""The job tables' statements find their rows through the indexes meant for them, in the plan
+a prepared statement keeps, whatever the table held when it was planned.
 
 Right after a bulk enqueue the statistics are stale; a generic plan then once intersected the
 ids with every live job from the partial run_at index (4 ms instead of 0.1 ms per statement, and
-growing with the backlog). Plans are forced generic here, as a prepared statement's become.
+growing with the backlog). On a table of a few rows (a new database, workers started on an
+empty queue) a sequential scan is the cheaper plan at that moment, and a prepared statement
+kept it as the table grew (the engines now run with ``enable_seqscan = off``). And a
+``status = $1`` condition alone cannot use a partial index over the live statuses. Each
+statement is PREPAREd here and its generic plan explained, on the engine it runs on.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-from sqlalchemy.engine import make_url
+from psycopg import sql
+from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.sql import ClauseElement
 
+from db.engine import autocommit, transaction
 from db.jobs import state_machine as sm
 from db.statements import array_literal
 
@@ -38,13 +46,20 @@ def _indexes(plan: Any) -> Iterator[str]:
             yield from _indexes(item)
 
 
-def test_batched_transitions_use_the_primary_key(use_fresh_db: str, tenant_id: uuid.UUID) -> None:
+@pytest.mark.parametrize("backlog", [10_000, 3], ids=["never-analyzed backlog", "tiny table"])
+def test_batched_transitions_use_the_primary_key(
+    use_fresh_db: str, tenant_id: uuid.UUID, backlog: int
+) -> None:
+    """Planned on the hot path's own connections (the autocommit engine's), as prepared
+    statements are: on a tiny table too, where a sequential scan is the cheaper plan at that
+    moment and a cached generic plan would keep scanning the table as it grows."""
     from producer import JobRequest, enqueue_many
     from producer.builtin_types import scheduled_preview
 
     payload = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Navy"}
-    for _ in range(5):  # a backlog, never analyzed
-        jobs = enqueue_many([JobRequest(scheduled_preview, payload, tenant_id)] * 2000)
+    for offset in range(0, backlog, 2000):
+        size = min(2000, backlog - offset)
+        jobs = enqueue_many([JobRequest(scheduled_preview, payload, tenant_id)] * size)
     ids = array_literal([j.id for j in jobs[:3]])
     tenants = array_literal([tenant_id] * 3)
     texts = array_literal(["m1", "m2", "m3"])
@@ -59,13 +74,64 @@ def test_batched_transitions_use_the_primary_key(use_fresh_db: str, tenant_id: u
         "CLAIM_AND_COMPLETE": (sm.CLAIM_AND_COMPLETE, {**claim, **done, "worker": "w"}),
         "EXTEND_LEASES": (sm.EXTEND_LEASES, {"ids": ids, "attempts": numbers, "lease_seconds": 30}),
     }
-    dialect = PGDialect_psycopg()
-    conninfo = make_url(use_fresh_db).set(drivername="postgresql").render_as_string(False)
-    with psycopg.connect(conninfo) as conn:
-        conn.execute("SET plan_cache_mode = force_generic_plan")
+    with autocommit() as conn:
         for name, (statement, params) in statements.items():
-            sql = str(statement.compile(dialect=dialect))
-            [plan] = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
-            used = set(_indexes(plan)) - {"pk_tenants"}
+            used = _generic_plan_indexes(conn, statement, params) - {"pk_tenants"}
             assert used == {"pk_content_jobs"}, f"{name} uses {sorted(used)}"
-        conn.rollback()
+
+
+@pytest.mark.parametrize("backlog", [10_000, 3], ids=["never-analyzed backlog", "tiny table"])
+def test_maintenance_scans_use_their_partial_indexes(
+    use_fresh_db: str, tenant_id: uuid.UUID, backlog: int
+) -> None:
+    """The relay, the rescuer and the pruner each read the small set they need through its
+    partial index, on the connections they run on (the transactional engine's), whatever the
+    table's size when the plan was made: a sequential scan would read every finished job
+    on every pass."""
+    from producer import JobRequest, enqueue_many
+    from producer.builtin_types import scheduled_preview
+    from worker.maintenance import PRUNE
+
+    payload = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Navy"}
+    for offset in range(0, backlog, 2000):
+        size = min(2000, backlog - offset)
+        enqueue_many([JobRequest(scheduled_preview, payload, tenant_id)] * size)
+    unsent = {"status": "pending", "older_than": 30, "horizon": 3600, "limit": 100}
+    statements = {
+        "UNSENT_CANDIDATES": (sm.UNSENT_CANDIDATES, unsent, "ix_content_jobs_live_run_at"),
+        "RESCUE_EXPIRED": (
+            sm.RESCUE_EXPIRED,
+            {"grace": 5, "limit": 100},
+            "ix_content_jobs_active_lease",
+        ),
+        "PRUNE": (PRUNE, {"retention": 60, "limit": 100}, "ix_content_jobs_completed_at"),
+    }
+    with transaction() as conn:
+        for name, (statement, params, index) in statements.items():
+            used = _generic_plan_indexes(conn, statement, params) - {"pk_content_jobs"}
+            assert used == {index}, f"{name} uses {sorted(used)}"
+
+
+def _generic_plan_indexes(
+    conn: Connection, statement: ClauseElement, params: dict[str, Any]
+) -> set[str]:
+    """The indexes of the statement's generic plan, the plan a prepared statement keeps,
+    planned on ``conn``'s own session settings: PREPAREd with $n parameters, then EXPLAIN
+    EXECUTE under ``plan_cache_mode = force_generic_plan`` (an EXPLAIN with bound values
+    would plan for those values instead)."""
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    compiled = statement.compile(dialect=PGDialect_asyncpg())  # $1, $2, ... placeholders
+    names = list(dict.fromkeys(compiled.positiontup or []))
+    name = sql.Identifier(f"plan_{uuid.uuid4().hex[:12]}")
+    driver.execute(sql.SQL("PREPARE {} AS ").format(name) + sql.SQL(str(compiled)))
+    try:
+        driver.execute("SET plan_cache_mode = force_generic_plan")
+        values = sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
+        explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}({})").format(name, values)
+        row = driver.execute(explain).fetchone()
+    finally:
+        driver.execute("RESET plan_cache_mode")
+        driver.execute(sql.SQL("DEALLOCATE {}").format(name))
+    assert row is not None
+    return set(_indexes(row[0]))

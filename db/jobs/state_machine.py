@@ -303,6 +303,8 @@ UNSENT_CANDIDATES = text(
     FROM content_jobs
     WHERE status = :status AND updated_at < now() - make_interval(secs => :older_than)
       AND run_at <= now() + make_interval(secs => :horizon)
+      -- the live set's partial index, in a generic plan too (where :status is unknown)
+      AND status IN ('pending', 'queued')
     ORDER BY run_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
