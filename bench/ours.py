@@ -17,7 +17,7 @@ import redis
 from bench.latency import open_loop
 from bench.noop_jobs import noop
 from bench.procs import ServerCpu, WorkerGroup, WorkerShape, ours_argv, poll_env, self_cpu
-from bench.results import DrainResult, LatencyResult, RateResult
+from bench.results import DrainResult, LatencyResult, RateResult, insert_alone_side
 from bench.services import QUEUE, Env, Servers, scratch, wait_until
 from bench.stats import p50_p99
 from db.engine import autocommit, reset_engine
@@ -205,7 +205,7 @@ def insert_alone_rate(srv: Servers, count: int, batch: int) -> RateResult:
         with autocommit() as conn:
             sm.insert_pending(conn, chunk)
 
-    return _rate(srv, count, batch, work, f"INSERT alone ({batch} per call)")
+    return _rate(srv, count, batch, work, insert_alone_side(batch))
 
 
 def _row(tenant: uuid.UUID, n: int) -> sm.NewJob:

@@ -20,6 +20,7 @@ from bench.results import (
     LatencyResult,
     QueryResult,
     RateResult,
+    insert_alone_side,
 )
 from bench.stats import median
 
@@ -415,7 +416,7 @@ def _floor_text(suite: Suite, batch: int, goal: float) -> str:
 
 
 def _insert_alone(suite: Suite, batch: int) -> list[RateResult]:
-    return [r for r in suite.insert_alone if r.side == f"INSERT alone ({batch} per call)"]
+    return [r for r in suite.insert_alone if r.side == insert_alone_side(batch)]
 
 
 def _insert_alone_rows(suite: Suite) -> list[tuple[str, list[RateResult]]]:

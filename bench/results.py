@@ -50,6 +50,11 @@ class RateResult:
         return self.jobs / self.seconds
 
 
+def insert_alone_side(batch: int) -> str:
+    """The ``side`` of a :class:`RateResult` of the outbox INSERT alone, ``batch`` jobs per call."""
+    return f"INSERT alone ({batch} per call)"
+
+
 @dataclass
 class LatencyResult:
     """Enqueue-to-start latency under an open-loop producer at a fixed rate."""

@@ -37,8 +37,8 @@ def build_engine(url: str, settings: Settings | None = None, *, autocommit: bool
     got when first planned: one planned while ``content_jobs`` held a few rows (a new
     database, workers started on an empty queue) read the whole table on every claim and
     completion ever after, as the table grew, until its statistics changed (never, with
-    autovacuum off). At a steady 850 jobs/s that cost PostgreSQL 0.8 ms per job instead of
-    0.45, and latency grew without bound after 15 s (docs/performance.md). The setting only
+    autovacuum off). At a steady 1,076 jobs/s that cost PostgreSQL 0.76 ms per job instead of
+    0.46, and latency grew without bound after 15 s (docs/performance.md). The setting only
     prices sequential scans out where an index can serve; a query with none still scans.
     """
     settings = settings or get_settings()

@@ -35,6 +35,25 @@ def db_env(use_fresh_db: str) -> str:
     return use_fresh_db
 
 
+BACKLOGS = pytest.mark.parametrize(
+    "backlog", [10_000, 3], ids=["never-analyzed backlog", "tiny table"]
+)
+"""Jobs in the table when the plans are made: a backlog never analyzed, and a few rows."""
+
+
+def _enqueue_backlog(tenant_id: uuid.UUID, backlog: int) -> list[Any]:
+    """``backlog`` pending jobs (never analyzed); the last call's jobs."""
+    from producer import JobRequest, enqueue_many
+    from producer.builtin_types import scheduled_preview
+
+    payload = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Navy"}
+    jobs: list[Any] = []
+    for offset in range(0, backlog, 2000):
+        size = min(2000, backlog - offset)
+        jobs = enqueue_many([JobRequest(scheduled_preview, payload, tenant_id)] * size)
+    return jobs
+
+
 def _indexes(plan: Any) -> Iterator[str]:
     if isinstance(plan, dict):
         if "Index Name" in plan:
@@ -46,20 +65,14 @@ def _indexes(plan: Any) -> Iterator[str]:
             yield from _indexes(item)
 
 
-@pytest.mark.parametrize("backlog", [10_000, 3], ids=["never-analyzed backlog", "tiny table"])
+@BACKLOGS
 def test_batched_transitions_use_the_primary_key(
     use_fresh_db: str, tenant_id: uuid.UUID, backlog: int
 ) -> None:
     """Planned on the hot path's own connections (the autocommit engine's), as prepared
     statements are: on a tiny table too, where a sequential scan is the cheaper plan at that
     moment and a cached generic plan would keep scanning the table as it grows."""
-    from producer import JobRequest, enqueue_many
-    from producer.builtin_types import scheduled_preview
-
-    payload = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Navy"}
-    for offset in range(0, backlog, 2000):
-        size = min(2000, backlog - offset)
-        jobs = enqueue_many([JobRequest(scheduled_preview, payload, tenant_id)] * size)
+    jobs = _enqueue_backlog(tenant_id, backlog)
     ids = array_literal([j.id for j in jobs[:3]])
     tenants = array_literal([tenant_id] * 3)
     texts = array_literal(["m1", "m2", "m3"])
@@ -80,7 +93,7 @@ def test_batched_transitions_use_the_primary_key(
             assert used == {"pk_content_jobs"}, f"{name} uses {sorted(used)}"
 
 
-@pytest.mark.parametrize("backlog", [10_000, 3], ids=["never-analyzed backlog", "tiny table"])
+@BACKLOGS
 def test_maintenance_scans_use_their_partial_indexes(
     use_fresh_db: str, tenant_id: uuid.UUID, backlog: int
 ) -> None:
@@ -88,14 +101,9 @@ def test_maintenance_scans_use_their_partial_indexes(
     partial index, on the connections they run on (the transactional engine's), whatever the
     table's size when the plan was made: a sequential scan would read every finished job
     on every pass."""
-    from producer import JobRequest, enqueue_many
-    from producer.builtin_types import scheduled_preview
     from worker.maintenance import PRUNE
 
-    payload = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Navy"}
-    for offset in range(0, backlog, 2000):
-        size = min(2000, backlog - offset)
-        enqueue_many([JobRequest(scheduled_preview, payload, tenant_id)] * size)
+    _enqueue_backlog(tenant_id, backlog)
     unsent = {"status": "pending", "older_than": 30, "horizon": 3600, "limit": 100}
     statements = {
         "UNSENT_CANDIDATES": (sm.UNSENT_CANDIDATES, unsent, "ix_content_jobs_live_run_at"),
