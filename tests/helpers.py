@@ -11,11 +11,11 @@ import pytest
 import redis as redis_lib
 from click.testing import CliRunner, Result
 
-from db.credentials import create_credential
-from db.key_rotation import reset_cipher
-from db.schemas.credential import CredentialRead
-from db.settings import get_settings
-from db.tenants import create_tenant
+from pgjobs.db.schemas.credential import CredentialRead
+from pgjobs.db.tenants import create_tenant
+from pgjobs.settings import get_settings
+from pgjobs.vault.credentials import create_credential
+from pgjobs.vault.keys import reset_cipher
 
 
 def messages_for(client: redis_lib.Redis, namespace: str, queue: str) -> list[dict[str, object]]:

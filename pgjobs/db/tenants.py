@@ -1,0 +1,69 @@
+"""Tenants: create, look up by id or slug, list. Every other API takes a tenant id from here."""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+import structlog
+from sqlalchemy import Row, Table, select
+
+from pgjobs.db.engine import transaction
+from pgjobs.db.errors import UniqueViolation, UnknownTenant, validated
+from pgjobs.db.models import Tenant
+from pgjobs.db.schemas.tenant import TenantCreate, TenantRead
+
+log = structlog.get_logger(__name__)
+
+_tenants = cast(Table, Tenant.__table__)
+
+
+class TenantExists(UniqueViolation):
+    """Another tenant already has this slug."""
+
+
+def _read(row: Row[object] | None, ref: object) -> TenantRead:
+    if row is None:
+        raise UnknownTenant(f"unknown tenant {str(ref)[:80]!r}")
+    return TenantRead.model_validate(row)
+
+
+def create_tenant(*, name: str, slug: str) -> TenantRead:
+    """A new tenant. InvalidInput for a bad name or slug, TenantExists for a taken slug."""
+    data = validated(TenantCreate, {"name": name, "slug": slug})
+    try:
+        with transaction() as conn:
+            row = conn.execute(
+                _tenants.insert()
+                .values(id=uuid.uuid4(), **data.model_dump())
+                .returning(*_tenants.c)
+            ).one()
+    except UniqueViolation as exc:
+        raise TenantExists(f"tenant {data.slug!r} already exists", exc.constraint) from None
+    log.info("tenant.created", tenant_id=str(row.id), slug=row.slug)
+    return _read(row, data.slug)
+
+
+def get_tenant(tenant_id: uuid.UUID) -> TenantRead:
+    """The tenant with this id; UnknownTenant if there is none."""
+    with transaction() as conn:
+        row = conn.execute(select(_tenants).where(_tenants.c.id == tenant_id)).one_or_none()
+    return _read(row, tenant_id)
+
+
+def resolve_tenant(ref: str) -> TenantRead:
+    """The tenant named by ``ref``: a UUID string is an id, anything else a slug."""
+    try:
+        return get_tenant(uuid.UUID(ref))
+    except ValueError:
+        pass
+    with transaction() as conn:
+        row = conn.execute(select(_tenants).where(_tenants.c.slug == ref)).one_or_none()
+    return _read(row, ref)
+
+
+def list_tenants() -> list[TenantRead]:
+    """Every tenant, by slug."""
+    with transaction() as conn:
+        rows = conn.execute(select(_tenants).order_by(_tenants.c.slug)).all()
+    return [TenantRead.model_validate(row) for row in rows]
