@@ -282,8 +282,9 @@ class RedisServer:
 
 
 def restart_postgres(dev_dir: Path, *, down_seconds: float = 0.0, timeout: float = 90.0) -> float:
-    """Restart the embedded PostgreSQL of ``dev_dir`` (pgjobs/services/embedded.py) on the same port, as the
-    same system user pgjobs/services/embedded.py runs it as; returns how long it took, in seconds.
+    """Restart the embedded PostgreSQL of ``dev_dir`` (pgjobs/services/embedded.py) on the same
+    port, as the same system user pgjobs/services/embedded.py runs it as; returns how long it took,
+    in seconds.
 
     ``down_seconds=0``: ``pg_ctl restart -m fast -w`` (a blip: every connection is cut). Else
     ``pg_ctl stop -m fast``, ``down_seconds`` without any server, then ``pg_ctl start`` with the

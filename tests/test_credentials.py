@@ -1,4 +1,5 @@
-"""pgjobs/vault/credentials.py and pgjobs/worker/credentials.py: the vault's API, the one decrypt path, tenancy."""
+"""pgjobs/vault/credentials.py and pgjobs/worker/credentials.py: the vault's API, the one decrypt
+path, tenancy."""
 
 from __future__ import annotations
 

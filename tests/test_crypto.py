@@ -1,4 +1,5 @@
-"""pgjobs/vault/cipher.py: round trips, tamper resistance, nonce uniqueness, key parsing, masking."""
+"""pgjobs/vault/cipher.py: round trips, tamper resistance, nonce uniqueness, key parsing,
+masking."""
 
 from __future__ import annotations
 

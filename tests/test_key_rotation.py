@@ -1,4 +1,5 @@
-"""pgjobs/vault/rotation.py and `jobctl keys`: rotation under concurrent reads, resumption, retirement.
+"""pgjobs/vault/rotation.py and `jobctl keys`: rotation under concurrent reads, resumption,
+retirement.
 
 Rotation touches every credential of the database, so each test has a database of its own.
 """

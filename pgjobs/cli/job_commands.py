@@ -1,7 +1,7 @@
 """`jobctl enqueue` and `jobctl jobs list|show|events|counts|cancel|retry|watch`.
 
-Thin shells over the producer API (pgjobs/producer/): every command resolves ``--tenant`` once, calls
-the same functions a Python producer would, and turns the API's typed errors into one-line CLI
+Thin shells over the producer API (pgjobs/producer/): every command resolves ``--tenant`` once,
+calls the same functions a Python producer would, and turns the API's typed errors into one-line CLI
 errors. Payloads are printed only where asked for (``show``), never in an error.
 """
 

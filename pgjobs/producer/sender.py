@@ -1,10 +1,10 @@
 """Sending committed jobs' messages, and marking their rows queued in the background.
 
-The rule (docs/architecture.md): the message is sent only after the row's transaction commits, then the
-row becomes queued. The message leaves at once, in the committing thread, so it is on Redis when
-``enqueue`` returns; the pending -> queued mark is only a hint for status readers (a worker
-claims a pending job just as well), so one thread per process marks the rows of all recent sends
-with one statement every ``MARK_AFTER_SECONDS`` instead of one round trip per call.
+The rule (docs/architecture.md): the message is sent only after the row's transaction commits, then
+the row becomes queued. The message leaves at once, in the committing thread, so it is on Redis when
+``enqueue`` returns; the pending -> queued mark is only a hint for status readers (a worker claims a
+pending job just as well), so one thread per process marks the rows of all recent sends with one
+statement every ``MARK_AFTER_SECONDS`` instead of one round trip per call.
 
 What a failure leaves is unchanged: a message that never leaves (Redis down, process killed)
 leaves its row pending and the relay sends it; a lost mark leaves a pending row whose message

@@ -7,8 +7,8 @@ and the valid messages fetched in the same batch stay in this worker's ack set, 
 until the worker dies. Here the bad message is moved to the queue's dead-letter set (``.XQ``)
 with a log line, and the next cached message is served as usual.
 
-A handler thread hands a job's completion to the process's writer (pgjobs/worker/state_writer.py) and
-moves on; when Dramatiq then acks the message, the ack is left to the writer until that write
+A handler thread hands a job's completion to the process's writer (pgjobs/worker/state_writer.py)
+and moves on; when Dramatiq then acks the message, the ack is left to the writer until that write
 has committed. On shutdown the consumer waits for those writes and acks before it closes.
 
 The consumer fetches only once no more messages are out than the worker has threads (every

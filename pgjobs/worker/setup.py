@@ -1,9 +1,8 @@
 """How a worker process's broker is built: middleware, consumer, one actor per queue.
 
-pgjobs/worker/app.py (the module ``dramatiq pgjobs.worker.app`` loads) calls :func:`build_broker`, which
-installs the broker before any actor exists (no hidden default broker) and declares one actor
-per queue that the registered job types use.
-Dramatiq defaults overridden on purpose:
+pgjobs/worker/app.py (the module ``dramatiq pgjobs.worker.app`` loads) calls :func:`build_broker`,
+which installs the broker before any actor exists (no hidden default broker) and declares one actor
+per queue that the registered job types use. Dramatiq defaults overridden on purpose:
 
 * no Dramatiq ``TimeLimit``: time limits are per job type, enforced by pgjobs/worker/leases.py;
 * ``Retries`` only for infrastructure errors (PostgreSQL or Redis unreachable); a handler's
