@@ -8,7 +8,8 @@ Dramatiq defaults overridden on purpose:
 * no Dramatiq ``TimeLimit``: time limits are per job type, enforced by worker/leases.py;
 * ``Retries`` only for infrastructure errors (PostgreSQL or Redis unreachable); a handler's
   errors are retried by the runner, counted in PostgreSQL, with the job type's backoff;
-* a consumer that dead-letters undecodable messages (worker/consumer.py).
+* a consumer that checks every message before claiming its job, and dead-letters the
+  malformed ones instead of raising (worker/consumer.py, worker/messages.py).
 """
 
 from __future__ import annotations

@@ -805,14 +805,15 @@ RELEASE = text(
     """
     WITH moved AS (
         UPDATE content_jobs
-        SET status = 'queued', attempts = attempts - 1, queue_job_id = :message_id,
+        SET status = 'queued', attempts = attempts - 1,
+            queue_job_id = COALESCE(CAST(:message_id AS text), queue_job_id),
             lease_expires_at = NULL, updated_at = now()
         WHERE id = :id AND status = 'active' AND attempts = :attempt
         RETURNING id, tenant_id, attempts
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'rescued',
-               jsonb_build_object('attempt', attempts + 1, 'reason', 'worker shutdown')
+               jsonb_build_object('attempt', attempts + 1, 'reason', CAST(:reason AS text))
         FROM moved
     )
     SELECT id FROM moved
@@ -820,10 +821,19 @@ RELEASE = text(
 )
 
 
-def release(conn: Connection, job_id: int, attempt: int, message_id: str) -> bool:
-    """active -> queued on graceful shutdown: the attempt is given back (it was not the job's
-    fault) and another worker takes ``message_id`` at once."""
-    params = {"id": job_id, "attempt": attempt, "message_id": message_id}
+def release(
+    conn: Connection,
+    job_id: int,
+    attempt: int,
+    message_id: str | None,
+    *,
+    reason: str = "worker shutdown",
+) -> bool:
+    """active -> queued when the attempt did not start for a reason that is not the job's
+    fault (the worker is stopping, or Dramatiq refused the message after the claim): the
+    attempt is given back. ``message_id``: the message that another worker takes at once
+    (None: the job keeps its message id)."""
+    params = {"id": job_id, "attempt": attempt, "message_id": message_id, "reason": reason}
     return _run(conn, RELEASE, params).fetchone() is not None
 
 
