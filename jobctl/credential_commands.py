@@ -13,7 +13,7 @@ from db import credentials as api
 from db.models import CredentialStatus, Provider
 from db.schemas.credential import CredentialRead
 from db.seed import import_env_credentials
-from jobctl.common import JobsGroup, echo_rows, json_option, tenant_id, tenant_option
+from jobctl.common import JobsGroup, echo_rows, json_option, read_text, tenant_id, tenant_option
 
 COLUMNS = {
     "ID": lambda c: c.id,
@@ -25,6 +25,8 @@ COLUMNS = {
     "KEY": lambda c: c.key_id,
 }
 credential_argument = click.argument("credential", metavar="CREDENTIAL")
+SECRET_INPUT_BYTES = 64 * 1024
+"""Standard input read for a secret, at most (a secret is at most 8,192 characters)."""
 
 
 def resolve_credential(tenant: uuid.UUID, ref: str) -> CredentialRead:
@@ -44,7 +46,8 @@ def read_secret(prompt: str) -> str:
     if sys.stdin.isatty():
         value: str = click.prompt(prompt, hide_input=True, confirmation_prompt=True)
         return value
-    return sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    secret = read_text(sys.stdin.buffer, "standard input", SECRET_INPUT_BYTES)
+    return secret.removesuffix("\n").removesuffix("\r")
 
 
 def _show(verb: str, credential: CredentialRead) -> None:

@@ -99,8 +99,12 @@ _INSERT_INTO = """
     INSERT INTO content_jobs (tenant_id, type, payload, status, queue_job_id, max_attempts,
                               priority, run_at, idempotency_key)
 """
+# Milliseconds until a job is due by the database clock, 0 when due. In epoch seconds rather
+# than as ``run_at - now()``: a row written by hand may hold 'infinity', which no interval holds.
+_DUE_IN_MS = """least(greatest(0, ceil((extract(epoch FROM run_at) - extract(epoch FROM now()))
+                                * 1000)), 9223372036854775807)::bigint AS due_in_ms"""
 # after the rows to insert: skip a taken idempotency key, write the events, say when each is due
-_INSERT_REST = """
+_INSERT_REST = f"""
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, tenant_id, type, status, queue_job_id, run_at, idempotency_key
 ), events AS (
@@ -111,9 +115,9 @@ _INSERT_REST = """
     FROM inserted
 )
 -- due_in_ms: the delay the message gets, by the database clock (never a client's)
-SELECT *, greatest(0, ceil(extract(epoch FROM run_at - now()) * 1000))::bigint AS due_in_ms
+SELECT *, {_DUE_IN_MS}
 FROM inserted ORDER BY id
-"""
+"""  # noqa: S608
 
 INSERT_PENDING = text(
     f"""
@@ -152,13 +156,13 @@ INSERT_ONE_PENDING = text(
 commonest call; this form costs the server and the client less per call)."""
 
 SELECT_BY_IDEMPOTENCY_KEYS = text(
-    """
+    f"""
     SELECT j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.idempotency_key,
-           greatest(0, ceil(extract(epoch FROM j.run_at - now()) * 1000))::bigint AS due_in_ms
+           {_DUE_IN_MS}
     FROM content_jobs j
     JOIN unnest(CAST(:tenant_ids AS uuid[]), CAST(:keys AS text[])) AS k(tenant_id, key)
       ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key
-    """
+    """  # noqa: S608
 )
 
 
@@ -297,9 +301,9 @@ def record_resend(
 
 
 UNSENT_CANDIDATES = text(
-    """
+    f"""
     SELECT id, tenant_id, type, status, queue_job_id, run_at,
-           greatest(0, ceil(extract(epoch FROM run_at - now()) * 1000))::bigint AS due_in_ms
+           {_DUE_IN_MS}
     FROM content_jobs
     WHERE status = :status AND updated_at < now() - make_interval(secs => :older_than)
       AND run_at <= now() + make_interval(secs => :horizon)
@@ -308,7 +312,7 @@ UNSENT_CANDIDATES = text(
     ORDER BY run_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-    """
+    """  # noqa: S608
 )
 
 
