@@ -1,18 +1,27 @@
-"""Small helpers shared by tests: Redis contents, tenants, encryption keys, the CLI runner."""
+"""Small helpers shared by tests: Redis contents, tenants, encryption keys, the CLI runner,
+production log lines captured."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
 
 import click
 import pytest
 import redis as redis_lib
+import structlog
 from click.testing import CliRunner, Result
 
+from pgjobs.db.engine import reset_engine
 from pgjobs.db.schemas.credential import CredentialRead
 from pgjobs.db.tenants import create_tenant
+from pgjobs.logs import configure_logging
 from pgjobs.settings import get_settings
 from pgjobs.vault.credentials import create_credential
 from pgjobs.vault.keys import reset_cipher
@@ -66,3 +75,31 @@ def add(
 ) -> CredentialRead:
     """Store a credential through the API (keys must be configured: the ``keys`` fixture)."""
     return create_credential(tenant, provider=provider, name=name, secret=secret)
+
+
+@contextmanager
+def json_logs(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> Iterator[io.StringIO]:
+    """Production logging (JSON) at DEBUG, SQL statements included, rendered into a buffer.
+
+    ``modules``: modules whose module-level ``log`` is used in the test; structlog loggers cache
+    their configuration on first use, so they get fresh ones.
+    """
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, structlog.get_config())
+    monkeypatch.setenv("JOBS_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("JOBS_LOG_FORMAT", "json")
+    get_settings.cache_clear()
+    reset_engine()
+    configure_logging(force=True)
+    buffer = io.StringIO()
+    capture = logging.StreamHandler(buffer)
+    capture.setFormatter(root.handlers[0].formatter)
+    root.addHandler(capture)
+    for module in modules:
+        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
+    try:
+        yield buffer
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        structlog.configure(**saved[2])

@@ -7,7 +7,6 @@ returned objects, exception messages and tracebacks, and the database's rows as 
 from __future__ import annotations
 
 import io
-import logging
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 import structlog
-from helpers import KEY_A, KEY_B, invoke, new_tenant, set_keys
+from helpers import KEY_A, KEY_B, invoke, json_logs, new_tenant, set_keys
 from sqlalchemy import text
 
 import pgjobs.cli.seed
@@ -29,11 +28,9 @@ import pgjobs.worker.credentials
 from pgjobs.cli.credential_commands import credentials as credentials_cli
 from pgjobs.cli.key_commands import keys as keys_cli
 from pgjobs.cli.mcp_commands import mcp as mcp_cli
-from pgjobs.db.engine import reset_engine, transaction
+from pgjobs.db.engine import transaction
 from pgjobs.db.errors import InvalidInput
-from pgjobs.logs import configure_logging
 from pgjobs.mcp.registry import create_mcp_server, list_mcp_servers
-from pgjobs.settings import get_settings
 from pgjobs.vault.cipher import CredentialCryptoError
 from pgjobs.vault.credentials import (
     CredentialNotFound,
@@ -64,24 +61,9 @@ _LOGGING_MODULES = (
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch, use_fresh_db: str) -> Iterator[io.StringIO]:
     """Production logging (JSON) at DEBUG, SQL statements included, rendered into a buffer."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, structlog.get_config())
-    monkeypatch.setenv("JOBS_LOG_LEVEL", "DEBUG")
-    monkeypatch.setenv("JOBS_LOG_FORMAT", "json")
-    get_settings.cache_clear()
-    reset_engine()
-    configure_logging(force=True)
-    buffer = io.StringIO()
-    capture = logging.StreamHandler(buffer)
-    capture.setFormatter(root.handlers[0].formatter)
-    root.addHandler(capture)
-    # Module loggers cache their configuration on first use: give them fresh ones.
-    for module in (*_LOGGING_MODULES, pgjobs.db.query_log, pgjobs.worker.credentials):
-        monkeypatch.setattr(module, "log", structlog.get_logger(module.__name__))
-    yield buffer
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
-    structlog.configure(**saved[2])
+    modules = (*_LOGGING_MODULES, pgjobs.db.query_log, pgjobs.worker.credentials)
+    with json_logs(monkeypatch, *modules) as buffer:
+        yield buffer
 
 
 def shown(exc: BaseException) -> str:

@@ -14,6 +14,7 @@ from structlog.typing import EventDict, WrappedLogger
 
 from pgjobs.vault.redaction import (
     REDACTED,
+    KnownSecrets,
     forget_secret,
     is_sensitive_key,
     redact_event,
@@ -284,3 +285,81 @@ def test_redact_text_for_stored_errors() -> None:
         message = redact_text(f"401 from https://u:{SECRET}@api.example.com: bad key {SECRET}")
     assert SECRET not in message
     assert message == f"401 from https://u:{REDACTED}@api.example.com: bad key {REDACTED}"
+
+
+# --- a unit of work (a job's attempt) ------------------------------------------------------------
+
+ESCAPED = 'sk-"quoted"\\back-\u00e9-7f3a'
+"""Characters JSON escapes: in a JSON document this value is written differently."""
+
+
+def test_a_unit_keeps_what_was_in_scope_until_it_ends() -> None:
+    known = KnownSecrets()
+    with known.active():
+        with secrets_in_scope(SECRET, "Basic cm9ib3Q6cGE1NQ=="):
+            pass
+        assert redact_text(f"{SECRET} / Basic cm9ib3Q6cGE1NQ==") == f"{REDACTED} / {REDACTED}"
+        assert known and known.found_in(f"x{SECRET}y")
+    assert redact_text(SECRET) == SECRET  # the unit is over: forgotten
+    assert not known and not known.found_in(SECRET)
+    with secrets_in_scope(SECRET):  # outside any unit nothing joins it
+        pass
+    assert not known
+
+
+def test_a_unit_is_its_own_thread_s() -> None:
+    known = KnownSecrets()
+    seen: list[str] = []
+    with known.active(), secrets_in_scope(SECRET):
+        thread = threading.Thread(target=lambda: seen.append(redact_text(SECRET)))
+        thread.start()
+        thread.join()
+        known.add("added-from-elsewhere")  # e.g. by another thread of the same attempt
+        assert redact_text("added-from-elsewhere") == REDACTED
+    assert seen == [SECRET]
+
+
+@pytest.mark.parametrize("value", [SECRET, ESCAPED, "90817263544536"])
+@pytest.mark.parametrize(
+    ("make", "where"),
+    [
+        (lambda v: v, "at $"),
+        (lambda v: {"token": v}, "at $.token"),
+        (lambda v: {"a": {v: 1}}, "in a key of $.a"),
+        (lambda v: {"a b": ["x", f"Bearer {v}!"]}, 'at $["a b"][1]'),
+        (lambda v: {1: [{"deep": [f"<{v}>"]}]}, 'at $["1"][0].deep[0]'),
+    ],
+)
+def test_found_in_the_json_of_a_result_in_any_position(value: str, make: Any, where: str) -> None:
+    known = KnownSecrets()
+    known.add(value)
+    document = make(value)
+    assert known.found_in(json.dumps(document))
+    assert known.where(document) == where
+    assert not known.found_in(json.dumps({"clean": [1, "two", {"three": None}]}))
+    assert known.where({"clean": [1, "two"]}) is None
+
+
+def test_a_secret_spanning_values_is_found_without_a_place() -> None:
+    known = KnownSecrets()
+    known.add('left", "right')
+    document = ["left", "right"]
+    assert known.found_in(json.dumps(document)) and known.where(document) is None
+
+
+def test_json_escaped_forms_and_dict_keys_are_redacted_in_events(
+    log: structlog.typing.FilteringBoundLogger, capture: Capture
+) -> None:
+    with secrets_in_scope(ESCAPED):
+        log.info(
+            "leaky",
+            rendered=json.dumps({"k": ESCAPED}),
+            by_key={ESCAPED: 1, "fine": {f"x-{ESCAPED}": 2}},
+            **{f"kw-{ESCAPED}": 3},
+        )
+    event = capture.events[-1]
+    assert event["rendered"] == json.dumps({"k": REDACTED})
+    assert event["by_key"] == {REDACTED: 1, "fine": {f"x-{REDACTED}": 2}}
+    assert event[f"kw-{REDACTED}"] == 3
+    for form in (ESCAPED, json.dumps(ESCAPED)[1:-1]):
+        assert form not in capture.rendered[-1]

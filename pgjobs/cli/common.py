@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 from pydantic import BaseModel
@@ -27,6 +27,22 @@ class JobsGroup(click.Group):
             return super().invoke(ctx)
         except (JobsError, CredentialCryptoError) as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def read_text(stream: IO[bytes], source: str, limit: int) -> str:
+    """What ``stream`` holds, as UTF-8 text of at most ``limit`` bytes. Every file and standard
+    input a command reads comes through here, so a binary file, a device that never ends or an
+    unreadable path is a one-line error (exit 1), never a traceback."""
+    try:
+        data = stream.read(limit + 1)
+    except OSError as err:
+        raise click.ClickException(f"cannot read {source}: {err.strerror or 'I/O error'}") from None
+    if len(data) > limit:
+        raise click.ClickException(f"{source} is larger than {limit} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as err:
+        raise click.ClickException(f"{source} is not UTF-8 text (byte {err.start})") from None
 
 
 def connect() -> None:

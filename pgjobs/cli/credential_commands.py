@@ -9,7 +9,7 @@ import uuid
 
 import click
 
-from pgjobs.cli.common import JobsGroup, echo_rows, json_option, tenant_id, tenant_option
+from pgjobs.cli.common import JobsGroup, echo_rows, json_option, read_text, tenant_id, tenant_option
 from pgjobs.cli.seed import import_env_credentials
 from pgjobs.db.models import CredentialStatus, Provider
 from pgjobs.db.schemas.credential import CredentialRead
@@ -25,6 +25,8 @@ COLUMNS = {
     "KEY": lambda c: c.key_id,
 }
 credential_argument = click.argument("credential", metavar="CREDENTIAL")
+SECRET_INPUT_BYTES = 64 * 1024
+"""Standard input read for a secret, at most (a secret is at most 8,192 characters)."""
 
 
 def resolve_credential(tenant: uuid.UUID, ref: str) -> CredentialRead:
@@ -44,7 +46,8 @@ def read_secret(prompt: str) -> str:
     if sys.stdin.isatty():
         value: str = click.prompt(prompt, hide_input=True, confirmation_prompt=True)
         return value
-    return sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    secret = read_text(sys.stdin.buffer, "standard input", SECRET_INPUT_BYTES)
+    return secret.removesuffix("\n").removesuffix("\r")
 
 
 def _show(verb: str, credential: CredentialRead) -> None:

@@ -13,7 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from rich.table import Table
 from rich.text import Text
 
-from pgjobs.cli.common import JobsGroup, json_option, tenant_id, tenant_option
+from pgjobs.cli.common import JobsGroup, json_option, read_text, tenant_id, tenant_option
 from pgjobs.db.models import TERMINAL_STATUSES, JobStatus
 from pgjobs.db.schemas.job import JobEventRead, JobRead
 from pgjobs.producer import (
@@ -38,8 +38,12 @@ from pgjobs.producer import (
 from pgjobs.producer import enqueue as enqueue_job
 from pgjobs.producer import flush as flush_marks
 from pgjobs.producer.status import event_cursor
+from pgjobs.settings import get_settings
 
 LIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.ACTIVE)
+PAYLOAD_FILE_FACTOR = 16
+"""``--payload-file`` reads at most this many times JOBS_MAX_PAYLOAD_BYTES (room for indented
+JSON; the compact payload must still fit the limit)."""
 WATCH_PAGE = 200
 PIPE_WIDTH = 200
 """How many live jobs ``watch`` follows at most when no ``--job`` is given (newest first)."""
@@ -97,8 +101,14 @@ def _echo_json(value: Any) -> None:
 
 
 def _when(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """Local time: what an operator compares with their clock."""
-    return "-" if moment is None else moment.astimezone().strftime(fmt)
+    """Local time: what an operator compares with their clock (UTC at the very ends of the
+    range, where local time would fall outside it: pgjobs/db/timestamps.py)."""
+    if moment is None:
+        return "-"
+    try:
+        return moment.astimezone().strftime(fmt)
+    except OverflowError:
+        return moment.astimezone(UTC).strftime(fmt + " UTC")
 
 
 def _clip(text: str | None, width: int) -> str:
@@ -115,7 +125,7 @@ def _status(status: JobStatus) -> Text:
 # --- enqueue --------------------------------------------------------------------------------------
 
 
-def _read_payload(payload: str | None, payload_file: IO[str] | None) -> dict[str, Any]:
+def _read_payload(payload: str | None, payload_file: IO[bytes] | None) -> dict[str, Any]:
     """The payload object from exactly one source. A JSON error names the position, not the
     text around it: the payload may hold secrets."""
     if payload is not None and payload_file is not None:
@@ -123,17 +133,28 @@ def _read_payload(payload: str | None, payload_file: IO[str] | None) -> dict[str
     if payload is not None:
         source, raw = "--payload", payload
     elif payload_file is not None:
-        source, raw = "--payload-file", payload_file.read()
+        source = "--payload-file"
+        raw = read_text(
+            payload_file, source, PAYLOAD_FILE_FACTOR * get_settings().max_payload_bytes
+        )
     else:
         raise click.UsageError("give --payload or --payload-file")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=_not_json)
     except json.JSONDecodeError as err:
         where = f"line {err.lineno}, column {err.colno}"
         raise click.ClickException(f"{source} is not valid JSON: {err.msg} ({where})") from None
+    except RecursionError:
+        raise click.ClickException(f"{source} is nested too deeply") from None
+    except ValueError as err:  # NaN or Infinity, or an integer of thousands of digits
+        raise click.ClickException(f"{source} is not usable JSON: {err}") from None
     if not isinstance(value, dict):
         raise click.ClickException(f"{source} must be a JSON object")
     return value
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 @click.command()
@@ -141,7 +162,7 @@ def _read_payload(payload: str | None, payload_file: IO[str] | None) -> dict[str
 @tenant_command
 @click.option("--payload", help="The payload as a JSON object.")
 @click.option(
-    "--payload-file", type=click.File("r"), help="Read the payload from a JSON file ('-': stdin)."
+    "--payload-file", type=click.File("rb"), help="Read the payload from a JSON file ('-': stdin)."
 )
 @click.option("--idempotency-key", help="Enqueue at most once per tenant under this key.")
 @click.option("--delay", type=float, help="Seconds to wait before the job may run.")
@@ -153,7 +174,7 @@ def enqueue(
     tenant_id: uuid.UUID,
     job_type: str,
     payload: str | None,
-    payload_file: IO[str] | None,
+    payload_file: IO[bytes] | None,
     idempotency_key: str | None,
     delay: float | None,
     priority: int | None,

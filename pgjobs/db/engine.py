@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pgjobs.db.errors import wrap_db_errors
 from pgjobs.db.query_log import install_query_logging
+from pgjobs.db.timestamps import read_any_timestamp
 from pgjobs.services.locate import database_url, sqlalchemy_url
 from pgjobs.settings import Settings, get_settings
 
@@ -40,6 +41,9 @@ def build_engine(url: str, settings: Settings | None = None, *, autocommit: bool
     autovacuum off). At a steady 1,076 jobs/s that cost PostgreSQL 0.76 ms per job instead of
     0.46, and latency grew without bound after 15 s (docs/performance.md). The setting only
     prices sequential scans out where an index can serve; a query with none still scans.
+
+    Its connections read any timestamp a column holds, even past Python's year 9999
+    (pgjobs/db/timestamps.py): one such row must not make every query that reads it fail.
     """
     settings = settings or get_settings()
     options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c enable_seqscan=off"
@@ -56,6 +60,7 @@ def build_engine(url: str, settings: Settings | None = None, *, autocommit: bool
             "application_name": "pgjobs",
         },
     )
+    read_any_timestamp(engine)
     install_query_logging(
         engine, slow_ms=settings.slow_query_ms, debug=settings.log_level.upper() == "DEBUG"
     )

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import psycopg
 import pydantic
 import sqlalchemy.exc
+
+from pgjobs.db.storable import dotted
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -42,11 +44,16 @@ class InvalidInput(JobsError):
         self.fields = fields
 
     @classmethod
+    def for_field(cls, field: str, rule: str) -> Self:
+        """The error for one field breaking ``rule`` (e.g. "must be a UUID")."""
+        return cls(f"invalid input: {field}: {rule}", (field,))
+
+    @classmethod
     def from_validation_error(cls, exc: pydantic.ValidationError) -> InvalidInput:
         """Our error for pydantic's, built from locations and messages only (its str() quotes
         the input)."""
         problems = [
-            (".".join(str(part) for part in error["loc"]) or "value", error["msg"])
+            (dotted(error["loc"]) or "value", error["msg"])
             for error in exc.errors(include_input=False, include_url=False)
         ]
         detail = "; ".join(f"{field}: {msg}" for field, msg in problems)

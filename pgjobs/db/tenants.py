@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import cast
 
@@ -9,9 +10,10 @@ import structlog
 from sqlalchemy import Row, Table, select
 
 from pgjobs.db.engine import transaction
-from pgjobs.db.errors import UniqueViolation, UnknownTenant, validated
+from pgjobs.db.errors import InvalidInput, UniqueViolation, UnknownTenant, validated
 from pgjobs.db.models import Tenant
-from pgjobs.db.schemas.tenant import TenantCreate, TenantRead
+from pgjobs.db.schemas.tenant import SLUG_PATTERN, TenantCreate, TenantRead
+from pgjobs.db.validation import as_uuid
 
 log = structlog.get_logger(__name__)
 
@@ -45,18 +47,24 @@ def create_tenant(*, name: str, slug: str) -> TenantRead:
 
 
 def get_tenant(tenant_id: uuid.UUID) -> TenantRead:
-    """The tenant with this id; UnknownTenant if there is none."""
+    """The tenant with this id; UnknownTenant if there is none, InvalidInput for a non-UUID."""
+    tenant_id = as_uuid(tenant_id, "tenant_id")
     with transaction() as conn:
         row = conn.execute(select(_tenants).where(_tenants.c.id == tenant_id)).one_or_none()
     return _read(row, tenant_id)
 
 
 def resolve_tenant(ref: str) -> TenantRead:
-    """The tenant named by ``ref``: a UUID string is an id, anything else a slug."""
+    """The tenant named by ``ref``: a UUID string is an id, anything else a slug. Text that is
+    neither cannot name a tenant: UnknownTenant, without a query."""
+    if not isinstance(ref, str):
+        raise InvalidInput.for_field("tenant", "must be a string")
     try:
         return get_tenant(uuid.UUID(ref))
     except ValueError:
         pass
+    if not re.fullmatch(SLUG_PATTERN, ref):
+        raise UnknownTenant(f"unknown tenant {ref[:80]!r}")
     with transaction() as conn:
         row = conn.execute(select(_tenants).where(_tenants.c.slug == ref)).one_or_none()
     return _read(row, ref)

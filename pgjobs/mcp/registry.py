@@ -28,6 +28,7 @@ from pgjobs.db.errors import (
 )
 from pgjobs.db.models import AppCredential, AuthType, McpServer, McpServerStatus
 from pgjobs.db.schemas.mcp_server import McpMetadata, McpServerCreate, McpServerPatch, McpServerRead
+from pgjobs.db.validation import as_moment, as_text, as_uuid
 from pgjobs.vault.credentials import CredentialNotFound
 
 log = structlog.get_logger(__name__)
@@ -55,6 +56,11 @@ def _read(row: Row[Any] | None, server: object) -> McpServerRead:
     if row is None:
         raise McpServerNotFound(f"MCP server {server} not found")
     return McpServerRead.model_validate(row)
+
+
+def _ids(tenant_id: object, server_id: object) -> tuple[uuid.UUID, uuid.UUID]:
+    """(tenant id, server id) checked: InvalidInput for anything but a UUID."""
+    return as_uuid(tenant_id, "tenant_id"), as_uuid(server_id, "server_id")
 
 
 def _row_values(data: McpServerCreate) -> dict[str, Any]:
@@ -113,6 +119,7 @@ def create_mcp_server(
     metadata: McpMetadata | dict[str, Any] | None = None,
 ) -> McpServerRead:
     """Register a server (status ``unknown`` until pinged)."""
+    tenant_id = as_uuid(tenant_id, "tenant_id")
     given: dict[str, Any] = {
         "label": label,
         "base_url": base_url,
@@ -140,6 +147,7 @@ def update_mcp_server(tenant_id: uuid.UUID, server_id: uuid.UUID, **changes: Any
     The result is validated as a whole: switching ``auth_type`` to ``none`` clears auth_ref;
     switching to token or basic needs one.
     """
+    tenant_id, server_id = _ids(tenant_id, server_id)
     patch = validated(McpServerPatch, changes).model_dump(mode="json", exclude_unset=True)
     if patch.get("auth_type") == AuthType.NONE.value and "auth_ref" not in patch:
         patch["auth_ref"] = None
@@ -170,9 +178,11 @@ def record_ping(
     at: datetime | None = None,
 ) -> McpServerRead:
     """Store an ``mcp_ping`` outcome and its time (default: now)."""
+    tenant_id, server_id = _ids(tenant_id, server_id)
+    moment = func.now() if at is None else as_moment(at, "at")
     try:
         checked = McpServerStatus(status)
-    except ValueError:
+    except (TypeError, ValueError):
         raise InvalidInput(
             "invalid input: status: unknown MCP server status", ("status",)
         ) from None
@@ -181,7 +191,7 @@ def record_ping(
         row = conn.execute(
             update(s)
             .where(s.c.tenant_id == tenant_id, s.c.id == server_id)
-            .values(status=checked, last_ping_at=at or func.now())
+            .values(status=checked, last_ping_at=moment)
             .returning(*_READ_COLUMNS)
         ).one_or_none()
     result = _read(row, server_id)
@@ -193,6 +203,7 @@ def record_ping(
 
 def delete_mcp_server(tenant_id: uuid.UUID, server_id: uuid.UUID) -> None:
     """Remove the server (its credential stays)."""
+    tenant_id, server_id = _ids(tenant_id, server_id)
     s = _servers
     with transaction() as conn:
         deleted = conn.execute(
@@ -205,6 +216,7 @@ def delete_mcp_server(tenant_id: uuid.UUID, server_id: uuid.UUID) -> None:
 
 def get_mcp_server(tenant_id: uuid.UUID, server_id: uuid.UUID) -> McpServerRead:
     """One server of the tenant."""
+    tenant_id, server_id = _ids(tenant_id, server_id)
     s = _servers
     with transaction() as conn:
         row = conn.execute(
@@ -216,6 +228,8 @@ def get_mcp_server(tenant_id: uuid.UUID, server_id: uuid.UUID) -> McpServerRead:
 def find_mcp_server(tenant_id: uuid.UUID, label: str) -> McpServerRead:
     """The tenant's server with this label."""
     s = _servers
+    tenant_id = as_uuid(tenant_id, "tenant_id")
+    label = as_text(label, "label")
     with transaction() as conn:
         row = conn.execute(
             select(*_READ_COLUMNS).where(s.c.tenant_id == tenant_id, s.c.label == label)
@@ -226,6 +240,7 @@ def find_mcp_server(tenant_id: uuid.UUID, label: str) -> McpServerRead:
 def list_mcp_servers(tenant_id: uuid.UUID) -> list[McpServerRead]:
     """The tenant's servers, by label."""
     s = _servers
+    tenant_id = as_uuid(tenant_id, "tenant_id")
     with transaction() as conn:
         rows = conn.execute(
             select(*_READ_COLUMNS).where(s.c.tenant_id == tenant_id).order_by(s.c.label)

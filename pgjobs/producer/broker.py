@@ -7,6 +7,7 @@ default). Messages carry ids only: ``(job_id, tenant_id)``; the payload stays in
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 import uuid
@@ -31,6 +32,28 @@ for i = 3, #ARGV do
         redis.call("hdel", KEYS[2], ARGV[i])
     end
 end
+"""
+_FETCH_LUA = """
+redis.call("zadd", KEYS[4], ARGV[1], ARGV[2])
+local ids = {}
+for i = 1, tonumber(ARGV[3]) do
+    local id = redis.call("lpop", KEYS[1])
+    if not id then
+        break
+    end
+    ids[i] = id
+    redis.call("sadd", KEYS[3], id)
+end
+if #ids == 0 then
+    return {}
+end
+local bodies = redis.call("hmget", KEYS[2], unpack(ids))
+local out = {}
+for i = 1, #ids do
+    out[2 * i - 1] = ids[i]
+    out[2 * i] = bodies[i]
+end
+return out
 """
 RedisArg = str | bytes | int | float
 
@@ -107,9 +130,35 @@ class JobsBroker(RedisBroker):
         args = [int(time.time() * 1000), self.broker_id, *message_ids]
         self._ack_script(keys=keys, args=args)
 
+    def fetch_many(self, queue_name: str, count: int) -> list[tuple[bytes, bytes | None]]:
+        """Take up to ``count`` messages off a queue for this worker: ``(Redis id, body)``
+        pairs as stored (bytes), the body None when the id has none.
+
+        What ``dispatch.lua``'s ``fetch`` does (pop the ids, add them to this worker's unacked
+        set, read their bodies, write the heartbeat), answering the ids too: the consumer
+        checks each body's ids against the Redis id it was stored under, and dead-letters a
+        bad one by that id. Dramatiq's housekeeping runs on the same share of fetches as
+        stock."""
+        keys = [
+            f"{self.namespace}:{queue_name}",
+            f"{self.namespace}:{queue_name}.msgs",
+            f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}",
+            f"{self.namespace}:__heartbeats__",
+        ]
+        count = min(count, self._max_unpack_size())
+        args = [int(time.time() * 1000), self.broker_id, count]
+        flat = self._fetch_script(keys=keys, args=args)
+        if self._should_do_maintenance("fetch"):
+            self.dispatch("requeue", queue_name, maintenance=True)
+        return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
     @functools.cached_property
     def _ack_script(self) -> Any:
         return self.client.register_script(_ACK_MANY_LUA)
+
+    @functools.cached_property
+    def _fetch_script(self) -> Any:
+        return self.client.register_script(_FETCH_LUA)
 
 
 _broker: JobsBroker | None = None
@@ -178,18 +227,28 @@ class Outgoing:
         )
 
 
+_MAX_JOB_ID = 2**63 - 1  # content_jobs.id is a bigint
+
+
 def job_args(args: Any) -> tuple[int, uuid.UUID] | None:
-    """``(job id, tenant id)`` from a message's arguments, as :meth:`Outgoing.to_message` puts
-    them; None when they are anything else (a malformed message)."""
+    """``(job id, tenant id)`` from a message's arguments, exactly as :meth:`Outgoing.to_message`
+    puts them (a positive bigint, not a bool; a UUID string); None when they are anything else
+    (a malformed message)."""
     if not isinstance(args, list | tuple) or len(args) != 2:
         return None
     job_id, tenant_id = args
-    if isinstance(job_id, bool) or not isinstance(job_id, int):
+    if type(job_id) is not int or not 0 < job_id <= _MAX_JOB_ID:
         return None
-    try:
-        return job_id, uuid.UUID(str(tenant_id))
-    except ValueError:
-        return None
+    return (job_id, uuid.UUID(tenant_id)) if is_uuid_text(tenant_id) else None
+
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def is_uuid_text(value: Any) -> bool:
+    """Whether ``value`` is a UUID in its canonical text form, as ``str(uuid)`` writes it (our
+    message ids, and the tenant ids in messages)."""
+    return type(value) is str and _UUID_TEXT.fullmatch(value) is not None
 
 
 def send(outgoing: Sequence[Outgoing]) -> None:

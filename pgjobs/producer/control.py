@@ -10,12 +10,16 @@ import structlog
 from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import JobStatus
+from pgjobs.db.validation import as_text
 from pgjobs.producer import broker, sender
-from pgjobs.producer.errors import InvalidTransition, JobNotFound
+from pgjobs.producer.errors import InvalidOption, InvalidTransition, JobNotFound
 from pgjobs.producer.job_types import get_job_type
-from pgjobs.producer.status import get_job
+from pgjobs.producer.status import get_job, job_ref
 
 log = structlog.get_logger(__name__)
+
+REASON_MAX = 1000
+"""Characters of a cancellation reason (it is stored in the job's ``cancelled`` event)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +35,12 @@ def cancel_job(tenant_id: uuid.UUID, job_id: int, *, reason: str | None = None) 
     """Cancel a pending/queued job at once, or ask a running job to stop.
 
     Cancelling a job that is already terminal changes nothing and says so (no error: cancel is
-    idempotent). JobNotFound for a missing job or another tenant's.
+    idempotent). JobNotFound for a missing job or another tenant's. ``reason`` (recorded in the
+    ``cancelled`` event) is at most 1,000 characters.
     """
+    tenant_id, job_id = job_ref(tenant_id, job_id)
+    if reason is not None:
+        reason = as_text(reason, "reason", max_length=REASON_MAX, error=InvalidOption)
     with autocommit() as conn:
         outcome = sm.cancel(conn, job_id, tenant_id, reason)
     if outcome is None:
@@ -53,6 +61,7 @@ def retry_job(tenant_id: uuid.UUID, job_id: int) -> int:
     InvalidTransition when the job is not failed or cancelled; JobNotFound when missing.
     Returns the job id.
     """
+    tenant_id, job_id = job_ref(tenant_id, job_id)
     message_id = broker.new_message_id()
     with autocommit() as conn:
         job_type = sm.manual_retry(conn, job_id, tenant_id, message_id)

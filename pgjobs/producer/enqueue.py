@@ -13,14 +13,15 @@ If the send fails (Redis down) the job stays pending and durable; the relay send
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, SupportsFloat
 
 import structlog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -28,10 +29,13 @@ from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import wrap_db_errors
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models.job import JobStatus
+from pgjobs.db.timestamps import LATEST
+from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
 from pgjobs.producer import broker, sender
-from pgjobs.producer.errors import InvalidOption, InvalidPayload, PayloadTooLarge, UnknownTenant
+from pgjobs.producer.errors import InvalidOption, UnknownTenant
 from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.producer.outbox import defer_until_commit
+from pgjobs.producer.payloads import validated_payload
 from pgjobs.settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -102,7 +106,13 @@ def enqueue_many(
 
     All or nothing: one invalid request or unknown tenant raises before anything is written.
     """
-    prepared = [_prepare(r) for r in requests]
+    if session is not None and not isinstance(session, Session):
+        raise InvalidOption.for_field("session", "must be a SQLAlchemy Session")
+    try:
+        given = list(requests)
+    except TypeError:  # not iterable
+        raise InvalidOption.for_field("requests", "must be a sequence of JobRequest") from None
+    prepared = [_prepare(r) for r in given]
     if not prepared:
         return []
     rows = [p.row for p in prepared]
@@ -143,25 +153,25 @@ def _outgoing(prepared: list[_Prepared], inserted: list[sm.InsertedJob]) -> list
     return out
 
 
-def _prepare(request: JobRequest) -> _Prepared:
-    """Validate one request completely before anything touches the database."""
+def _prepare(request: object) -> _Prepared:
+    """Validate one request completely before anything touches the database: this is the
+    boundary of enqueue and enqueue_many, every argument checked here."""
+    if not isinstance(request, JobRequest):
+        raise InvalidOption.for_field("requests", "must hold JobRequest items")
     settings = get_settings()
     job_type = request.type if isinstance(request.type, JobType) else get_job_type(request.type)
-    payload_json = _validated_payload(job_type, request.payload, settings.max_payload_bytes)
+    tenant_id = as_uuid(request.tenant_id, "tenant_id", InvalidOption)
+    payload_json = validated_payload(job_type, request.payload, settings.max_payload_bytes)
     run_at, delay_seconds = _due(request.delay, request.run_at)
     priority = job_type.priority if request.priority is None else request.priority
-    if not -_SMALLINT <= priority <= _SMALLINT:
-        raise InvalidOption(f"priority must be between {-_SMALLINT} and {_SMALLINT}")
+    priority = as_int(priority, "priority", -_SMALLINT, _SMALLINT, InvalidOption)
     max_attempts = job_type.max_attempts if request.max_attempts is None else request.max_attempts
-    if not 1 <= max_attempts <= 100:
-        raise InvalidOption("max_attempts must be between 1 and 100")
+    max_attempts = as_int(max_attempts, "max_attempts", 1, 100, InvalidOption)
     key = request.idempotency_key
-    if key is not None and not 1 <= len(key) <= 200:
-        raise InvalidOption("idempotency_key must be 1 to 200 characters")
-    if not isinstance(request.tenant_id, uuid.UUID):
-        raise InvalidOption("tenant_id must be a UUID")
+    if key is not None:
+        key = as_text(key, "idempotency_key", min_length=1, max_length=200, error=InvalidOption)
     row = sm.NewJob(
-        tenant_id=request.tenant_id,
+        tenant_id=tenant_id,
         type=job_type.name,
         payload_json=payload_json,
         message_id=broker.new_message_id(),
@@ -174,38 +184,25 @@ def _prepare(request: JobRequest) -> _Prepared:
     return _Prepared(row, job_type.queue)
 
 
-def _validated_payload(
-    job_type: JobType[Any], payload: Mapping[str, Any] | BaseModel, max_bytes: int
-) -> str:
-    """The payload as compact JSON after validation; errors name fields, never values."""
-    try:
-        model = job_type.payload_model.model_validate(
-            payload.model_dump() if isinstance(payload, BaseModel) else payload
-        )
-    except ValidationError as exc:
-        errors = [
-            (".".join(str(p) for p in e["loc"]) or "(payload)", e["type"], e["msg"])
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        raise InvalidPayload(job_type.name, errors) from None
-    payload_json: str = model.model_dump_json()
-    size = len(payload_json.encode())
-    if size > max_bytes:
-        raise PayloadTooLarge(f"payload is {size} bytes; the limit is {max_bytes}")
-    return payload_json
-
-
-def _due(
-    delay: float | timedelta | None, run_at: datetime | None
-) -> tuple[datetime | None, float | None]:
-    """(run_at, delay in seconds): a delay is added to the database's clock, not ours."""
+def _due(delay: object, run_at: object) -> tuple[datetime | None, float | None]:
+    """(run_at, delay in seconds): a delay is added to the database's clock, not ours. Either
+    way the job falls due before ``db.timestamps.LATEST``, so its row can always be read."""
     if delay is not None and run_at is not None:
         raise InvalidOption("give delay or run_at, not both")
-    if delay is not None:
+    if run_at is not None:
+        return as_moment(run_at, "run_at", InvalidOption), None
+    if delay is None:
+        return None, None
+    try:
+        if isinstance(delay, bool) or not isinstance(delay, timedelta | SupportsFloat):
+            raise TypeError(delay)
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        if not seconds >= 0:  # also refuses NaN
-            raise InvalidOption("delay must not be negative")
-        return None, seconds
-    if run_at is not None and run_at.tzinfo is None:
-        raise InvalidOption("run_at must be timezone-aware")
-    return run_at, None
+    except (TypeError, ValueError):
+        raise InvalidOption.for_field("delay", "must be seconds or a timedelta") from None
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not seconds >= 0:  # also refuses NaN
+        raise InvalidOption.for_field("delay", "must not be negative")
+    if not seconds < (LATEST - datetime.now(UTC)).total_seconds():
+        raise InvalidOption.for_field("delay", f"must end before {LATEST:%Y-%m-%d} (UTC)")
+    return None, seconds

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pgjobs.db.errors import JobsError, UnknownTenant
+from typing import Self
+
+from pgjobs.db.errors import InvalidInput, JobsError, UnknownTenant
 
 __all__ = [
     "InvalidOption",
@@ -39,8 +41,15 @@ class PayloadTooLarge(ProducerError):
     """The payload's JSON is over ``JOBS_MAX_PAYLOAD_BYTES``."""
 
 
-class InvalidOption(ProducerError):
-    """An enqueue or query option is out of range (negative delay, page size over the cap...)."""
+class InvalidOption(ProducerError, InvalidInput):
+    """An enqueue, query or command argument is of the wrong type or out of range (a tenant id
+    that is not a UUID, a negative or too distant delay, text with NUL, a page size over the
+    cap, a forged cursor...). Also a ``db.errors.InvalidInput``: ``fields`` names the
+    argument."""
+
+    @classmethod
+    def for_field(cls, field: str, rule: str) -> Self:
+        return cls(f"{field} {rule}", (field,))
 
 
 class JobNotFound(ProducerError):

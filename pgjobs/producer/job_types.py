@@ -112,10 +112,10 @@ def job_type(
 def get_job_type(name: str) -> JobType[BaseModel]:
     """The registered type called ``name`` (built-in types are registered on first use)."""
     _load_builtins()
-    try:
-        return _registry[name]
-    except KeyError:
-        raise UnknownJobType(f"unknown job type {name!r}") from None
+    found = _registry.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise UnknownJobType(f"unknown job type {ascii(name)[:100]}")
+    return found
 
 
 def all_job_types() -> list[JobType[BaseModel]]:

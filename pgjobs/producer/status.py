@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pgjobs.db.engine import autocommit
 from pgjobs.db.models import ContentJob, JobEvent, JobStatus
 from pgjobs.db.schemas.job import JobEventRead, JobRead
 from pgjobs.db.statements import execute
+from pgjobs.db.validation import BIGINT_MAX, as_aware, as_id, as_int, as_text, as_uuid
 from pgjobs.producer.errors import InvalidOption, JobNotFound
 from pgjobs.settings import get_settings
 
@@ -40,22 +42,28 @@ def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
+_CURSOR = re.compile(r"v1:(0|[1-9][0-9]{0,18})")
+_CURSOR_CHARS = 40
+"""Longer than any cursor :func:`encode_cursor` makes ("v1:" and a bigint, in base64)."""
+
+
+def decode_cursor(cursor: object) -> int:
+    """The id a cursor holds; InvalidOption for anything :func:`encode_cursor` cannot have
+    made (a forged one with an id past bigint included)."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        version, _, value = raw.partition(":")
-        if version != "v1":
-            raise ValueError(version)
-        return int(value)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidOption("invalid cursor") from None
+        if not isinstance(cursor, str) or len(cursor) > _CURSOR_CHARS:
+            raise ValueError(cursor)
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        match = _CURSOR.fullmatch(raw)
+        if match is None or int(match[1]) > BIGINT_MAX:
+            raise ValueError(raw)
+        return int(match[1])
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidOption("invalid cursor", ("cursor",)) from None
 
 
-def _limit(limit: int) -> int:
-    cap = get_settings().page_size_max
-    if not 1 <= limit <= cap:
-        raise InvalidOption(f"limit must be between 1 and {cap}")
-    return limit
+def _limit(limit: object) -> int:
+    return as_int(limit, "limit", 1, get_settings().page_size_max, InvalidOption)
 
 
 GET_JOB = select(jobs_t).where(
@@ -64,8 +72,22 @@ GET_JOB = select(jobs_t).where(
 """Built once: the status API's most frequent statement (primary key lookup)."""
 
 
+def job_ref(tenant_id: object, job_id: object) -> tuple[uuid.UUID, int]:
+    """(tenant id, job id) checked: the arguments every call about one job starts with."""
+    return as_uuid(tenant_id, "tenant_id", InvalidOption), as_id(job_id, "job_id", InvalidOption)
+
+
+def _optional_text(value: object, field: str) -> str | None:
+    return None if value is None else as_text(value, field, error=InvalidOption)
+
+
+def _optional_aware(value: object, field: str) -> datetime | None:
+    return None if value is None else as_aware(value, field, InvalidOption)
+
+
 def get_job(tenant_id: uuid.UUID, job_id: int) -> JobRead:
     """One job with its last progress and last error. JobNotFound for another tenant's id."""
+    tenant_id, job_id = job_ref(tenant_id, job_id)
     with autocommit() as conn:
         row = execute(conn, GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).fetchone()
     if row is None:
@@ -126,8 +148,17 @@ def list_jobs(
     order: Literal["newest", "oldest"] = "newest",
 ) -> Page[JobRead]:
     """Jobs of a tenant, newest first (or oldest), filtered, one page of at most ``limit``."""
-    statuses = _statuses(status)
-    filters = JobFilters(statuses, type, created_after, created_before, idempotency_key)
+    tenant_id = as_uuid(tenant_id, "tenant_id", InvalidOption)
+    filters = JobFilters(
+        _statuses(status),
+        _optional_text(type, "type"),
+        _optional_aware(created_after, "created_after"),
+        _optional_aware(created_before, "created_before"),
+        _optional_text(idempotency_key, "idempotency_key"),
+    )
+    if order not in ("newest", "oldest"):
+        raise InvalidOption.for_field("order", "must be 'newest' or 'oldest'")
+    limit = _limit(limit)
     query = list_jobs_query(tenant_id, filters, cursor=cursor, limit=limit, order=order)
     with autocommit() as conn:
         rows = conn.execute(query).all()
@@ -145,7 +176,7 @@ def _statuses(
         if isinstance(status, str):
             return JobStatus(status)
         return tuple(JobStatus(s) for s in status)
-    except ValueError:
+    except (TypeError, ValueError):
         raise InvalidOption(f"status must be one of: {', '.join(JobStatus)}") from None
 
 
@@ -154,7 +185,9 @@ def get_job_events(
 ) -> Page[JobEventRead]:
     """A job's events in order. Follow a job by passing back ``next_cursor`` (or, at the end,
     the last event's cursor from :func:`event_cursor`) until it is terminal."""
-    after = decode_cursor(cursor) if cursor else 0
+    tenant_id, job_id = job_ref(tenant_id, job_id)
+    after = 0 if cursor is None or cursor == "" else decode_cursor(cursor)
+    limit = _limit(limit)
     query = (
         select(events_t)
         .where(
@@ -185,6 +218,8 @@ def event_cursor(event: JobEventRead) -> str:
 
 def count_jobs_by_status(tenant_id: uuid.UUID, *, type: str | None = None) -> dict[JobStatus, int]:
     """How many jobs of the tenant are in each status (every status present, zeros included)."""
+    tenant_id = as_uuid(tenant_id, "tenant_id", InvalidOption)
+    type = _optional_text(type, "type")
     query = select(jobs_t.c.status, func.count()).where(jobs_t.c.tenant_id == tenant_id)
     if type is not None:
         query = query.where(jobs_t.c.type == type)

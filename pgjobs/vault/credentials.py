@@ -29,6 +29,7 @@ from pgjobs.db.errors import (
 )
 from pgjobs.db.models import AppCredential, CredentialStatus, McpServer, Provider
 from pgjobs.db.schemas.credential import CredentialCreate, CredentialPatch, CredentialRead
+from pgjobs.db.validation import as_moment, as_text, as_uuid
 from pgjobs.vault.cipher import EncryptedSecret, mask_secret
 from pgjobs.vault.keys import get_cipher
 
@@ -63,6 +64,11 @@ def _read(row: Row[Any] | None, credential: object) -> CredentialRead:
     return CredentialRead.model_validate(row)
 
 
+def _ids(tenant_id: object, credential_id: object) -> tuple[uuid.UUID, uuid.UUID]:
+    """(tenant id, credential id) checked: InvalidInput for anything but a UUID."""
+    return as_uuid(tenant_id, "tenant_id"), as_uuid(credential_id, "credential_id")
+
+
 def _provider(provider: Provider | str) -> Provider:
     checked: Provider = validated_field(CredentialCreate, "provider", provider)
     return checked
@@ -86,6 +92,7 @@ def create_credential(
     tenant_id: uuid.UUID, *, provider: Provider | str, name: str, secret: str | SecretStr
 ) -> CredentialRead:
     """Store a new secret (status ``unknown``). CredentialExists for a taken provider/name."""
+    tenant_id = as_uuid(tenant_id, "tenant_id")
     data = validated(CredentialCreate, {"provider": provider, "name": name, "secret": secret})
     credential_id = uuid.uuid4()
     values = _encrypted_values(tenant_id, credential_id, data.secret)
@@ -142,6 +149,7 @@ def update_secret(
     tenant_id: uuid.UUID, credential_id: uuid.UUID, secret: str | SecretStr
 ) -> CredentialRead:
     """Replace the secret; its status goes back to ``unknown`` until validated again."""
+    tenant_id, credential_id = _ids(tenant_id, credential_id)
     new_secret: SecretStr = validated_field(CredentialCreate, "secret", secret)
     values = _encrypted_values(tenant_id, credential_id, new_secret)
     values.update(status=CredentialStatus.UNKNOWN, last_validated_at=None)
@@ -150,6 +158,7 @@ def update_secret(
 
 def rename_credential(tenant_id: uuid.UUID, credential_id: uuid.UUID, name: str) -> CredentialRead:
     """Give the credential a new name (unique per tenant and provider)."""
+    tenant_id, credential_id = _ids(tenant_id, credential_id)
     patch = validated(CredentialPatch, {"name": name})
     return _update(tenant_id, credential_id, {"name": patch.name}, "credential.renamed")
 
@@ -162,15 +171,18 @@ def mark_validated(
     at: datetime | None = None,
 ) -> CredentialRead:
     """Record a validation outcome (``valid`` or ``invalid``) and when it happened."""
+    tenant_id, credential_id = _ids(tenant_id, credential_id)
     patch = validated(CredentialPatch, {"status": status})
     if patch.status not in (CredentialStatus.VALID, CredentialStatus.INVALID):
         raise InvalidInput("invalid input: status: must be 'valid' or 'invalid'", ("status",))
-    values = {"status": patch.status, "last_validated_at": at or func.now()}
+    moment = func.now() if at is None else as_moment(at, "at")
+    values = {"status": patch.status, "last_validated_at": moment}
     return _update(tenant_id, credential_id, values, f"credential.marked_{patch.status.value}")
 
 
 def delete_credential(tenant_id: uuid.UUID, credential_id: uuid.UUID) -> None:
     """Delete the credential. CredentialInUse while an MCP server references it."""
+    tenant_id, credential_id = _ids(tenant_id, credential_id)
     c, s = _credentials, _servers
     try:
         with transaction() as conn:
@@ -199,6 +211,7 @@ def delete_credential(tenant_id: uuid.UUID, credential_id: uuid.UUID) -> None:
 
 def get_credential(tenant_id: uuid.UUID, credential_id: uuid.UUID) -> CredentialRead:
     """One credential's metadata and mask."""
+    tenant_id, credential_id = _ids(tenant_id, credential_id)
     c = _credentials
     with transaction() as conn:
         row = conn.execute(
@@ -210,7 +223,9 @@ def get_credential(tenant_id: uuid.UUID, credential_id: uuid.UUID) -> Credential
 def find_credential(tenant_id: uuid.UUID, provider: Provider | str, name: str) -> CredentialRead:
     """The credential with this provider and name."""
     c = _credentials
+    tenant_id = as_uuid(tenant_id, "tenant_id")
     checked = _provider(provider)
+    name = as_text(name, "name")
     with transaction() as conn:
         row = conn.execute(
             select(*_READ_COLUMNS).where(
@@ -225,6 +240,7 @@ def list_credentials(
 ) -> list[CredentialRead]:
     """The tenant's credentials (masked), by provider then name."""
     c = _credentials
+    tenant_id = as_uuid(tenant_id, "tenant_id")
     query = select(*_READ_COLUMNS).where(c.c.tenant_id == tenant_id)
     if provider is not None:
         query = query.where(c.c.provider == _provider(provider))
@@ -235,6 +251,7 @@ def list_credentials(
 
 def load_encrypted(tenant_id: uuid.UUID, credential_id: uuid.UUID) -> EncryptedSecret:
     """The stored ciphertext, for ``worker.credentials`` to decrypt (nothing else should)."""
+    tenant_id, credential_id = _ids(tenant_id, credential_id)
     c = _credentials
     with transaction() as conn:
         row = conn.execute(

@@ -1,10 +1,15 @@
-"""Keep secrets out of every log line and stored error message.
+"""Keep secrets out of every log line, stored error message and stored result.
 
-Plaintext credentials exist only inside a worker while a handler uses them (docs/security.md,
-Credentials). A handler that touches one wraps the work in ``with secrets_in_scope(value):``; the
-structlog processor `redact_event` then replaces that value wherever it shows up in an event,
-including a formatted traceback. Long-lived values (a service password read at startup) use
-`register_secret` / `forget_secret` instead.
+Plaintext credentials exist only inside a worker while a handler uses them. A handler that
+touches one wraps the work in ``with secrets_in_scope(value):``; the structlog processor
+`redact_event` then replaces that value wherever it shows up in an event, including a formatted
+traceback. Long-lived values (a service password read at startup) use `register_secret` /
+`forget_secret` instead.
+
+A unit of work that outlives those blocks (a job's attempt) keeps a `KnownSecrets`: while it is
+active (``with known.active():``), every value put in scope joins it and stays redacted until the
+unit ends, after its blocks have closed, and ``known.found_in(text)`` tells whether text the unit
+is about to store (a job's result as JSON) carries one of them.
 
 Place `redact_event` in the processor chain AFTER ``structlog.processors.format_exc_info`` (and
 any other processor that renders values to text, e.g. stack info) and BEFORE the renderer, so the
@@ -20,12 +25,14 @@ Three rules apply to every event:
     `HARMLESS_SUFFIX` (``token_count``, ``token_type``, ``password_length``, ...) are spared; their
     values still go through rule (b). A None value stays None ("no password given" is useful).
 (b) Every known secret of at least `MIN_SECRET_LENGTH` characters is replaced in every string,
-    in nested dicts / lists / tuples / sets, and in the repr of any other object.
+    in nested dicts (keys too) / lists / tuples / sets, and in the repr of any other object. A
+    secret is known in the forms it takes in text: itself, its repr and its JSON string escapes.
 (c) A URL password (``scheme://user:password@host``) is replaced.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
@@ -61,25 +68,113 @@ _global_counts: dict[str, int] = {}
 _global: frozenset[str] = frozenset()
 
 
+def _text_forms(text: str) -> set[str]:
+    """`text` as itself, as a repr's body and as a JSON string's body (ASCII-only or not)."""
+    return {
+        text,
+        repr(text)[1:-1],
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+    }
+
+
 def _forms(value: str | bytes) -> set[str]:
-    """The text forms a value can take in a log line: itself and its escaped repr body."""
+    """The text forms a value can take in a log line, an error text or a JSON document."""
     forms: set[str] = set()
     if isinstance(value, bytes):
         with suppress(UnicodeDecodeError):
-            forms.add(value.decode("utf-8"))
+            forms |= _text_forms(value.decode("utf-8"))
         forms.add(repr(value)[2:-1])
     else:
-        forms.add(value)
-        forms.add(repr(value)[1:-1])
+        forms |= _text_forms(value)
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
+
+
+class KnownSecrets:
+    """The secrets one unit of work (a job's attempt) has seen, in all their text forms.
+
+    Values are added by `secrets_in_scope` while the unit is active in a context, or with
+    `add` from anywhere (another thread of the unit); they are forgotten when the unit ends.
+    """
+
+    __slots__ = ("_lock", "forms")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.forms: frozenset[str] = frozenset()
+        """Replaced, never changed in place: a reader holds a consistent snapshot."""
+
+    def __bool__(self) -> bool:
+        return bool(self.forms)
+
+    def add(self, *values: str | bytes) -> None:
+        added: set[str] = set()
+        for value in values:
+            added |= _forms(value)
+        with self._lock:
+            self.forms = self.forms | added
+
+    def found_in(self, text: str) -> bool:
+        """Whether `text` carries one of these secrets, in any of its forms."""
+        return any(form in text for form in self.forms)
+
+    def where(self, document: Any) -> str | None:
+        """Where in a JSON-shaped value (dicts, lists, scalars) a secret first appears:
+        ``at $.auth.header``, ``at $.items[2]`` or ``in a key of $.auth``; None when no single
+        key or value holds one (it spans several). Keys and scalars are judged by their JSON
+        text, as `found_in` judges the whole document."""
+        return _where(self, document, "$", 0)
+
+    @contextmanager
+    def active(self) -> Iterator[KnownSecrets]:
+        """Make this the current context's unit until the block ends, then forget the values."""
+        token = _unit.set(self)
+        try:
+            yield self
+        finally:
+            _unit.reset(token)
+            with self._lock:
+                self.forms = frozenset()
+
+
+_unit: ContextVar[KnownSecrets | None] = ContextVar("redaction_unit_of_work", default=None)
+
+
+def _step(key: Any) -> str:
+    """A dict key as a path step; JSON turns every key into a string, so the path does too."""
+    if isinstance(key, str) and key.isidentifier():
+        return f".{key}"
+    return f"[{json.dumps(key if isinstance(key, str) else json.dumps(key))}]"
+
+
+def _where(known: KnownSecrets, value: Any, path: str, depth: int) -> str | None:
+    if depth > MAX_DEPTH or not isinstance(value, dict | list | tuple):
+        return f"at {path}" if known.found_in(json.dumps(value)) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if known.found_in(json.dumps(key)):
+                return f"in a key of {path}"
+            found = _where(known, item, path + _step(key), depth + 1)
+            if found is not None:
+                return found
+        return None
+    for index, item in enumerate(value):
+        found = _where(known, item, f"{path}[{index}]", depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 @contextmanager
 def secrets_in_scope(*values: str | bytes) -> Iterator[None]:
-    """Track `values` for the current context only (thread- and task-local via contextvars)."""
+    """Track `values` for the current context only (thread- and task-local via contextvars);
+    inside an active `KnownSecrets` unit they also join it, and stay known until it ends."""
     added: set[str] = set()
     for value in values:
         added |= _forms(value)
+    unit = _unit.get()
+    if unit is not None:
+        unit.add(*values)
     token = _scoped.set(_scoped.get() | added)
     try:
         yield
@@ -109,13 +204,22 @@ def forget_secret(value: str | bytes) -> None:
         _global = frozenset(_global_counts)
 
 
+def _known() -> frozenset[str]:
+    known = _scoped.get() | _global
+    unit = _unit.get()
+    return known | unit.forms if unit is not None and unit.forms else known
+
+
 def redact_text(text: str) -> str:
     """`text` with every tracked secret and every URL password replaced by "[REDACTED]"."""
-    known = _scoped.get() | _global
-    # Longest first, so a secret containing another is removed whole.
-    for secret in sorted(known, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    known = _known()
+    if known:
+        # Longest first, so a secret containing another is removed whole.
+        for secret in sorted(known, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+    if "://" not in text:
+        return text
     return _URL_PASSWORD.sub(rf"\g<prefix>{REDACTED}@", text)
 
 
@@ -137,10 +241,14 @@ def _redact_value(value: Any, depth: int) -> Any:
         return redact_text(value)
     if depth < MAX_DEPTH:
         if isinstance(value, dict):
-            return {k: _redact_item(k, v, depth + 1) for k, v in value.items()}
+            return {_redact_key(k): _redact_item(k, v, depth + 1) for k, v in value.items()}
         if type(value) in (list, tuple, set, frozenset):
             return type(value)(_redact_value(item, depth + 1) for item in value)
     return _redact_object(value)
+
+
+def _redact_key(key: Any) -> Any:
+    return redact_text(key) if isinstance(key, str) else key
 
 
 def _redact_object(value: Any) -> Any:
@@ -162,5 +270,8 @@ def _redact_object(value: Any) -> Any:
 def redact_event(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor applying rules (a)-(c); run it after format_exc_info."""
     for key, value in list(event_dict.items()):
-        event_dict[key] = _redact_item(key, value, 0)
+        shown = _redact_key(key)
+        if shown != key:
+            del event_dict[key]
+        event_dict[shown] = _redact_item(key, value, 0)
     return event_dict

@@ -1,11 +1,16 @@
-"""A Redis consumer that dead-letters undecodable messages instead of stranding the batch, and
-acks a message only once its job's completion has committed.
+"""A Redis consumer that checks every fetched message before anything is claimed for it,
+dead-letters the bad ones instead of stranding the batch, and acks a message only once its
+job's completion has committed.
 
 Stock Dramatiq decodes prefetched messages one by one inside the consumer's ``__next__``; a
 message that is not JSON, or not a Dramatiq message, raises out of it, the consumer is rebuilt,
 and the valid messages fetched in the same batch stay in this worker's ack set, unprocessed,
-until the worker dies. Here the bad message is moved to the queue's dead-letter set (``.XQ``)
-with a log line, and the next cached message is served as usual.
+until the worker dies. Here each fetched message is checked whole (pgjobs/worker/messages.py: a
+well-formed message of this queue's actor, with the arguments and options ours have); one that
+fails is moved to the queue's dead-letter set (``.XQ``) with one log line, before the batch's
+jobs are claimed, and the rest of the batch is served as usual. A claim made for a message that
+does not run after all (Dramatiq nacks it, or acks it without a thread having taken the claim)
+is released at once (pgjobs/worker/claim_ahead.py).
 
 A handler thread hands a job's completion to the process's writer (pgjobs/worker/state_writer.py)
 and moves on; when Dramatiq then acks the message, the ack is left to the writer until that write
@@ -30,13 +35,16 @@ import structlog
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import compute_backoff
-from dramatiq.errors import ConnectionClosed, DecodeError
+from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from pgjobs.settings import get_settings
+from pgjobs.worker.messages import Refused, check
 from pgjobs.worker.runner import claim_ahead, state_writer
 
 log = structlog.get_logger(__name__)
+
+_MAX_ID_LOGGED = 100  # a junk entry's Redis id can be anything, of any length
 
 
 class SafeRedisConsumer(_RedisConsumer):
@@ -45,10 +53,9 @@ class SafeRedisConsumer(_RedisConsumer):
         self._room = threading.Condition()  # notified whenever a message stops counting
 
     def __next__(self) -> Any:
-        """The parent's loop (serve the prefetched cache, else fetch, else back off), with a
-        bad message dead-lettered where the parent would raise, and each fetched batch's jobs
-        claimed in one statement (pgjobs/worker/claim_ahead.py; not on delay queues, whose messages
-        are only moved to their queue when due)."""
+        """The parent's loop (serve the prefetched cache, else fetch, else back off), with
+        each fetched batch checked before its jobs are claimed in one statement
+        (:meth:`_accept`)."""
         try:
             while True:
                 if self.message_cache:
@@ -64,17 +71,14 @@ class SafeRedisConsumer(_RedisConsumer):
                     and self.outstanding_message_count >= self.prefetch
                 ):
                     return None
-                fetched = self.broker.do_fetch(
+                fetched = self.broker.fetch_many(
                     self.queue_name, self.prefetch - self.outstanding_message_count
                 )
                 if not fetched:
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                     time.sleep(backoff_ms / 1000)
                     return None
-                messages = [m for m in map(self._decode, fetched) if m is not None]
-                if messages and not self.queue_name.endswith(".DQ"):
-                    claim_ahead().claim_fetched(messages)
-                self.message_cache = messages
+                self.message_cache = self._accept(fetched)
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
 
@@ -110,19 +114,27 @@ class SafeRedisConsumer(_RedisConsumer):
             self._room.notify()
 
     def ack(self, message: Any) -> None:
+        self._release_untaken(message)
         if not state_writer().defer_ack(self, message):
             super().ack(message)
         self._freed()
 
     def nack(self, message: Any) -> None:
+        self._release_untaken(message)
         super().nack(message)
         self._freed()
+
+    def _release_untaken(self, message: Any) -> None:
+        """A message is done with, and no thread took its claim: Dramatiq refused it (nacked
+        it, or skipped it) after it was claimed. Its job goes back to the queue now, rather
+        than be held by the lease keeper for ever (a lookup when there is none)."""
+        claim_ahead().release([message], requeued=False)
 
     def requeue(self, messages: Any) -> None:
         """Dramatiq gives back the messages a stopping worker did not run: release their
         jobs if they were claimed ahead."""
         messages = list(messages)
-        claim_ahead().release(messages)
+        claim_ahead().release(messages, requeued=True)
         super().requeue(messages)
 
     def close(self) -> None:
@@ -134,37 +146,34 @@ class SafeRedisConsumer(_RedisConsumer):
             self.requeue(cached)
         super().close()
 
-    def _decode(self, data: bytes | None) -> Message[Any] | None:
-        if data is None:
-            return None
-        try:
-            message = Message.decode(data)
-        except DecodeError:
-            self._dead_letter(data, "undecodable")
-            return None
-        if "redis_message_id" not in message.options:
-            self._dead_letter(data, "no redis_message_id option")
-            return None
-        return message
+    def _accept(self, fetched: list[tuple[bytes, bytes | None]]) -> list[Message[Any]]:
+        """The fetched messages that pass the check (pgjobs/worker/messages.py), their jobs claimed
+        in one statement (pgjobs/worker/claim_ahead.py; not on delay queues, whose messages are only
+        moved to their queue when due); the others dead-lettered. Nothing one message holds
+        raises out of here: only Redis being unreachable does."""
+        accepted: list[Message[Any]] = []
+        for redis_id, body in fetched:
+            try:
+                verdict = check(body, redis_id, self.queue_name, self.broker.actors)
+            except Exception:  # noqa: BLE001 - a bug in the check must not strand the batch
+                verdict = Refused("check failed")
+            if isinstance(verdict, Refused):
+                self._dead_letter(redis_id, body, verdict.reason)
+            else:
+                accepted.append(verdict)
+        if accepted and not self.queue_name.endswith(".DQ"):
+            claim_ahead().claim_fetched(accepted)
+        return accepted
 
-    def _dead_letter(self, data: bytes, reason: str) -> None:
-        """Find the bad message's Redis id among this consumer's unacked ones and nack it."""
-        broker = self.broker
-        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
-        ids = list(broker.client.smembers(acks))
-        bodies = (
-            broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", ids) if ids else []
+    def _dead_letter(self, redis_id: bytes, body: bytes | None, reason: str) -> None:
+        """Move a refused message to the dead-letter set (a nack), with one log line that says
+        which and why, and nothing of its content. An id without a body is only forgotten
+        (the nack finds nothing to move)."""
+        self.broker.do_nack(self.queue_name, redis_id)
+        log.error(
+            "broker.message.dropped" if body is None else "broker.message.dead_lettered",
+            queue=self.queue_name,
+            redis_message_id=redis_id[:_MAX_ID_LOGGED].decode("utf-8", "replace"),
+            size=0 if body is None else len(body),
+            reason=reason,
         )
-        for message_id, body in zip(ids, bodies, strict=True):
-            if body == data:
-                redis_id = message_id.decode() if isinstance(message_id, bytes) else message_id
-                broker.do_nack(self.queue_name, redis_id)
-                log.error(
-                    "broker.message.dead_lettered",
-                    queue=self.queue_name,
-                    redis_message_id=redis_id,
-                    size=len(data),
-                    reason=reason,
-                )
-                return
-        log.error("broker.message.malformed", queue=self.queue_name, size=len(data), reason=reason)

@@ -3,7 +3,9 @@
 * ``progress(percent, message)`` records progress (coalesced: at most one write per
   ``progress_interval`` unless the percent reaches 100), and is a checkpoint;
 * ``credential(credential_id)`` decrypts a credential of the job's tenant in memory for the
-  duration of a ``with`` block, and is a checkpoint;
+  duration of a ``with`` block, and is a checkpoint; under the worker, the value stays redacted
+  from the attempt's log lines and progress messages until the attempt ends, and a result that
+  carries it fails the job (pgjobs/worker/runner.py);
 * ``checkpoint()`` raises :class:`JobCancelled` if the job was asked to cancel, or
   :class:`LeaseLost` if another worker took it over;
 * ``log`` is a structlog logger bound to job_id, tenant_id, message_id, job_type and attempt.
@@ -21,12 +23,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from pgjobs.vault.redaction import redact_text
 from pgjobs.worker.errors import JobCancelled, LeaseLost
 
 if TYPE_CHECKING:
     from pgjobs.worker.credentials import Plaintext
 
 P = TypeVar("P", bound=BaseModel)
+
+_MAX_MESSAGE = 500
 
 
 @dataclass
@@ -80,10 +85,12 @@ class JobContext(Generic[P]):
         return self.attempt >= self.max_attempts
 
     def progress(self, percent: float, message: str | None = None) -> None:
-        """Report progress (0-100). Frequent calls are coalesced; a checkpoint."""
+        """Report progress (0-100). Frequent calls are coalesced; a checkpoint. The message is
+        stored in the job's events: known secrets are redacted from it (before it is cut, so
+        no part of one is left)."""
         value = max(0, min(100, int(percent)))
         if message is not None:
-            message = message[:500]
+            message = redact_text(message)[:_MAX_MESSAGE]
         now = time.monotonic()
         if value < 100 and now - self._last_write < self._controls.progress_interval:
             self._pending = (value, message)

@@ -7,7 +7,13 @@ worker that lost its lease cannot overwrite what the next attempt does.
 Outcomes: succeeded (handler returned); cancelled (stopped at a checkpoint after a cancel
 request); retry with backoff, or failed when attempts are used up (handler raised, or ran past
 its time limit); failed at once for permanent errors (PermanentError, payload validation,
-credential decryption, unknown type); released back to the queue on shutdown.
+credential decryption, unknown type, a result carrying a secret of the attempt); released back
+to the queue on shutdown.
+
+Secrets: every credential value the attempt opens stays known (db.redaction.KnownSecrets) from
+its first use until the outcome is recorded. It is redacted from every log line of the attempt,
+its error text and its progress messages, and a result that carries it fails the job
+(ResultContainsSecret) instead of being stored.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.settings import Settings, get_settings
 from pgjobs.vault.cipher import CredentialCryptoError
-from pgjobs.vault.redaction import redact_text, secrets_in_scope
+from pgjobs.vault.redaction import KnownSecrets, redact_text
 from pgjobs.worker import metrics
 from pgjobs.worker.claim_ahead import ClaimAhead, NotClaimed
 from pgjobs.worker.context import JobContext, JobControls
@@ -52,6 +58,16 @@ _HOST = socket.gethostname()
 
 class MalformedMessage(JobsError):
     """The message's arguments are not (job id, tenant id): it is dead-lettered, not retried."""
+
+
+class ResultContainsSecret(PermanentError):
+    """The handler returned a value carrying a secret of its attempt. The result is not stored
+    (every status reader of the tenant would see it) and the job fails without a retry (the
+    same code would return it again). The message says where, never what."""
+
+    def __init__(self, where: str | None) -> None:
+        at = f" ({where})" if where else ""
+        super().__init__(f"result contains a credential secret of this attempt{at}")
 
 
 def worker_name() -> str:
@@ -152,7 +168,7 @@ class Attempt:
         self.job = claimed
         self.message_id = message_id
         self.settings = settings
-        self.secrets: list[str] = []
+        self.secrets = KnownSecrets()
         self.started = time.perf_counter()
 
     def run(self) -> None:
@@ -203,23 +219,27 @@ class Attempt:
             time.monotonic() + job_type.time_limit_seconds,
             controls,
         )
-        keeper.track(running)
-        try:
-            outcome = self._call(handler, ctx)
-        finally:
-            # before the outcome is written: a time limit must not interrupt the write
-            keeper.untrack(running)
-        try:
+        # The attempt's secrets are redacted from its log lines until the outcome is recorded.
+        with self.secrets.active():
+            keeper.track(running)
+            try:
+                outcome = self._call(handler, ctx)
+            finally:
+                # before the outcome is written: a time limit must not interrupt the write
+                keeper.untrack(running)
             self._record_outcome(job_type, outcome)
-        finally:
-            self.secrets.clear()
 
     def _call(self, handler: Any, ctx: JobContext[Any]) -> str | BaseException:
-        """Run the handler: its result as JSON text, or what it raised."""
+        """Run the handler: its result as JSON text, or what it raised (or the refusal of a
+        result that carries a secret of the attempt: checked on the one serialisation, and
+        only when the attempt opened a credential)."""
         try:
             result = handler(ctx)
             ctx.flush_progress()
-            return json.dumps(result, allow_nan=False)
+            result_json = json.dumps(result, allow_nan=False)
+            if self.secrets and self.secrets.found_in(result_json):
+                return ResultContainsSecret(self.secrets.where(result))
+            return result_json
         except Exception as exc:  # noqa: BLE001 - every error becomes an outcome
             return exc
         except WorkerShutdown as exc:  # a BaseException, raised into the thread at shutdown
@@ -273,11 +293,12 @@ class Attempt:
     @contextmanager
     def _open_credential(self, credential_id: uuid.UUID) -> Iterator[Any]:
         """Decrypt for the block; the value is remembered until the attempt ends only so that
-        error texts and tracebacks of this attempt can be redacted."""
+        its log lines, error texts, progress messages and result can be checked for it (added
+        here too, not only by the block's scope, for a credential opened in another thread)."""
         from pgjobs.worker.credentials import use_credential
 
         with use_credential(self.job.tenant_id, credential_id) as plaintext:
-            self.secrets.append(plaintext.reveal())
+            self.secrets.add(plaintext.reveal())
             yield plaintext
 
     # --- outcomes ------------------------------------------------------------------------------
@@ -286,8 +307,7 @@ class Attempt:
         return round((time.perf_counter() - self.started) * 1000, 2)
 
     def _error_text(self, exc: BaseException) -> str:
-        with secrets_in_scope(*self.secrets):
-            return redact_text(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]
+        return redact_text(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]
 
     def _record(self, transition: Callable[..., bool], *args: Any) -> bool:
         """Run one fenced state-machine transition of this attempt (retried while PostgreSQL
@@ -327,8 +347,7 @@ class Attempt:
             written.wait()
 
     def _fail(self, error: str, *, permanent: bool, exc: BaseException | None = None) -> None:
-        with secrets_in_scope(*self.secrets):
-            log.error("job.failed", error=error, permanent=permanent, exc_info=exc or False)
+        log.error("job.failed", error=error, permanent=permanent, exc_info=exc or False)
         if self._record(sm.fail, error):
             metrics.outcome(self.job.type, "failed", self._elapsed_ms() / 1000)
 
@@ -340,10 +359,7 @@ class Attempt:
             return
         delay = job_type.backoff.delay(self.job.attempt)
         message_id = broker.new_message_id()
-        with secrets_in_scope(*self.secrets):
-            log.warning(
-                "job.retrying", error=error, retry_in_s=round(delay, 3), exc_info=exc or False
-            )
+        log.warning("job.retrying", error=error, retry_in_s=round(delay, 3), exc_info=exc or False)
         if self._record(sm.schedule_retry, error, delay, message_id):
             metrics.outcome(self.job.type, "retried", self._elapsed_ms() / 1000)
             self._send(message_id, int(delay * 1000))

@@ -1,13 +1,15 @@
 """How a worker process's broker is built: middleware, consumer, one actor per queue.
 
-pgjobs/worker/app.py (the module ``dramatiq pgjobs.worker.app`` loads) calls :func:`build_broker`,
-which installs the broker before any actor exists (no hidden default broker) and declares one actor
-per queue that the registered job types use. Dramatiq defaults overridden on purpose:
+pgjobs/worker/app.py (the module ``dramatiq worker.app`` loads) calls :func:`build_broker`, which
+installs the broker before any actor exists (no hidden default broker) and declares one actor
+per queue that the registered job types use.
+Dramatiq defaults overridden on purpose:
 
 * no Dramatiq ``TimeLimit``: time limits are per job type, enforced by pgjobs/worker/leases.py;
 * ``Retries`` only for infrastructure errors (PostgreSQL or Redis unreachable); a handler's
   errors are retried by the runner, counted in PostgreSQL, with the job type's backoff;
-* a consumer that dead-letters undecodable messages (pgjobs/worker/consumer.py).
+* a consumer that checks every message before claiming its job, and dead-letters the
+  malformed ones instead of raising (pgjobs/worker/consumer.py, pgjobs/worker/messages.py).
 """
 
 from __future__ import annotations

@@ -99,8 +99,12 @@ _INSERT_INTO = """
     INSERT INTO content_jobs (tenant_id, type, payload, status, queue_job_id, max_attempts,
                               priority, run_at, idempotency_key)
 """
+# Milliseconds until a job is due by the database clock, 0 when due. In epoch seconds rather
+# than as ``run_at - now()``: a row written by hand may hold 'infinity', which no interval holds.
+_DUE_IN_MS = """least(greatest(0, ceil((extract(epoch FROM run_at) - extract(epoch FROM now()))
+                                * 1000)), 9223372036854775807)::bigint AS due_in_ms"""
 # after the rows to insert: skip a taken idempotency key, write the events, say when each is due
-_INSERT_REST = """
+_INSERT_REST = f"""
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, tenant_id, type, status, queue_job_id, run_at, idempotency_key
 ), events AS (
@@ -111,9 +115,9 @@ _INSERT_REST = """
     FROM inserted
 )
 -- due_in_ms: the delay the message gets, by the database clock (never a client's)
-SELECT *, greatest(0, ceil(extract(epoch FROM run_at - now()) * 1000))::bigint AS due_in_ms
+SELECT *, {_DUE_IN_MS}
 FROM inserted ORDER BY id
-"""
+"""  # noqa: S608
 
 INSERT_PENDING = text(
     f"""
@@ -152,13 +156,13 @@ INSERT_ONE_PENDING = text(
 commonest call; this form costs the server and the client less per call)."""
 
 SELECT_BY_IDEMPOTENCY_KEYS = text(
-    """
+    f"""
     SELECT j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.idempotency_key,
-           greatest(0, ceil(extract(epoch FROM j.run_at - now()) * 1000))::bigint AS due_in_ms
+           {_DUE_IN_MS}
     FROM content_jobs j
     JOIN unnest(CAST(:tenant_ids AS uuid[]), CAST(:keys AS text[])) AS k(tenant_id, key)
       ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key
-    """
+    """  # noqa: S608
 )
 
 
@@ -297,9 +301,9 @@ def record_resend(
 
 
 UNSENT_CANDIDATES = text(
-    """
+    f"""
     SELECT id, tenant_id, type, status, queue_job_id, run_at,
-           greatest(0, ceil(extract(epoch FROM run_at - now()) * 1000))::bigint AS due_in_ms
+           {_DUE_IN_MS}
     FROM content_jobs
     WHERE status = :status AND updated_at < now() - make_interval(secs => :older_than)
       AND run_at <= now() + make_interval(secs => :horizon)
@@ -308,7 +312,7 @@ UNSENT_CANDIDATES = text(
     ORDER BY run_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
-    """
+    """  # noqa: S608
 )
 
 
@@ -805,14 +809,15 @@ RELEASE = text(
     """
     WITH moved AS (
         UPDATE content_jobs
-        SET status = 'queued', attempts = attempts - 1, queue_job_id = :message_id,
+        SET status = 'queued', attempts = attempts - 1,
+            queue_job_id = COALESCE(CAST(:message_id AS text), queue_job_id),
             lease_expires_at = NULL, updated_at = now()
         WHERE id = :id AND status = 'active' AND attempts = :attempt
         RETURNING id, tenant_id, attempts
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'rescued',
-               jsonb_build_object('attempt', attempts + 1, 'reason', 'worker shutdown')
+               jsonb_build_object('attempt', attempts + 1, 'reason', CAST(:reason AS text))
         FROM moved
     )
     SELECT id FROM moved
@@ -820,10 +825,19 @@ RELEASE = text(
 )
 
 
-def release(conn: Connection, job_id: int, attempt: int, message_id: str) -> bool:
-    """active -> queued on graceful shutdown: the attempt is given back (it was not the job's
-    fault) and another worker takes ``message_id`` at once."""
-    params = {"id": job_id, "attempt": attempt, "message_id": message_id}
+def release(
+    conn: Connection,
+    job_id: int,
+    attempt: int,
+    message_id: str | None,
+    *,
+    reason: str = "worker shutdown",
+) -> bool:
+    """active -> queued when the attempt did not start for a reason that is not the job's
+    fault (the worker is stopping, or Dramatiq refused the message after the claim): the
+    attempt is given back. ``message_id``: the message that another worker takes at once
+    (None: the job keeps its message id)."""
+    params = {"id": job_id, "attempt": attempt, "message_id": message_id, "reason": reason}
     return _run(conn, RELEASE, params).fetchone() is not None
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from pgjobs.db.storable import text_problems
 
 
 class ReadModel(BaseModel):
@@ -12,6 +16,14 @@ class ReadModel(BaseModel):
 
 
 class InputModel(BaseModel):
-    """Caller input: unknown fields are an error, strings are stripped."""
+    """Caller input: unknown fields are an error, strings are stripped, and no string (nor
+    secret, header or key) holds what PostgreSQL cannot store: NUL or a lone surrogate."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        for path, problem in text_problems(value):
+            raise ValueError(f"{path}: {problem}" if path else problem)
+        return value
