@@ -1,11 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY db db
-COPY producer producer
-COPY worker worker
-COPY jobctl jobctl
-COPY migrations migrations
+COPY pgjobs pgjobs
 RUN pip install --no-cache-dir .
 USER nobody
 CMD ["jobctl", "worker"]

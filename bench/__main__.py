@@ -78,7 +78,7 @@ def environment(srv: Servers, shape: WorkerShape, args: argparse.Namespace) -> d
     import redis
     import sqlalchemy
 
-    from db.settings import get_settings
+    from pgjobs.settings import get_settings
 
     with psycopg.connect(srv.database_url, autocommit=True) as conn:
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     srv = servers()
-    from db.settings import get_settings
+    from pgjobs.settings import get_settings
 
     poll_ms = args.poll_ms or get_settings().worker_poll_ms
     shape = WorkerShape(args.processes, args.threads, poll_ms)

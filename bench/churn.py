@@ -21,8 +21,8 @@ from bench import ours
 from bench.procs import WorkerShape
 from bench.results import ChurnResult, ChurnSample
 from bench.services import QUEUE, Servers, scratch
-from db.settings import get_settings
-from worker.maintenance import prune_once
+from pgjobs.settings import get_settings
+from pgjobs.worker.maintenance import prune_once
 
 BACKLOG = 5_000
 SAMPLE_S = 5.0

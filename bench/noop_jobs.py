@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from producer.job_types import job_type
-from worker.context import JobContext
-from worker.handlers.registry import handles
+from pgjobs.producer.job_types import job_type
+from pgjobs.worker.context import JobContext
+from pgjobs.worker.handlers.registry import handles
 
 QUEUE = "bench"
 

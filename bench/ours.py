@@ -20,10 +20,10 @@ from bench.procs import ServerCpu, WorkerGroup, WorkerShape, ours_argv, poll_env
 from bench.results import DrainResult, LatencyResult, RateResult, insert_alone_side
 from bench.services import QUEUE, Env, Servers, scratch, wait_until
 from bench.stats import p50_p99
-from db.engine import autocommit, reset_engine
-from db.jobs import state_machine as sm
-from db.tenants import create_tenant
-from producer import JobRequest, enqueue, enqueue_many, flush
+from pgjobs.db.engine import autocommit, reset_engine
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.tenants import create_tenant
+from pgjobs.producer import JobRequest, enqueue, enqueue_many, flush
 
 POLL_S = 0.01
 BATCH = 1000

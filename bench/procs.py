@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 import redis
 
-from jobctl.worker_commands import worker_argv
-from jobctl.worker_commands import worker_env as jobs_worker_env
+from pgjobs.cli.worker_commands import worker_argv
+from pgjobs.cli.worker_commands import worker_env as jobs_worker_env
 
 REPO = Path(__file__).resolve().parents[1]
 _TICK = os.sysconf("SC_CLK_TCK")

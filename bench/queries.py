@@ -15,9 +15,9 @@ from typing import Any
 
 from bench.results import QueryResult
 from bench.stats import p50_p99
-from db.engine import autocommit
-from producer import get_job, get_job_events, list_jobs
-from producer.status import JobFilters, list_jobs_query
+from pgjobs.db.engine import autocommit
+from pgjobs.producer import get_job, get_job_events, list_jobs
+from pgjobs.producer.status import JobFilters, list_jobs_query
 
 WARMUP = 200
 

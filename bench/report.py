@@ -631,7 +631,7 @@ def _method() -> list[str]:
         "- Each measure runs in a scratch database (created, migrated, dropped) and a Redis",
         "  namespace of its own, so the suite never touches user data.",
         "- Workers are real processes from the `dramatiq` CLI with the same processes, threads",
-        "  and `dramatiq_worker_timeout` on both sides; ours load `worker.app` with",
+        "  and `dramatiq_worker_timeout` on both sides; ours load `pgjobs.worker.app` with",
         "  `JOBS_IMPORTS=bench.noop_jobs`, raw ones `bench/raw_app.py` (stock `RedisBroker`,",
         "  default middleware).",
         "- Drain completion: ours from the database (`max(completed_at)` - the database clock",

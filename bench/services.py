@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import psycopg
 import redis
 
-from db import migrate
-from db.engine import reset_engine
-from db.scratch import scratch_database
-from db.services import ensure_local_services
-from db.settings import get_settings
-from producer import broker as broker_module
+from pgjobs.db import migrate
+from pgjobs.db.engine import reset_engine
+from pgjobs.db.scratch import scratch_database
+from pgjobs.producer import broker as broker_module
+from pgjobs.services.local import ensure_local_services
+from pgjobs.settings import get_settings
 
 QUEUE = "bench"
 """The one queue both sides use."""

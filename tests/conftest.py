@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from db import embedded, migrate
-from db.engine import reset_engine
-from db.scratch import create_database, drop_database
-from db.settings import get_settings
+from pgjobs.db import migrate
+from pgjobs.db.engine import reset_engine
+from pgjobs.db.scratch import create_database, drop_database
+from pgjobs.services import embedded
+from pgjobs.settings import get_settings
 
 RUN_ID = secrets.token_hex(4)
 TEST_DEV_DIR = Path(os.environ.get("JOBS_TEST_DEV_DIR", ".dev/test")).resolve()
@@ -150,7 +151,7 @@ def jobs_env(
     redis_client: redis_lib.Redis,
 ) -> Iterator[str]:
     """Library pointed at the shared test database and a Redis namespace of this test's own."""
-    from producer import broker, flush
+    from pgjobs.producer import broker, flush
 
     monkeypatch.setenv("JOBS_REDIS_NAMESPACE", redis_namespace)
     get_settings.cache_clear()
@@ -177,7 +178,7 @@ def worker_factory(jobs_env: str) -> Iterator[object]:
     """
     import dramatiq
 
-    from worker.setup import build_broker
+    from pgjobs.worker.setup import build_broker
 
     started: list[dramatiq.Worker] = []
 
@@ -198,7 +199,7 @@ def keys(monkeypatch: pytest.MonkeyPatch, use_session_db: str) -> Iterator[None]
     """One encryption key (``ka``) configured, caches reset."""
     from helpers import KEY_A, set_keys
 
-    from db.key_rotation import reset_cipher
+    from pgjobs.vault.keys import reset_cipher
 
     set_keys(monkeypatch, f"ka:{KEY_A}")
     yield

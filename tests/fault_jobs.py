@@ -19,10 +19,10 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from db.engine import autocommit
-from producer.job_types import Backoff, job_type
-from worker.context import JobContext
-from worker.handlers.registry import handles
+from pgjobs.db.engine import autocommit
+from pgjobs.producer.job_types import Backoff, job_type
+from pgjobs.worker.context import JobContext
+from pgjobs.worker.handlers.registry import handles
 
 QUEUE = "faults"
 

@@ -18,13 +18,13 @@ import redis as redis_lib
 import structlog
 from click.testing import CliRunner, Result
 
-from db.credentials import create_credential
-from db.engine import reset_engine
-from db.key_rotation import reset_cipher
-from db.logs import configure_logging
-from db.schemas.credential import CredentialRead
-from db.settings import get_settings
-from db.tenants import create_tenant
+from pgjobs.db.engine import reset_engine
+from pgjobs.db.schemas.credential import CredentialRead
+from pgjobs.db.tenants import create_tenant
+from pgjobs.logs import configure_logging
+from pgjobs.settings import get_settings
+from pgjobs.vault.credentials import create_credential
+from pgjobs.vault.keys import reset_cipher
 
 
 def messages_for(client: redis_lib.Redis, namespace: str, queue: str) -> list[dict[str, object]]:

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from db.engine import transaction
-from db.errors import JobsError
-from producer import job_type
+from pgjobs.db.engine import transaction
+from pgjobs.db.errors import JobsError
+from pgjobs.producer import job_type
 
 T = TypeVar("T")
 

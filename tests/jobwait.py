@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
-from db.jobs import state_machine as sm
-from db.models import EventType, JobStatus
-from db.models.job import TERMINAL_STATUSES
-from db.schemas.job import JobEventRead, JobRead
-from producer import get_job, get_job_events
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.models import EventType, JobStatus
+from pgjobs.db.models.job import TERMINAL_STATUSES
+from pgjobs.db.schemas.job import JobEventRead, JobRead
+from pgjobs.producer import get_job, get_job_events
 
 
 def wait_for(

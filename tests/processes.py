@@ -63,7 +63,7 @@ def worker_argv(threads: int = 4) -> list[str]:
         sys.executable,
         "-m",
         "dramatiq",
-        "worker.app",
+        "pgjobs.worker.app",
         "-p",
         "1",
         "-t",
@@ -73,7 +73,7 @@ def worker_argv(threads: int = 4) -> list[str]:
 
 def maintenance_argv() -> list[str]:
     """``jobctl maintenance`` (relay, rescuer, pruner, broker housekeeping)."""
-    return [sys.executable, "-c", "from jobctl.main import main; main()", "maintenance"]
+    return [sys.executable, "-c", "from pgjobs.cli.main import main; main()", "maintenance"]
 
 
 def free_port() -> int:
@@ -282,15 +282,16 @@ class RedisServer:
 
 
 def restart_postgres(dev_dir: Path, *, down_seconds: float = 0.0, timeout: float = 90.0) -> float:
-    """Restart the embedded PostgreSQL of ``dev_dir`` (db/embedded.py) on the same port, as the
-    same system user db/embedded.py runs it as; returns how long it took, in seconds.
+    """Restart the embedded PostgreSQL of ``dev_dir`` (pgjobs/services/embedded.py) on the same
+    port, as the same system user pgjobs/services/embedded.py runs it as; returns how long it took,
+    in seconds.
 
     ``down_seconds=0``: ``pg_ctl restart -m fast -w`` (a blip: every connection is cut). Else
     ``pg_ctl stop -m fast``, ``down_seconds`` without any server, then ``pg_ctl start`` with the
     options the server ran with (``postmaster.opts``, as ``pg_ctl restart`` uses them): same
     port, same data.
     """
-    from db import embedded
+    from pgjobs.services import embedded
 
     pg_dir = Path(dev_dir).resolve() / "postgres"
     data = pg_dir / "data"
@@ -308,7 +309,7 @@ def restart_postgres(dev_dir: Path, *, down_seconds: float = 0.0, timeout: float
 
 
 def _pg_ctl(pg_dir: Path, argv: list[str], timeout: float) -> None:
-    from db import embedded
+    from pgjobs.services import embedded
 
     user = embedded._PG_SYSTEM_USER if os.geteuid() == 0 else None
     # Output to a file, not a pipe: the (re)started server must not hold our pipe open.

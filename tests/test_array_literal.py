@@ -1,5 +1,5 @@
 """Array parameters of the state machine's statements travel as PostgreSQL array text
-(db/statements.py: array_literal); whatever a payload, error or message id holds
+(pgjobs/db/statements.py: array_literal); whatever a payload, error or message id holds
 must come back unchanged."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from db.statements import array_literal
+from pgjobs.db.statements import array_literal
 
 # PostgreSQL text cannot hold NUL (nor UTF-8 a lone surrogate); everything else may appear.
 TEXT = st.text(

@@ -17,14 +17,22 @@ import structlog
 from helpers import KEY_A, KEY_B, invoke, json_logs, new_tenant, set_keys
 from sqlalchemy import text
 
-import db.credentials
-import db.key_rotation
-import db.mcp_servers
-import db.query_log
-import db.seed
-import db.tenants
-import worker.credentials
-from db.credentials import (
+import pgjobs.cli.seed
+import pgjobs.db.query_log
+import pgjobs.db.tenants
+import pgjobs.mcp.registry
+import pgjobs.vault.credentials
+import pgjobs.vault.keys
+import pgjobs.vault.rotation
+import pgjobs.worker.credentials
+from pgjobs.cli.credential_commands import credentials as credentials_cli
+from pgjobs.cli.key_commands import keys as keys_cli
+from pgjobs.cli.mcp_commands import mcp as mcp_cli
+from pgjobs.db.engine import transaction
+from pgjobs.db.errors import InvalidInput
+from pgjobs.mcp.registry import create_mcp_server, list_mcp_servers
+from pgjobs.vault.cipher import CredentialCryptoError
+from pgjobs.vault.credentials import (
     CredentialNotFound,
     create_credential,
     find_credential,
@@ -34,26 +42,27 @@ from db.credentials import (
     rename_credential,
     update_secret,
 )
-from db.crypto import CredentialCryptoError
-from db.engine import transaction
-from db.errors import InvalidInput
-from db.mcp_servers import create_mcp_server, list_mcp_servers
-from jobctl.credential_commands import credentials as credentials_cli
-from jobctl.key_commands import keys as keys_cli
-from jobctl.mcp_commands import mcp as mcp_cli
-from worker.credentials import mcp_headers, use_credential
+from pgjobs.worker.credentials import mcp_headers, use_credential
 
 CANARIES = {
     name: f"CANARY-{uuid.uuid4().hex}" for name in ("api", "rotated", "cli", "cli_rotated", "env")
 }
 TABLES = ("tenants", "app_credentials", "mcp_servers", "content_jobs", "job_events")
-_LOGGING_MODULES = (db.credentials, db.key_rotation, db.mcp_servers, db.seed, db.tenants)
+_LOGGING_MODULES = (
+    pgjobs.vault.credentials,
+    pgjobs.vault.keys,
+    pgjobs.vault.rotation,
+    pgjobs.mcp.registry,
+    pgjobs.cli.seed,
+    pgjobs.db.tenants,
+)
 
 
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch, use_fresh_db: str) -> Iterator[io.StringIO]:
     """Production logging (JSON) at DEBUG, SQL statements included, rendered into a buffer."""
-    with json_logs(monkeypatch, *_LOGGING_MODULES, db.query_log, worker.credentials) as buffer:
+    modules = (*_LOGGING_MODULES, pgjobs.db.query_log, pgjobs.worker.credentials)
+    with json_logs(monkeypatch, *modules) as buffer:
         yield buffer
 
 

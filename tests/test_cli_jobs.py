@@ -14,18 +14,18 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from db.engine import autocommit
-from db.jobs import state_machine as sm
-from db.models import JobStatus
-from jobctl.common import JobsGroup
-from jobctl.job_commands import enqueue as enqueue_command
-from jobctl.job_commands import jobs, watch_jobs
+from pgjobs.cli.common import JobsGroup
+from pgjobs.cli.job_commands import enqueue as enqueue_command
+from pgjobs.cli.job_commands import jobs, watch_jobs
+from pgjobs.db.engine import autocommit
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.models import JobStatus
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
 SECRET = "sk-live-DO-NOT-ECHO-4242"
 
-# The two commands as jobctl.main registers them, without importing every other command module.
+# The two commands as pgjobs.cli.main registers them, without importing every other command module.
 cli = JobsGroup("jobctl", commands=[enqueue_command, jobs])
 
 

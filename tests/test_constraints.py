@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, insert
 
-from db.engine import transaction
-from db.errors import CheckViolation, ForeignKeyViolation, NotNullViolation, UniqueViolation
-from db.models import AppCredential, ContentJob, JobEvent, McpServer, Tenant
+from pgjobs.db.engine import transaction
+from pgjobs.db.errors import CheckViolation, ForeignKeyViolation, NotNullViolation, UniqueViolation
+from pgjobs.db.models import AppCredential, ContentJob, JobEvent, McpServer, Tenant
 
 pytestmark = pytest.mark.usefixtures("use_session_db")
 

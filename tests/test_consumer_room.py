@@ -7,7 +7,7 @@ import threading
 import time
 import types
 
-from worker.consumer import SafeRedisConsumer
+from pgjobs.worker.consumer import SafeRedisConsumer
 
 
 def _full_consumer(

@@ -1,4 +1,5 @@
-"""db/credentials.py and worker/credentials.py: the vault's API, the one decrypt path, tenancy."""
+"""pgjobs/vault/credentials.py and pgjobs/worker/credentials.py: the vault's API, the one decrypt
+path, tenancy."""
 
 from __future__ import annotations
 
@@ -16,18 +17,18 @@ import pytest
 from helpers import KEY_A, KEY_B, SECRET, add, invoke, set_keys
 from sqlalchemy import text
 
-from db import credentials as api
-from db.crypto import CredentialCryptoError, mask_secret
-from db.engine import transaction
-from db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
-from db.key_rotation import DEV_KEY_FILE, key_provider
-from db.mcp_servers import create_mcp_server, get_mcp_server
-from db.models import CredentialStatus, Provider
-from db.redaction import REDACTED, redact_text
-from db.seed import import_env_credentials
-from db.settings import Settings
-from jobctl.credential_commands import credentials as credentials_cli
-from worker.credentials import (
+from pgjobs.cli.credential_commands import credentials as credentials_cli
+from pgjobs.cli.seed import import_env_credentials
+from pgjobs.db.engine import transaction
+from pgjobs.db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
+from pgjobs.db.models import CredentialStatus, Provider
+from pgjobs.mcp.registry import create_mcp_server, get_mcp_server
+from pgjobs.settings import Settings
+from pgjobs.vault import credentials as api
+from pgjobs.vault.cipher import CredentialCryptoError, mask_secret
+from pgjobs.vault.keys import DEV_KEY_FILE, key_provider
+from pgjobs.vault.redaction import REDACTED, redact_text
+from pgjobs.worker.credentials import (
     Plaintext,
     PlaintextDropped,
     mcp_headers,

@@ -1,4 +1,5 @@
-"""db/crypto.py: round trips, tamper resistance, nonce uniqueness, key parsing, masking."""
+"""pgjobs/vault/cipher.py: round trips, tamper resistance, nonce uniqueness, key parsing,
+masking."""
 
 from __future__ import annotations
 
@@ -12,19 +13,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from db.crypto import (
+from pgjobs.settings import Settings
+from pgjobs.vault.cipher import (
     CredentialCryptoError,
     EncryptedSecret,
-    EnvKeyProvider,
-    FileKeyProvider,
     SecretCipher,
-    StaticKeyProvider,
     associated_data,
-    generate_key,
-    key_provider_from_settings,
     mask_secret,
 )
-from db.settings import Settings
+from pgjobs.vault.keys import (
+    EnvKeyProvider,
+    FileKeyProvider,
+    StaticKeyProvider,
+    generate_key,
+    key_provider_from_settings,
+)
 
 KEY_1 = bytes(range(32))
 KEY_2 = bytes(range(100, 132))

@@ -24,7 +24,7 @@ def test_demo_runs_the_tour(
         COLUMNS="120",
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "jobctl.main", "demo"],
+        [sys.executable, "-m", "pgjobs.cli.main", "demo"],
         env=env,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db.settings import settings_reference
+from pgjobs.settings import settings_reference
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

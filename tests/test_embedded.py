@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from db import embedded
+from pgjobs.services import embedded
 
 pytestmark = [
     pytest.mark.skipif(not embedded.available(), reason="embedded extra not installed"),
@@ -177,7 +177,7 @@ def test_state_file_with_dead_pids_is_replaced(dev_dir: Path) -> None:
 
 def test_concurrent_starts_share_one_set_of_servers(dev_dir: Path) -> None:
     code = (
-        "import sys, json; from pathlib import Path; from db import embedded; "
+        "import sys, json; from pathlib import Path; from pgjobs.services import embedded; "
         "s = embedded.start(Path(sys.argv[1]), fast=True); "
         "print('RESULT', json.dumps([s.database_url, s.redis_url]))"
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, text
 
-from db import engine as engine_module
-from db.errors import ConfigurationError, DatabaseUnavailable
-from db.health import check_all
-from db.settings import get_settings
+from pgjobs.db import engine as engine_module
+from pgjobs.db.errors import ConfigurationError, DatabaseUnavailable
+from pgjobs.services.health import check_all
+from pgjobs.settings import get_settings
 
 
 def test_engine_does_not_connect_before_first_query(use_session_db: str) -> None:
@@ -27,7 +27,7 @@ def test_engine_does_not_connect_before_first_query(use_session_db: str) -> None
 def test_import_of_the_api_opens_no_connection(use_session_db: str) -> None:
     engine_module.reset_engine()
     assert engine_module._engine is None
-    import db.models  # noqa: F401
+    import pgjobs.db.models  # noqa: F401
 
     assert engine_module._engine is None
 

@@ -12,9 +12,9 @@ from helpers import job_ids_in_redis, make_tenant
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.engine import get_engine, transaction
-from db.models import ContentJob, EventType, JobEvent, JobStatus
-from producer import (
+from pgjobs.db.engine import get_engine, transaction
+from pgjobs.db.models import ContentJob, EventType, JobEvent, JobStatus
+from pgjobs.producer import (
     InvalidOption,
     InvalidPayload,
     JobRequest,
@@ -183,7 +183,7 @@ def test_bad_options_raise_and_write_nothing(
 
 
 def test_oversized_payload(tenant_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch) -> None:
-    from db.settings import get_settings
+    from pgjobs.settings import get_settings
 
     monkeypatch.setenv("JOBS_MAX_PAYLOAD_BYTES", "200")
     get_settings.cache_clear()
@@ -207,7 +207,7 @@ def test_unknown_tenant_writes_nothing_even_in_a_batch(tenant_id: uuid.UUID) -> 
 def test_send_failure_leaves_job_pending_and_durable(
     tenant_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from producer import broker
+    from pgjobs.producer import broker
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise redis_lib.ConnectionError("redis down")
@@ -218,7 +218,7 @@ def test_send_failure_leaves_job_pending_and_durable(
 
 
 def test_other_tenants_job_is_not_found(tenant_id: uuid.UUID) -> None:
-    from producer import JobNotFound
+    from pgjobs.producer import JobNotFound
 
     job = enqueue("scheduled_preview", preview(), tenant_id=tenant_id)
     other = make_tenant()

@@ -1,8 +1,9 @@
 """Fault tests: real worker and maintenance processes, real PostgreSQL and Redis.
 
-Each test starts ``dramatiq worker.app`` processes and ``jobctl maintenance`` (tests/processes.py:
-each in its own process group, logs under ``tmp_path``, all killed at teardown), runs jobs of
-tests/fault_jobs.py through them while something breaks, and then checks what users rely on:
+Each test starts ``dramatiq pgjobs.worker.app`` processes and ``jobctl maintenance``
+(tests/processes.py: each in its own process group, logs under ``tmp_path``, all killed at
+teardown), runs jobs of tests/fault_jobs.py through them while something breaks, and then
+checks what users rely on:
 
 * every job ends in exactly one terminal state, none is lost, its work happened at least once;
 * every job's event history is a legal walk of the state machine (tests/jobwait.py);
@@ -47,14 +48,15 @@ from jobwait import assert_legal_history, types_of
 from processes import Proc, Processes, RedisServer, restart_postgres, worker_env
 from sqlalchemy import text
 
-from db import embedded, migrate
-from db.engine import autocommit, reset_engine
-from db.errors import DatabaseError
-from db.jobs import state_machine as sm
-from db.models import EventType, JobStatus
-from db.settings import get_settings
-from producer import JobRequest, enqueue, enqueue_many, get_job, get_job_events, list_jobs
-from producer import broker as broker_module
+from pgjobs.db import migrate
+from pgjobs.db.engine import autocommit, reset_engine
+from pgjobs.db.errors import DatabaseError
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.models import EventType, JobStatus
+from pgjobs.producer import JobRequest, enqueue, enqueue_many, get_job, get_job_events, list_jobs
+from pgjobs.producer import broker as broker_module
+from pgjobs.services import embedded
+from pgjobs.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
@@ -593,9 +595,8 @@ def test_canary_credential_leaks_nowhere(
     procs: Processes,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from db.credentials import create_credential
-    from db.crypto import generate_key
-    from db.key_rotation import reset_cipher
+    from pgjobs.vault.credentials import create_credential
+    from pgjobs.vault.keys import generate_key, reset_cipher
 
     keys = f"k1:{generate_key()}"
     monkeypatch.setenv("JOBS_ENCRYPTION_KEYS", keys)

@@ -2,7 +2,7 @@
 
 Each test builds a JobContext whose controls record progress and decrypt through the real
 ``worker.credentials.use_credential``, with credentials stored through ``db.credentials`` in the
-test database. Provider base URLs point at ``jobctl/stand_in_providers.py``; nothing reaches the
+test database. Provider base URLs point at ``pgjobs/cli/stand_in_providers.py``; nothing reaches the
 internet.
 """
 
@@ -24,23 +24,23 @@ import httpx
 import pytest
 import structlog
 
-from db import credentials, mcp_servers
-from db.crypto import generate_key
-from db.key_rotation import reset_cipher
-from db.models import CredentialStatus, McpServerStatus
-from db.settings import get_settings
-from jobctl.stand_in_providers import FakeProviders, Recorded, Reply
-from producer.builtin_types import (
+from pgjobs.cli.stand_in_providers import FakeProviders, Recorded, Reply
+from pgjobs.db.models import CredentialStatus, McpServerStatus
+from pgjobs.mcp import registry as mcp_servers
+from pgjobs.producer.builtin_types import (
     CredentialCheckPayload,
     FineTuneExportPayload,
     McpPingPayload,
     ScheduledPreviewPayload,
 )
-from worker.context import JobContext, JobControls
-from worker.credentials import use_credential
-from worker.errors import JobCancelled, PermanentError
-from worker.handlers import http
-from worker.handlers.registry import get_handler
+from pgjobs.settings import get_settings
+from pgjobs.vault import credentials
+from pgjobs.vault.keys import generate_key, reset_cipher
+from pgjobs.worker.context import JobContext, JobControls
+from pgjobs.worker.credentials import use_credential
+from pgjobs.worker.errors import JobCancelled, PermanentError
+from pgjobs.worker.handlers import http
+from pgjobs.worker.handlers.registry import get_handler
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 

@@ -30,9 +30,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from test_hostile_input import insert_far_rows, job_id
 
-from db.tenants import get_tenant
-from jobctl.common import JobsGroup
-from jobctl.job_commands import enqueue, jobs
+from pgjobs.cli.common import JobsGroup
+from pgjobs.cli.job_commands import enqueue, jobs
+from pgjobs.db.tenants import get_tenant
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 assert job_id  # a fixture, for the tests below
@@ -173,7 +173,7 @@ def jobctl(
     """The real `jobctl` process, against this test's database and Redis namespace (the
     fixtures put them in the environment), in the time zone ``tz``."""
     proc = subprocess.run(
-        [sys.executable, "-c", "from jobctl.main import main; main()", *args],
+        [sys.executable, "-c", "from pgjobs.cli.main import main; main()", *args],
         input=stdin,
         capture_output=True,
         env={**os.environ, "TZ": tz},

@@ -38,9 +38,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from db.engine import transaction
-from db.models import JobStatus
-from producer import (
+from pgjobs.db.engine import transaction
+from pgjobs.db.models import JobStatus
+from pgjobs.producer import (
     EnqueuedJob,
     InvalidOption,
     InvalidPayload,

@@ -1,6 +1,6 @@
-"""Hostile input to the tenant, credential and MCP server APIs (db/tenants.py,
-db/credentials.py, db/mcp_servers.py): non-UUID ids, NUL, lone surrogates, huge numbers and
-far-off times answer with their typed errors and write nothing, as the producer's do."""
+"""Hostile input to the tenant, credential and MCP server APIs (pgjobs/db/tenants.py,
+pgjobs/vault/credentials.py, pgjobs/mcp/registry.py): non-UUID ids, NUL, lone surrogates, huge
+numbers and far-off times answer with their typed errors and write nothing, as the producer's do."""
 
 from __future__ import annotations
 
@@ -24,13 +24,15 @@ from hostile import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db import credentials, mcp_servers, tenants
-from db.credentials import CredentialExists, CredentialInUse
-from db.errors import InvalidInput, NotFound
-from db.mcp_servers import McpServerExists
-from db.schemas.credential import CredentialRead
-from db.schemas.mcp_server import McpServerRead
-from db.tenants import TenantExists
+from pgjobs.db import tenants
+from pgjobs.db.errors import InvalidInput, NotFound
+from pgjobs.db.schemas.credential import CredentialRead
+from pgjobs.db.schemas.mcp_server import McpServerRead
+from pgjobs.db.tenants import TenantExists
+from pgjobs.mcp import registry as mcp_servers
+from pgjobs.mcp.registry import McpServerExists
+from pgjobs.vault import credentials
+from pgjobs.vault.credentials import CredentialExists, CredentialInUse
 
 DOCUMENTED = (
     InvalidInput,
@@ -206,7 +208,7 @@ def test_far_future_times_are_refused(
 def test_binary_standard_input_for_a_secret_is_a_one_line_error(tenant: uuid.UUID) -> None:
     from click.testing import CliRunner
 
-    from jobctl.credential_commands import credentials as credentials_cli
+    from pgjobs.cli.credential_commands import credentials as credentials_cli
 
     before = row_counts(REGISTRY_TABLES)
     result = CliRunner().invoke(

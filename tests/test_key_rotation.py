@@ -1,4 +1,5 @@
-"""db/key_rotation.py and `jobctl keys`: rotation under concurrent reads, resumption, retirement.
+"""pgjobs/vault/rotation.py and `jobctl keys`: rotation under concurrent reads, resumption,
+retirement.
 
 Rotation touches every credential of the database, so each test has a database of its own.
 """
@@ -14,12 +15,13 @@ from typing import Any
 import pytest
 from helpers import KEY_A, KEY_B, invoke, new_tenant, set_keys
 
-from db import key_rotation
-from db.credentials import create_credential
-from db.crypto import EnvKeyProvider
-from db.errors import InvalidInput
-from jobctl.key_commands import keys as keys_cli
-from worker.credentials import use_credential
+from pgjobs.cli.key_commands import keys as keys_cli
+from pgjobs.db.errors import InvalidInput
+from pgjobs.vault import keys
+from pgjobs.vault import rotation as key_rotation
+from pgjobs.vault.credentials import create_credential
+from pgjobs.vault.keys import EnvKeyProvider
+from pgjobs.worker.credentials import use_credential
 
 ONLY_A = f"ka:{KEY_A}"
 BOTH_B_ACTIVE = f"kb:{KEY_B},ka:{KEY_A}"
@@ -44,7 +46,7 @@ def rows(use_fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Ro
             )
     set_keys(monkeypatch, BOTH_B_ACTIVE)
     yield made
-    key_rotation.reset_cipher()
+    keys.reset_cipher()
 
 
 def read_all(rows: list[Row]) -> int:
@@ -118,7 +120,7 @@ def test_interrupted_rotation_resumes(rows: list[Row]) -> None:
 def test_a_crash_mid_batch_leaves_every_row_readable(
     rows: list[Row], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cipher = key_rotation.get_cipher()
+    cipher = keys.get_cipher()
     original, calls = cipher.reencrypt, [0]
 
     def crash_on_seventh(*args: Any, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""db/mcp_servers.py and `jobctl mcp`: settings, validation, auth_ref tenancy, pings."""
+"""pgjobs/mcp/registry.py and `jobctl mcp`: settings, validation, auth_ref tenancy, pings."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from helpers import invoke
 from test_credentials import add
 
-import db.mcp_servers as api
-from db.credentials import CredentialNotFound
-from db.errors import InvalidInput, UniqueViolation, UnknownTenant
-from db.models import AuthType, McpServerStatus
-from jobctl.mcp_commands import mcp as mcp_cli
+import pgjobs.mcp.registry as api
+from pgjobs.cli.mcp_commands import mcp as mcp_cli
+from pgjobs.db.errors import InvalidInput, UniqueViolation, UnknownTenant
+from pgjobs.db.models import AuthType, McpServerStatus
+from pgjobs.vault.credentials import CredentialNotFound
 
 
 def test_create_list_get_find(tenant: uuid.UUID) -> None:

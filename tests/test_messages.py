@@ -27,15 +27,15 @@ from jobwait import events_of, wait_for
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-import worker.consumer
-from db.models import EventType, JobStatus
-from producer import JobRequest, count_jobs_by_status, enqueue, enqueue_many, get_job
-from producer import broker as broker_module
-from producer.job_types import actor_name_for, job_type
-from worker.context import JobContext
-from worker.handlers.registry import handles
-from worker.messages import FIELDS, Refused, check
-from worker.runner import lease_keeper
+import pgjobs.worker.consumer
+from pgjobs.db.models import EventType, JobStatus
+from pgjobs.producer import JobRequest, count_jobs_by_status, enqueue, enqueue_many, get_job
+from pgjobs.producer import broker as broker_module
+from pgjobs.producer.job_types import actor_name_for, job_type
+from pgjobs.worker.context import JobContext
+from pgjobs.worker.handlers.registry import handles
+from pgjobs.worker.messages import FIELDS, Refused, check
+from pgjobs.worker.runner import lease_keeper
 
 QUEUE = "msgq"
 OTHER_ID = "0b0e7d4c-3f7a-4d2e-9a51-6c1f7e2b9d30"
@@ -220,7 +220,9 @@ StartWorker = Callable[..., dramatiq.Worker]
 def consumer_logs(monkeypatch: pytest.MonkeyPatch) -> None:
     """The consumer's module logger made afresh, so structlog's log capture sees it whatever
     an earlier test configured (loggers cache their configuration on first use)."""
-    monkeypatch.setattr(worker.consumer, "log", structlog.get_logger("worker.consumer"))
+    monkeypatch.setattr(
+        pgjobs.worker.consumer, "log", structlog.get_logger("pgjobs.worker.consumer")
+    )
 
 
 def push_raw(
@@ -308,7 +310,7 @@ def test_a_claimed_message_that_dramatiq_refuses_gives_its_job_back_at_once(
     """Claimed at fetch time, then nacked without a thread having taken the claim (what
     Dramatiq does with a message it cannot run): the job is queued again in the same round,
     under its own message id, and the lease keeper holds it no more."""
-    from worker.setup import build_broker
+    from pgjobs.worker.setup import build_broker
 
     job = enqueue(count_type, {"value": 1}, tenant_id=tenant_id)
     consumer = build_broker().consume(QUEUE, prefetch=8, timeout=1000)

@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from sqlalchemy import Column, Integer, Table
 from sqlalchemy.engine import make_url
 
-from db import migrate
-from db.models import Base
-from jobctl.main import cli
+from pgjobs.cli.main import cli
+from pgjobs.db import migrate
+from pgjobs.db.models import Base
 
 TABLES = {"tenants", "app_credentials", "mcp_servers", "content_jobs", "job_events"}
 
@@ -69,7 +69,7 @@ def test_cli_db_check_and_upgrade(use_fresh_db: str) -> None:
 
 
 def test_cli_refuses_non_local_database_without_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    from db.settings import get_settings
+    from pgjobs.settings import get_settings
 
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@db.example.invalid:5432/prod")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")

@@ -23,9 +23,9 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql import ClauseElement
 
-from db.engine import autocommit, transaction
-from db.jobs import state_machine as sm
-from db.statements import array_literal
+from pgjobs.db.engine import autocommit, transaction
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.statements import array_literal
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
@@ -43,8 +43,8 @@ BACKLOGS = pytest.mark.parametrize(
 
 def _enqueue_backlog(tenant_id: uuid.UUID, backlog: int) -> list[Any]:
     """``backlog`` pending jobs (never analyzed); the last call's jobs."""
-    from producer import JobRequest, enqueue_many
-    from producer.builtin_types import scheduled_preview
+    from pgjobs.producer import JobRequest, enqueue_many
+    from pgjobs.producer.builtin_types import scheduled_preview
 
     payload = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Navy"}
     jobs: list[Any] = []
@@ -101,7 +101,7 @@ def test_maintenance_scans_use_their_partial_indexes(
     partial index, on the connections they run on (the transactional engine's), whatever the
     table's size when the plan was made: a sequential scan would read every finished job
     on every pass."""
-    from worker.maintenance import PRUNE
+    from pgjobs.worker.maintenance import PRUNE
 
     _enqueue_backlog(tenant_id, backlog)
     unsent = {"status": "pending", "older_than": 30, "horizon": 3600, "limit": 100}

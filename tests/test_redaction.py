@@ -1,4 +1,4 @@
-"""db/redaction.py: secrets never reach a rendered log event."""
+"""pgjobs/vault/redaction.py: secrets never reach a rendered log event."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from db.redaction import (
+from pgjobs.vault.redaction import (
     REDACTED,
     KnownSecrets,
     forget_secret,

@@ -11,10 +11,10 @@ import pytest
 import redis as redis_lib
 from helpers import job_ids_in_redis
 
-from db.models import EventType, JobStatus
-from db.settings import get_settings
-from producer import enqueue, flush, get_job, get_job_events
-from producer.relay import relay_once
+from pgjobs.db.models import EventType, JobStatus
+from pgjobs.producer import enqueue, flush, get_job, get_job_events
+from pgjobs.producer.relay import relay_once
+from pgjobs.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
@@ -28,8 +28,8 @@ PAYLOAD = {"credential_id": str(uuid.uuid4()), "season": 2026, "team": "Army"}
 
 KILLED_PRODUCER = """
 import os, sys, uuid
-import producer.broker as broker
-from producer import enqueue
+import pgjobs.producer.broker as broker
+from pgjobs.producer import enqueue
 
 def die(*args, **kwargs):
     print("committed", flush=True)
@@ -51,7 +51,7 @@ def test_producer_killed_between_commit_and_send(
         [sys.executable, "-c", script], env=os.environ.copy(), capture_output=True, text=True
     )
     assert proc.returncode == 9 and "committed" in proc.stdout, proc.stderr
-    from producer import list_jobs
+    from pgjobs.producer import list_jobs
 
     [job] = list_jobs(tenant_id).items
     assert job.status is JobStatus.PENDING
@@ -101,7 +101,7 @@ def test_two_relays_at_once_send_each_job_once(
     """Several maintenance processes may run: row locks split the work, none is done twice."""
     import threading
 
-    from producer import broker
+    from pgjobs.producer import broker
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise redis_lib.ConnectionError("redis down")
@@ -152,8 +152,8 @@ def test_far_future_job_waits_in_postgres_until_it_comes_within_the_horizon(
 
 KILLED_AFTER_SEND = """
 import os, uuid
-import db.jobs.state_machine as sm
-from producer import enqueue
+import pgjobs.db.jobs.state_machine as sm
+from pgjobs.producer import enqueue
 
 def die(*args, **kwargs):
     print("sent", flush=True)

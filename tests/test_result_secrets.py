@@ -22,20 +22,20 @@ from jobwait import events_of, wait_for
 from pydantic import BaseModel
 from sqlalchemy import text
 
-import db.query_log
-import worker.credentials
-import worker.runner
-from db.credentials import create_credential
-from db.engine import transaction
-from db.models import EventType, JobStatus
-from db.redaction import REDACTED
-from db.schemas.job import JobEventRead, JobRead
-from db.settings import get_settings
-from producer import enqueue
-from producer.job_types import job_type
-from worker.context import JobContext
-from worker.errors import PermanentError
-from worker.handlers.registry import handles
+import pgjobs.db.query_log
+import pgjobs.worker.credentials
+import pgjobs.worker.runner
+from pgjobs.db.engine import transaction
+from pgjobs.db.models import EventType, JobStatus
+from pgjobs.db.schemas.job import JobEventRead, JobRead
+from pgjobs.producer import enqueue
+from pgjobs.producer.job_types import job_type
+from pgjobs.settings import get_settings
+from pgjobs.vault.credentials import create_credential
+from pgjobs.vault.redaction import REDACTED
+from pgjobs.worker.context import JobContext
+from pgjobs.worker.errors import PermanentError
+from pgjobs.worker.handlers.registry import handles
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
@@ -91,7 +91,8 @@ def db_env(use_fresh_db: str) -> str:
 @pytest.fixture
 def logs(monkeypatch: pytest.MonkeyPatch, jobs_env: str) -> Iterator[io.StringIO]:
     set_keys(monkeypatch, f"ka:{KEY_A}")
-    with json_logs(monkeypatch, worker.runner, worker.credentials, db.query_log) as buffer:
+    modules = (pgjobs.worker.runner, pgjobs.worker.credentials, pgjobs.db.query_log)
+    with json_logs(monkeypatch, *modules) as buffer:
         yield buffer
     get_settings.cache_clear()
 

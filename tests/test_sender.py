@@ -13,10 +13,10 @@ import redis as redis_lib
 from helpers import job_ids_in_redis
 from sqlalchemy import Connection, text
 
-from db.engine import autocommit, transaction
-from db.jobs import state_machine as sm
-from db.models import JobStatus
-from producer import broker, enqueue, flush, get_job, sender
+from pgjobs.db.engine import autocommit, transaction
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.models import JobStatus
+from pgjobs.producer import broker, enqueue, flush, get_job, sender
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 

@@ -8,10 +8,17 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from db.engine import transaction
-from db.models import JobStatus
-from producer import InvalidOption, JobRequest, count_jobs_by_status, enqueue_many, flush, list_jobs
-from producer.status import JobFilters, list_jobs_query
+from pgjobs.db.engine import transaction
+from pgjobs.db.models import JobStatus
+from pgjobs.producer import (
+    InvalidOption,
+    JobRequest,
+    count_jobs_by_status,
+    enqueue_many,
+    flush,
+    list_jobs,
+)
+from pgjobs.producer.status import JobFilters, list_jobs_query
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 

@@ -1,4 +1,4 @@
-"""db/tenants.py, `jobctl tenants`, and the idempotent sample data of db/seed.py."""
+"""pgjobs/db/tenants.py, `jobctl tenants`, and the idempotent sample data of pgjobs/db/seed.py."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import uuid
 import pytest
 from helpers import KEY_A, invoke, set_keys
 
-from db.credentials import find_credential, list_credentials
-from db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
-from db.mcp_servers import list_mcp_servers
-from db.models import AuthType, JobStatus
-from db.seed import seed_sample_data
-from db.tenants import TenantExists, create_tenant, get_tenant, list_tenants, resolve_tenant
-from jobctl.tenant_commands import tenants as tenants_cli
-from producer import list_jobs
+from pgjobs.cli.seed import seed_sample_data
+from pgjobs.cli.tenant_commands import tenants as tenants_cli
+from pgjobs.db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
+from pgjobs.db.models import AuthType, JobStatus
+from pgjobs.db.tenants import TenantExists, create_tenant, get_tenant, list_tenants, resolve_tenant
+from pgjobs.mcp.registry import list_mcp_servers
+from pgjobs.producer import list_jobs
+from pgjobs.vault.credentials import find_credential, list_credentials
 
 
 def test_create_get_resolve(use_session_db: str, tenant_slug: str) -> None:
@@ -66,7 +66,7 @@ SEEDED_JOBS = 8
 def test_seed_is_idempotent(
     use_fresh_db: str, monkeypatch: pytest.MonkeyPatch, redis_namespace: str, redis_client: object
 ) -> None:
-    from producer import broker
+    from pgjobs.producer import broker
 
     monkeypatch.setenv("JOBS_REDIS_NAMESPACE", redis_namespace)
     set_keys(monkeypatch, f"ka:{KEY_A}")

@@ -13,16 +13,16 @@ import redis as redis_lib
 from jobwait import assert_legal_history, events_of, types_of, wait_for
 from pydantic import BaseModel
 
-from db.engine import autocommit
-from db.jobs import state_machine as sm
-from db.models import EventType, JobStatus
-from db.settings import get_settings
-from producer import broker as broker_module
-from producer import cancel_job, enqueue, flush, get_job, retry_job
-from producer.job_types import Backoff, job_type
-from worker.context import JobContext
-from worker.errors import PermanentError
-from worker.handlers.registry import handles
+from pgjobs.db.engine import autocommit
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.models import EventType, JobStatus
+from pgjobs.producer import broker as broker_module
+from pgjobs.producer import cancel_job, enqueue, flush, get_job, retry_job
+from pgjobs.producer.job_types import Backoff, job_type
+from pgjobs.settings import get_settings
+from pgjobs.worker.context import JobContext
+from pgjobs.worker.errors import PermanentError
+from pgjobs.worker.handlers.registry import handles
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
@@ -75,7 +75,7 @@ def fast_leases(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBS_HEARTBEAT_SECONDS", "0.1")
     monkeypatch.setenv("JOBS_PROGRESS_INTERVAL_SECONDS", "0")
     get_settings.cache_clear()
-    from worker.runner import lease_keeper
+    from pgjobs.worker.runner import lease_keeper
 
     lease_keeper.reset()
 
@@ -242,7 +242,7 @@ def test_malformed_messages_are_dead_lettered_and_valid_ones_behind_them_run(
 def test_expired_lease_is_rescued_and_job_completes(
     tenant_id: uuid.UUID, worker_factory: StartWorker
 ) -> None:
-    from worker.maintenance import rescue_once
+    from pgjobs.worker.maintenance import rescue_once
 
     job = enqueue(echo_type, {"value": 9}, tenant_id=tenant_id)
     # A worker claims it and dies: the lease runs out with nobody extending it.
@@ -264,7 +264,7 @@ def test_expired_lease_is_rescued_and_job_completes(
 
 
 def test_rescuer_fails_job_whose_attempts_are_used_up(tenant_id: uuid.UUID) -> None:
-    from worker.maintenance import rescue_once
+    from pgjobs.worker.maintenance import rescue_once
 
     job = enqueue(echo_type, {"value": 9}, tenant_id=tenant_id, max_attempts=1)
     with autocommit() as conn:
@@ -277,7 +277,7 @@ def test_rescuer_fails_job_whose_attempts_are_used_up(tenant_id: uuid.UUID) -> N
 
 
 def test_many_jobs_concurrently(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:
-    from producer import JobRequest, enqueue_many
+    from pgjobs.producer import JobRequest, enqueue_many
 
     worker_factory(threads=8)
     jobs = enqueue_many([JobRequest(echo_type, {"value": i}, tenant_id) for i in range(200)])
@@ -305,8 +305,8 @@ def test_concurrent_duplicate_deliveries_run_the_handler_once(
 def test_pruner_deletes_old_terminal_jobs_and_their_events_only(
     tenant_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from db.engine import transaction
-    from worker.maintenance import prune_once
+    from pgjobs.db.engine import transaction
+    from pgjobs.worker.maintenance import prune_once
 
     done = [enqueue(echo_type, {"value": i}, tenant_id=tenant_id) for i in range(5)]
     live = enqueue(echo_type, {"value": 99}, tenant_id=tenant_id)
@@ -346,7 +346,7 @@ def test_message_is_acked_only_after_its_completion_commits(
     completion has committed: a crash in between re-delivers it, nothing is lost."""
     from sqlalchemy import text
 
-    from db.engine import transaction
+    from pgjobs.db.engine import transaction
 
     worker_factory(threads=1)
     job = enqueue(echo_type, {"value": 1, "sleep": 0.3}, tenant_id=tenant_id)
@@ -391,6 +391,6 @@ def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(
 
 
 def test_the_consumer_knows_the_worker_thread_count(worker_factory: StartWorker) -> None:
-    """The consumer sizes its fetches by the worker's threads (worker/consumer.py)."""
+    """The consumer sizes its fetches by the worker's threads (pgjobs/worker/consumer.py)."""
     worker = worker_factory(threads=3)
     assert worker.broker.worker_threads == 3

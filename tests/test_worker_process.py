@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from jobwait import assert_legal_history, events_of, wait_for
 
-from db.models import EventType, JobStatus
-from producer import enqueue, get_job
+from pgjobs.db.models import EventType, JobStatus
+from pgjobs.producer import enqueue, get_job
 
 pytestmark = [pytest.mark.usefixtures("jobs_env"), pytest.mark.slow]
 
@@ -40,7 +40,7 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
     def start(**extra: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(
-            JOBS_IMPORTS="jobctl.demo_jobs",
+            JOBS_IMPORTS="pgjobs.cli.demo_jobs",
             JOBS_DEV_DIR=str(tmp_path),
             JOBS_HEARTBEAT_SECONDS="0.2",
             JOBS_PROGRESS_INTERVAL_SECONDS="0",
@@ -48,7 +48,7 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
         )
         log = (tmp_path / f"worker-{len(started)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jobctl.main", "worker", "-p", "1", "-t", "2"],
+            [sys.executable, "-m", "pgjobs.cli.main", "worker", "-p", "1", "-t", "2"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -67,7 +67,7 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
 def test_metrics_endpoint_serves_ours_and_dramatiqs(
     tenant_id: uuid.UUID, start_worker: object
 ) -> None:
-    from jobctl.demo_jobs import demo_render
+    from pgjobs.cli.demo_jobs import demo_render
 
     port = _free_port()
     start_worker(JOBS_METRICS_PORT=str(port))  # type: ignore[operator]
@@ -95,7 +95,7 @@ def test_metrics_endpoint_serves_ours_and_dramatiqs(
 def test_sigterm_releases_running_jobs_after_the_grace_period(
     tenant_id: uuid.UUID, start_worker: object
 ) -> None:
-    from jobctl.demo_jobs import demo_render
+    from pgjobs.cli.demo_jobs import demo_render
 
     worker = start_worker(JOBS_SHUTDOWN_GRACE_SECONDS="1")  # type: ignore[operator]
     long = enqueue(

@@ -1,0 +1,164 @@
+"""pgjobs: background jobs with durable, queryable state in PostgreSQL, delivered by Dramatiq.
+
+What an application needs is here::
+
+    import pgjobs
+
+    thumbnail = pgjobs.job_type("thumbnail", Thumbnail, queue="media")
+    tenant = pgjobs.get_tenant("acme")
+    job = pgjobs.enqueue(thumbnail, {"image_id": 42}, tenant_id=tenant.id)
+    pgjobs.get_job(tenant.id, job.id).status
+
+The subpackages hold the rest: ``pgjobs.producer`` (enqueue, status, the relay), ``pgjobs.worker``
+(the Dramatiq app, handlers), ``pgjobs.vault`` (credentials and keys), ``pgjobs.mcp`` (MCP
+servers), ``pgjobs.db`` (tables, the state machine), ``pgjobs.services`` (finding PostgreSQL and
+Redis), ``pgjobs.cli`` (``jobctl``).
+
+Names are loaded on first use, so ``import pgjobs`` costs nothing until one is touched, and an
+application that only enqueues never imports the worker's modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgjobs.db.errors import (
+        ConfigurationError,
+        DatabaseError,
+        DatabaseUnavailable,
+        InvalidInput,
+        JobsError,
+        NotFound,
+    )
+    from pgjobs.db.schemas.job import JobEventRead, JobRead
+    from pgjobs.db.schemas.tenant import TenantRead
+    from pgjobs.db.tenants import create_tenant, get_tenant, list_tenants
+    from pgjobs.producer.control import CancelResult, cancel_job, retry_job
+    from pgjobs.producer.enqueue import EnqueuedJob, JobRequest, enqueue, enqueue_many
+    from pgjobs.producer.errors import (
+        InvalidOption,
+        InvalidPayload,
+        InvalidTransition,
+        JobNotFound,
+        PayloadTooLarge,
+        ProducerError,
+        UnknownJobType,
+        UnknownTenant,
+    )
+    from pgjobs.producer.job_types import Backoff, JobType, job_type
+    from pgjobs.producer.sender import flush
+    from pgjobs.producer.status import (
+        Page,
+        count_jobs_by_status,
+        get_job,
+        get_job_events,
+        list_jobs,
+    )
+    from pgjobs.worker.context import JobContext
+    from pgjobs.worker.errors import PermanentError
+    from pgjobs.worker.handlers.registry import handles
+
+_HOMES: dict[str, str] = {
+    # declaring job types and handlers
+    "job_type": "pgjobs.producer.job_types",
+    "JobType": "pgjobs.producer.job_types",
+    "Backoff": "pgjobs.producer.job_types",
+    "handles": "pgjobs.worker.handlers.registry",
+    "JobContext": "pgjobs.worker.context",
+    "PermanentError": "pgjobs.worker.errors",
+    # enqueueing and commands
+    "enqueue": "pgjobs.producer.enqueue",
+    "enqueue_many": "pgjobs.producer.enqueue",
+    "JobRequest": "pgjobs.producer.enqueue",
+    "EnqueuedJob": "pgjobs.producer.enqueue",
+    "cancel_job": "pgjobs.producer.control",
+    "retry_job": "pgjobs.producer.control",
+    "CancelResult": "pgjobs.producer.control",
+    "flush": "pgjobs.producer.sender",
+    # status
+    "get_job": "pgjobs.producer.status",
+    "list_jobs": "pgjobs.producer.status",
+    "get_job_events": "pgjobs.producer.status",
+    "count_jobs_by_status": "pgjobs.producer.status",
+    "Page": "pgjobs.producer.status",
+    "JobRead": "pgjobs.db.schemas.job",
+    "JobEventRead": "pgjobs.db.schemas.job",
+    # tenants
+    "get_tenant": "pgjobs.db.tenants",
+    "create_tenant": "pgjobs.db.tenants",
+    "list_tenants": "pgjobs.db.tenants",
+    "TenantRead": "pgjobs.db.schemas.tenant",
+    # typed errors
+    "JobsError": "pgjobs.db.errors",
+    "ConfigurationError": "pgjobs.db.errors",
+    "DatabaseError": "pgjobs.db.errors",
+    "DatabaseUnavailable": "pgjobs.db.errors",
+    "InvalidInput": "pgjobs.db.errors",
+    "NotFound": "pgjobs.db.errors",
+    "ProducerError": "pgjobs.producer.errors",
+    "UnknownJobType": "pgjobs.producer.errors",
+    "UnknownTenant": "pgjobs.producer.errors",
+    "InvalidPayload": "pgjobs.producer.errors",
+    "PayloadTooLarge": "pgjobs.producer.errors",
+    "InvalidOption": "pgjobs.producer.errors",
+    "InvalidTransition": "pgjobs.producer.errors",
+    "JobNotFound": "pgjobs.producer.errors",
+}
+
+__all__ = [
+    "Backoff",
+    "CancelResult",
+    "ConfigurationError",
+    "DatabaseError",
+    "DatabaseUnavailable",
+    "EnqueuedJob",
+    "InvalidInput",
+    "InvalidOption",
+    "InvalidPayload",
+    "InvalidTransition",
+    "JobContext",
+    "JobEventRead",
+    "JobNotFound",
+    "JobRead",
+    "JobRequest",
+    "JobType",
+    "JobsError",
+    "NotFound",
+    "Page",
+    "PayloadTooLarge",
+    "PermanentError",
+    "ProducerError",
+    "TenantRead",
+    "UnknownJobType",
+    "UnknownTenant",
+    "cancel_job",
+    "count_jobs_by_status",
+    "create_tenant",
+    "enqueue",
+    "enqueue_many",
+    "flush",
+    "get_job",
+    "get_job_events",
+    "get_tenant",
+    "handles",
+    "job_type",
+    "list_jobs",
+    "list_tenants",
+    "retry_job",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from the module that defines it, on first use (PEP 562)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pgjobs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,90 @@
+"""What every `jobctl` command shares: typed errors shown as plain messages, the ``--tenant``
+option, finding the servers, table and JSON output."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from typing import IO, Any, TypeVar
+
+import click
+from pydantic import BaseModel
+
+from pgjobs.db.errors import JobsError
+from pgjobs.db.tenants import resolve_tenant
+from pgjobs.services.local import ensure_local_services
+from pgjobs.vault.cipher import CredentialCryptoError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobsGroup(click.Group):
+    """A command group whose typed errors end the command with their message (exit 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (JobsError, CredentialCryptoError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def read_text(stream: IO[bytes], source: str, limit: int) -> str:
+    """What ``stream`` holds, as UTF-8 text of at most ``limit`` bytes. Every file and standard
+    input a command reads comes through here, so a binary file, a device that never ends or an
+    unreadable path is a one-line error (exit 1), never a traceback."""
+    try:
+        data = stream.read(limit + 1)
+    except OSError as err:
+        raise click.ClickException(f"cannot read {source}: {err.strerror or 'I/O error'}") from None
+    if len(data) > limit:
+        raise click.ClickException(f"{source} is larger than {limit} bytes")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as err:
+        raise click.ClickException(f"{source} is not UTF-8 text (byte {err.start})") from None
+
+
+def connect() -> None:
+    """Find the database like `jobctl db` does: DATABASE_URL, else the embedded server."""
+    ensure_local_services(schema=True)
+
+
+def tenant_option(func: F) -> F:
+    """``--tenant SLUG_OR_ID`` (or JOBS_TENANT), passed to the command as ``tenant``."""
+    return click.option("--tenant", required=True, envvar="JOBS_TENANT", help="Tenant slug or id.")(
+        func
+    )
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def tenant_id(ref: str) -> uuid.UUID:
+    """The id of the tenant named by ``--tenant``."""
+    connect()
+    return resolve_tenant(ref).id
+
+
+def echo_rows(
+    items: Sequence[BaseModel], columns: dict[str, Callable[[Any], object]], as_json: bool
+) -> None:
+    """Print ``items`` as JSON, or as a table of ``columns`` (header -> value of an item)."""
+    if as_json:
+        click.echo(json.dumps([item.model_dump(mode="json") for item in items], indent=2))
+        return
+    table = [list(columns)] + [[_cell(get(item)) for get in columns.values()] for item in items]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for row in table:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(timespec="seconds"))
+    return str(value)

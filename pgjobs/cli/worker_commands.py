@@ -1,0 +1,93 @@
+"""`jobctl worker` (Dramatiq worker processes) and `jobctl maintenance` (the periodic services)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from pgjobs.services.local import ensure_local_services
+from pgjobs.settings import get_settings
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for worker processes. Idle consumers poll Redis at most this many ms apart,
+    so an idle system picks a new job up quickly (Dramatiq's default is 1000 ms). With
+    ``JOBS_METRICS_PORT``, every process writes its metrics to one multiprocess directory that
+    Dramatiq's exposition server reads (ours and Dramatiq's alike)."""
+    settings = get_settings()
+    env = {"dramatiq_worker_timeout": str(settings.worker_poll_ms)}
+    if settings.metrics_port is not None:
+        metrics_dir = Path(settings.dev_dir).resolve() / "metrics" / str(settings.metrics_port)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env.update(
+            dramatiq_prom_port=str(settings.metrics_port),
+            dramatiq_prom_db=str(metrics_dir),
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        )
+    return env
+
+
+def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[str]:
+    """The `dramatiq` command line for our worker application."""
+    settings = get_settings()
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "pgjobs.worker.app",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        # Longer than our grace period, so jobs are released by us, not killed by Dramatiq.
+        "--worker-shutdown-timeout",
+        str(int((settings.shutdown_grace_seconds + 15) * 1000)),
+    ]
+    if queues:
+        argv += ["--queues", *queues]
+    return argv
+
+
+@click.command()
+@click.option("--processes", "-p", type=int, default=None, help="Worker processes.")
+@click.option("--threads", "-t", type=int, default=None, help="Threads per process.")
+@click.option("--queues", "-Q", multiple=True, help="Only these queues (default: all).")
+def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
+    """Run worker processes (replaces this process with `dramatiq worker.app ...`)."""
+    settings = get_settings()
+    database_url, redis_url = ensure_local_services(schema=True)
+    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
+    os.environ.update(worker_env())
+    argv = worker_argv(
+        processes or settings.worker_processes, threads or settings.worker_threads, queues
+    )
+    os.execv(argv[0], argv)  # noqa: S606 - argv is built above, no shell
+
+
+@click.command()
+@click.option("--interval", type=float, default=None, help="Seconds between passes.")
+def maintenance(interval: float | None) -> None:
+    """Run the relay, the rescuer and the pruner until SIGTERM/SIGINT."""
+    from pgjobs.worker.maintenance import run_maintenance
+    from pgjobs.worker.setup import import_user_modules
+
+    database_url, redis_url = ensure_local_services(schema=True)
+    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
+    get_settings.cache_clear()
+    import_user_modules()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run_maintenance(stop, interval=interval)

@@ -1,0 +1,898 @@
+"""Every change of a job's status, one named SQL statement each, its event in the same statement.
+
+This module is the only place that writes ``content_jobs.status``. Each transition is a single
+``UPDATE ... WHERE id = ... AND status IN (...)`` (Procrastinate's shape) whose ``RETURNING`` feeds
+an ``INSERT INTO job_events`` in the same statement, so the status change and its event commit
+together, in one round trip. A transition whose guard matches no row changes nothing and returns
+``None``/``False``: the caller decides whether that is a no-op (a duplicate message) or an error.
+
+Worker-side transitions are *fenced* by the attempt number: a worker whose lease expired and whose
+job was claimed again (attempts incremented) can no longer complete, fail or retry it.
+
+The legal moves (docs/architecture.md)::
+
+    pending --send--> queued --claim--> active --> succeeded | failed | cancelled
+       |                 ^                 |
+       +--> cancelled    +---- retry ------+   (also: lease expired -> rescued -> queued)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from pgjobs.db.models.job import JobStatus
+from pgjobs.db.statements import execute as _run
+
+# Legal (from, to) pairs of content_jobs.status. The tests replay every recorded event
+# history against this table (tests/jobwait.py: assert_legal_history).
+TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
+    {
+        (JobStatus.PENDING, JobStatus.QUEUED),
+        (JobStatus.PENDING, JobStatus.CANCELLED),
+        (JobStatus.QUEUED, JobStatus.ACTIVE),
+        (JobStatus.PENDING, JobStatus.ACTIVE),  # the message overtook its own mark_sent
+        (JobStatus.QUEUED, JobStatus.CANCELLED),
+        (JobStatus.ACTIVE, JobStatus.SUCCEEDED),
+        (JobStatus.ACTIVE, JobStatus.FAILED),
+        (JobStatus.ACTIVE, JobStatus.CANCELLED),
+        (JobStatus.ACTIVE, JobStatus.QUEUED),  # retry, rescue, release
+        (JobStatus.ACTIVE, JobStatus.ACTIVE),  # claim of an expired lease (rescued + started)
+        (JobStatus.FAILED, JobStatus.PENDING),  # manual retry
+        (JobStatus.CANCELLED, JobStatus.PENDING),  # manual retry
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One row for :func:`insert_pending`. ``payload`` is already validated JSON."""
+
+    tenant_id: uuid.UUID
+    type: str
+    payload_json: str
+    message_id: str
+    max_attempts: int
+    priority: int
+    run_at: datetime | None
+    """An explicit due time, or None: due now plus ``delay_seconds`` by the database clock."""
+    delay_seconds: float | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InsertedJob:
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    status: JobStatus
+    queue_job_id: str | None
+    run_at: datetime
+    idempotency_key: str | None
+    created: bool
+    """False when the idempotency key matched an existing job (nothing was written)."""
+    due_in_ms: int
+    """Milliseconds from now until ``run_at`` by the database clock (0: due)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    lease_expires_at: datetime
+    rescued: bool
+    """True when the claim took over an expired lease (a ``rescued`` event was written too)."""
+
+
+# --- producer side ------------------------------------------------------------------------------
+
+_INSERT_INTO = """
+    INSERT INTO content_jobs (tenant_id, type, payload, status, queue_job_id, max_attempts,
+                              priority, run_at, idempotency_key)
+"""
+# Milliseconds until a job is due by the database clock, 0 when due. In epoch seconds rather
+# than as ``run_at - now()``: a row written by hand may hold 'infinity', which no interval holds.
+_DUE_IN_MS = """least(greatest(0, ceil((extract(epoch FROM run_at) - extract(epoch FROM now()))
+                                * 1000)), 9223372036854775807)::bigint AS due_in_ms"""
+# after the rows to insert: skip a taken idempotency key, write the events, say when each is due
+_INSERT_REST = f"""
+    ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, tenant_id, type, status, queue_job_id, run_at, idempotency_key
+), events AS (
+    INSERT INTO job_events (job_id, tenant_id, event_type, data)
+    SELECT id, tenant_id, 'enqueued',
+           jsonb_strip_nulls(jsonb_build_object(
+               'type', type, 'run_at', run_at, 'idempotency_key', idempotency_key))
+    FROM inserted
+)
+-- due_in_ms: the delay the message gets, by the database clock (never a client's)
+SELECT *, {_DUE_IN_MS}
+FROM inserted ORDER BY id
+"""  # noqa: S608
+
+INSERT_PENDING = text(
+    f"""
+    WITH input AS (
+        SELECT * FROM unnest(
+            CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]), CAST(:payloads AS text[]),
+            CAST(:message_ids AS text[]), CAST(:max_attempts AS int[]), CAST(:priorities AS int[]),
+            CAST(:run_ats AS timestamptz[]), CAST(:delays AS float8[]), CAST(:keys AS text[])
+        ) WITH ORDINALITY AS i(tenant_id, type, payload, message_id, max_attempts, priority,
+                               run_at, delay, idempotency_key, ord)
+    ), inserted AS ({_INSERT_INTO}
+        SELECT i.tenant_id, i.type, CAST(i.payload AS jsonb), 'pending', i.message_id,
+               i.max_attempts, i.priority,
+               coalesce(i.run_at, now() + make_interval(secs => coalesce(i.delay, 0))),
+               i.idempotency_key
+        FROM input i JOIN tenants t ON t.id = i.tenant_id
+        -- all or nothing: if any tenant is unknown, insert no row at all
+        WHERE (SELECT count(*) FROM tenants WHERE id = ANY(CAST(:tenant_ids AS uuid[])))
+              = CAST(:n_tenants AS int)
+        ORDER BY i.ord
+    {_INSERT_REST}"""  # noqa: S608
+)
+
+INSERT_ONE_PENDING = text(
+    f"""
+    WITH inserted AS ({_INSERT_INTO}
+        SELECT t.id, CAST(:type AS text), CAST(:payload AS jsonb), 'pending',
+               CAST(:message_id AS text), CAST(:max_attempts AS int), CAST(:priority AS int),
+               coalesce(CAST(:run_at AS timestamptz),
+                        now() + make_interval(secs => coalesce(CAST(:delay AS float8), 0))),
+               CAST(:idempotency_key AS text)
+        FROM tenants t WHERE t.id = CAST(:tenant_id AS uuid)  -- none for an unknown tenant
+    {_INSERT_REST}"""  # noqa: S608
+)
+"""The same for one job: no arrays to build, unnest and join (a single ``enqueue`` is the
+commonest call; this form costs the server and the client less per call)."""
+
+SELECT_BY_IDEMPOTENCY_KEYS = text(
+    f"""
+    SELECT j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.idempotency_key,
+           {_DUE_IN_MS}
+    FROM content_jobs j
+    JOIN unnest(CAST(:tenant_ids AS uuid[]), CAST(:keys AS text[])) AS k(tenant_id, key)
+      ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key
+    """  # noqa: S608
+)
+
+
+def insert_pending(conn: Connection, jobs: Sequence[NewJob]) -> list[InsertedJob | None]:
+    """Insert jobs as ``pending`` with their ``enqueued`` events; one statement for all.
+
+    Returns one entry per input, in order: the new job, or the existing job when its idempotency
+    key was taken (``created=False``). When any tenant does not exist nothing is inserted and
+    the entries of the jobs not found by idempotency key are ``None``.
+    """
+    if len(jobs) == 1:
+        (job,) = jobs
+        one = {
+            "tenant_id": job.tenant_id,
+            "type": job.type,
+            "payload": job.payload_json,
+            "message_id": job.message_id,
+            "max_attempts": job.max_attempts,
+            "priority": job.priority,
+            "run_at": job.run_at,
+            "delay": job.delay_seconds,
+            "idempotency_key": job.idempotency_key,
+        }
+        rows = _run(conn, INSERT_ONE_PENDING, one).fetchall()
+    else:
+        rows = _run(conn, INSERT_PENDING, _many_params(jobs)).fetchall()
+    by_message = {r.queue_job_id: _inserted(r, created=True) for r in rows}
+    results: list[InsertedJob | None] = [by_message.get(j.message_id) for j in jobs]
+    missing = [(i, j) for i, j in enumerate(jobs) if results[i] is None and j.idempotency_key]
+    if missing:
+        existing = _run(
+            conn,
+            SELECT_BY_IDEMPOTENCY_KEYS,
+            {
+                "tenant_ids": [j.tenant_id for _, j in missing],
+                "keys": [j.idempotency_key for _, j in missing],
+            },
+        ).fetchall()
+        by_key = {(r.tenant_id, r.idempotency_key): _inserted(r, created=False) for r in existing}
+        for i, j in missing:
+            results[i] = by_key.get((j.tenant_id, j.idempotency_key))
+    return results
+
+
+def _many_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
+    return {
+        "tenant_ids": [j.tenant_id for j in jobs],
+        "types": [j.type for j in jobs],
+        "payloads": [j.payload_json for j in jobs],
+        "message_ids": [j.message_id for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "run_ats": [j.run_at for j in jobs],
+        "delays": [j.delay_seconds for j in jobs],
+        "keys": [j.idempotency_key for j in jobs],
+        "n_tenants": len({j.tenant_id for j in jobs}),
+    }
+
+
+def _inserted(row: Any, *, created: bool) -> InsertedJob:
+    return InsertedJob(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        type=row.type,
+        status=JobStatus(row.status),
+        queue_job_id=row.queue_job_id,
+        run_at=row.run_at,
+        idempotency_key=row.idempotency_key,
+        created=created,
+        due_in_ms=int(row.due_in_ms),
+    )
+
+
+MARK_SENT = text(
+    """
+    WITH target AS (
+        SELECT id FROM content_jobs
+        -- primary-key lookups only (see CLAIM): a generic plan once took every live job from
+        -- the partial run_at index and intersected it with the ids
+        WHERE id = ANY(CAST(:ids AS bigint[])) AND (status = 'pending') IS TRUE
+        -- a row a worker is claiming right now is skipped, not waited for: it is leaving
+        -- pending anyway, and waiting on many rows at once deadlocked with the claims
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE content_jobs j SET status = 'queued', updated_at = now()
+    FROM target t
+    WHERE j.id = t.id
+      -- this statement's own transaction commits without waiting for the WAL flush
+      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
+    """
+)
+
+
+def mark_sent(conn: Connection, job_ids: Sequence[int]) -> int:
+    """pending -> queued once the message is on Redis. No event of its own: the ``enqueued``
+    event already stands for it (docs/architecture.md). Returns how many rows moved.
+
+    Committed asynchronously (no wait for the WAL flush; run it in autocommit): the mark is a
+    hint, not a promise. If a server crash loses it, the row is pending again with its message
+    on Redis; the relay finds the message there and marks the row, and the worker claims a
+    pending job just as well."""
+    return int(_run(conn, MARK_SENT, {"ids": list(job_ids)}).rowcount)
+
+
+RESEND = text(
+    """
+    WITH input AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:message_ids AS text[]))
+            AS i(id, message_id)
+    ), moved AS (
+        UPDATE content_jobs j
+        SET status = 'queued', queue_job_id = i.message_id, updated_at = now()
+        FROM input i
+        -- primary-key lookups only (see CLAIM)
+        WHERE j.id = i.id AND j.id = ANY(CAST(:ids AS bigint[]))
+          AND (j.status IN ('pending', 'queued')) IS TRUE
+        RETURNING j.id, j.tenant_id, j.type
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'enqueued',
+               jsonb_build_object('type', type, 'resent', true, 'reason', CAST(:reason AS text))
+        FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def record_resend(
+    conn: Connection, job_ids: Sequence[int], message_ids: Sequence[str], reason: str
+) -> int:
+    """The relay re-sent these jobs' messages: each is queued under its new message id, with an
+    ``enqueued`` event saying why. Returns how many rows were still waiting to run."""
+    params = {"ids": list(job_ids), "message_ids": list(message_ids), "reason": reason}
+    return len(_run(conn, RESEND, params).fetchall())
+
+
+UNSENT_CANDIDATES = text(
+    f"""
+    SELECT id, tenant_id, type, status, queue_job_id, run_at,
+           {_DUE_IN_MS}
+    FROM content_jobs
+    WHERE status = :status AND updated_at < now() - make_interval(secs => :older_than)
+      AND run_at <= now() + make_interval(secs => :horizon)
+      -- the live set's partial index, in a generic plan too (where :status is unknown)
+      AND status IN ('pending', 'queued')
+    ORDER BY run_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+    """  # noqa: S608
+)
+
+
+def lock_unsent_candidates(
+    conn: Connection,
+    status: JobStatus,
+    *,
+    older_than_seconds: float,
+    horizon_seconds: float,
+    limit: int,
+) -> list[Any]:
+    """Rows the relay should look at, locked for this transaction (other relays skip them).
+
+    Only rows due within ``horizon_seconds``: jobs scheduled further out wait in PostgreSQL,
+    not in Redis's delay queue (whose messages Dramatiq workers hold in memory until due).
+    """
+    params = {
+        "status": status.value,
+        "older_than": older_than_seconds,
+        "horizon": horizon_seconds,
+        "limit": limit,
+    }
+    return _run(conn, UNSENT_CANDIDATES, params).fetchall()
+
+
+CANCEL = text(
+    """
+    WITH target AS (
+        SELECT id, status FROM content_jobs
+        WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE
+    ), cancelled AS (
+        UPDATE content_jobs j
+        SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
+            lease_expires_at = NULL, updated_at = now()
+        FROM target t
+        WHERE j.id = t.id AND t.status IN ('pending', 'queued')
+        RETURNING j.id, j.tenant_id
+    ), requested AS (
+        UPDATE content_jobs j
+        SET cancel_requested_at = coalesce(j.cancel_requested_at, now()), updated_at = now()
+        FROM target t
+        WHERE j.id = t.id AND t.status = 'active'
+        RETURNING j.id
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'cancelled',
+               jsonb_build_object('reason', CAST(:reason AS text), 'while_running', false)
+        FROM cancelled
+    )
+    SELECT t.status AS previous,
+           EXISTS (SELECT 1 FROM cancelled) AS cancelled,
+           EXISTS (SELECT 1 FROM requested) AS requested
+    FROM target t
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    previous: JobStatus
+    cancelled: bool
+    """Cancelled now (it was pending or queued)."""
+    requested: bool
+    """It is running: asked to stop at its next checkpoint."""
+
+
+def cancel(
+    conn: Connection, job_id: int, tenant_id: uuid.UUID, reason: str | None
+) -> CancelOutcome | None:
+    """Cancel a pending/queued job at once, or ask a running one to stop. ``None``: no such job
+    for this tenant. A terminal job is left as it is (``cancelled=requested=False``)."""
+    params = {"id": job_id, "tenant_id": tenant_id, "reason": reason}
+    row = _run(conn, CANCEL, params).fetchone()
+    if row is None:
+        return None
+    return CancelOutcome(JobStatus(row.previous), row.cancelled, row.requested)
+
+
+MANUAL_RETRY = text(
+    """
+    WITH moved AS (
+        UPDATE content_jobs
+        SET status = 'pending', queue_job_id = :message_id, completed_at = NULL,
+            cancel_requested_at = NULL, lease_expires_at = NULL, result = NULL, progress = 0,
+            progress_message = NULL, run_at = now(), updated_at = now(),
+            max_attempts = greatest(max_attempts, attempts + 1)
+        WHERE id = :id AND tenant_id = :tenant_id AND status IN ('failed', 'cancelled')
+        RETURNING id, tenant_id, type, attempts, error_message
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'retry',
+               jsonb_build_object('attempt', attempts, 'manual', true,
+                                  'error', coalesce(error_message, ''))
+        FROM moved
+    )
+    SELECT id, type FROM moved
+    """
+)
+
+
+def manual_retry(
+    conn: Connection, job_id: int, tenant_id: uuid.UUID, message_id: str
+) -> str | None:
+    """failed/cancelled -> pending for one more attempt (the attempt budget grows by one if it
+    was used up), with a ``retry`` event marked manual. Returns the job's type, or None when
+    the job is not failed or cancelled (or not there)."""
+    params = {"id": job_id, "tenant_id": tenant_id, "message_id": message_id}
+    row = _run(conn, MANUAL_RETRY, params).fetchone()
+    return None if row is None else str(row.type)
+
+
+# --- worker side --------------------------------------------------------------------------------
+
+_CLAIM_CTES = """
+    claim_input AS (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tenant_ids AS uuid[]),
+                             CAST(:message_ids AS text[]))
+            WITH ORDINALITY AS i(id, tenant_id, message_id, ord)
+    ), claim_target AS (
+        SELECT j.id, j.status, i.message_id, i.ord
+        FROM content_jobs j JOIN claim_input i ON j.id = i.id
+        -- Primary-key lookups only, whatever the statistics say: the `IS TRUE` wrappers hide
+        -- these conditions from the (tenant_id, ...) and partial status indexes, through
+        -- which a stale plan would walk a whole tenant or every live job.
+        WHERE j.id = ANY(CAST(:ids AS bigint[]))
+          AND (j.tenant_id = i.tenant_id) IS TRUE
+          AND (j.status IN ('pending', 'queued')
+               OR (j.status = 'active' AND j.lease_expires_at < now()
+                   AND j.attempts < j.max_attempts)) IS TRUE
+          AND (j.run_at <= now() + interval '1 second') IS TRUE
+        -- rows are locked in id order: concurrent batches cannot deadlock on each other
+        ORDER BY j.id
+        FOR UPDATE OF j
+    ), claimed AS (
+        UPDATE content_jobs j
+        SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+            lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
+        FROM claim_target t
+        WHERE j.id = t.id
+        RETURNING j.id, j.tenant_id, j.type, j.payload, j.attempts, j.max_attempts,
+                  j.lease_expires_at, t.status = 'active' AS rescued, t.message_id, t.ord
+    ), claim_events AS (
+        -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT c.id, c.tenant_id, e.event_type, e.data
+        FROM claimed c CROSS JOIN LATERAL (VALUES
+            (1, 'rescued',
+             jsonb_build_object('attempt', c.attempts - 1, 'reason', 'lease expired')),
+            (2, 'started',
+             jsonb_build_object('attempt', c.attempts, 'message_id', c.message_id,
+                                'worker', CAST(:worker AS text)))
+        ) AS e(ord, event_type, data)
+        WHERE e.event_type = 'started' OR c.rescued
+        ORDER BY c.ord, e.ord
+    )"""
+
+_CLAIMED_COLUMNS = (
+    "id, tenant_id, type, payload, attempts, max_attempts, lease_expires_at, rescued, ord"
+)
+
+# The f-strings below join this module's own constant SQL fragments, never input.
+CLAIM = text(f"WITH {_CLAIM_CTES} SELECT {_CLAIMED_COLUMNS} FROM claimed")  # noqa: S608
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One delivery asking to run a job: its message id goes into the ``started`` event."""
+
+    job_id: int
+    tenant_id: uuid.UUID
+    message_id: str | None
+
+
+def claim_many(
+    conn: Connection,
+    requests: Sequence[ClaimRequest],
+    *,
+    lease_seconds: float,
+    worker: str | None,
+) -> list[ClaimedJob | None]:
+    """queued (or active with an expired lease) -> active for each request, in one statement;
+    attempts + 1; payloads returned. One answer per request, in order.
+
+    A pending job is claimable too: its message exists, so it was sent, and the worker may simply
+    have been faster than the producer's pending -> queued update.
+
+    ``None`` when the job is missing, terminal, not yet due, or held by a live lease: the
+    message is then a duplicate and does nothing. Job ids must be distinct within one call.
+    """
+    rows = _run(conn, CLAIM, _claim_params(requests, lease_seconds, worker)).fetchall()
+    return _claimed_in_order(rows, len(requests))
+
+
+def _claim_params(
+    requests: Sequence[ClaimRequest], lease_seconds: float, worker: str | None
+) -> dict[str, Any]:
+    return {
+        "ids": [r.job_id for r in requests],
+        "tenant_ids": [r.tenant_id for r in requests],
+        "message_ids": [r.message_id for r in requests],
+        "lease_seconds": lease_seconds,
+        "worker": worker,
+    }
+
+
+def _claimed_in_order(rows: Sequence[Any], count: int) -> list[ClaimedJob | None]:
+    by_ord = {
+        row.ord: ClaimedJob(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            type=row.type,
+            payload=row.payload,
+            attempt=row.attempts,
+            max_attempts=row.max_attempts,
+            lease_expires_at=row.lease_expires_at,
+            rescued=row.rescued,
+        )
+        for row in rows
+    }
+    return [by_ord.get(n) for n in range(1, count + 1)]
+
+
+def claim(
+    conn: Connection,
+    job_id: int,
+    tenant_id: uuid.UUID,
+    *,
+    lease_seconds: float,
+    message_id: str | None,
+    worker: str | None,
+) -> ClaimedJob | None:
+    """:func:`claim_many` for one job."""
+    request = ClaimRequest(job_id, tenant_id, message_id)
+    return claim_many(conn, [request], lease_seconds=lease_seconds, worker=worker)[0]
+
+
+EXTEND_LEASES = text(
+    """
+    UPDATE content_jobs j
+    SET lease_expires_at = now() + make_interval(secs => :lease_seconds)
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS int[])) AS h(id, attempt)
+    -- primary-key lookups only (see CLAIM)
+    WHERE j.id = h.id AND j.id = ANY(CAST(:ids AS bigint[]))
+      AND (j.status = 'active' AND j.attempts = h.attempt) IS TRUE
+    RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel_requested
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    held: bool
+    """False: the lease was lost (the job was rescued and claimed again, or ended)."""
+    cancel_requested: bool
+
+
+def extend_leases(
+    conn: Connection, held: Sequence[tuple[int, int]], lease_seconds: float
+) -> dict[int, LeaseState]:
+    """Push forward the leases of every job a worker runs, in one statement (not a status
+    change: no event). ``held`` is (job id, attempt) pairs; the answer tells, per job, whether
+    the lease is still held and whether a cancellation was requested."""
+    if not held:
+        return {}
+    params = {
+        "ids": [job_id for job_id, _ in held],
+        "attempts": [attempt for _, attempt in held],
+        "lease_seconds": lease_seconds,
+    }
+    found = {r.id: r.cancel_requested for r in _run(conn, EXTEND_LEASES, params)}
+    return {
+        job_id: LeaseState(job_id in found, bool(found.get(job_id, False))) for job_id, _ in held
+    }
+
+
+RECORD_PROGRESS = text(
+    """
+    WITH updated AS (
+        UPDATE content_jobs
+        SET progress = :percent, progress_message = :message, updated_at = now(),
+            lease_expires_at = greatest(lease_expires_at,
+                                        now() + make_interval(secs => :lease_seconds))
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, cancel_requested_at IS NOT NULL AS cancel_requested
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'progress',
+               jsonb_strip_nulls(jsonb_build_object('percent', CAST(:percent AS int),
+                                                    'message', CAST(:message AS text)))
+        FROM updated
+    )
+    SELECT cancel_requested FROM updated
+    """
+)
+
+
+def record_progress(
+    conn: Connection,
+    job_id: int,
+    attempt: int,
+    percent: int,
+    message: str | None,
+    lease_seconds: float,
+) -> LeaseState:
+    """Progress of a running job (and its ``progress`` event); extends the lease too."""
+    row = _run(
+        conn,
+        RECORD_PROGRESS,
+        {
+            "id": job_id,
+            "attempt": attempt,
+            "percent": percent,
+            "message": message,
+            "lease_seconds": lease_seconds,
+        },
+    ).fetchone()
+    if row is None:
+        return LeaseState(held=False, cancel_requested=False)
+    return LeaseState(held=True, cancel_requested=row.cancel_requested)
+
+
+_COMPLETE_CTES = """
+    done_input AS (
+        SELECT * FROM unnest(CAST(:done_ids AS bigint[]), CAST(:done_attempts AS int[]),
+                             CAST(:results AS text[]), CAST(:durations AS float8[]))
+            AS i(id, attempt, result, duration_ms)
+    ), done AS (
+        UPDATE content_jobs j
+        SET status = 'succeeded', result = CAST(i.result AS jsonb), progress = 100,
+            completed_at = now(), lease_expires_at = NULL, updated_at = now()
+        FROM done_input i
+        -- primary-key lookups only (see CLAIM)
+        WHERE j.id = i.id AND j.id = ANY(CAST(:done_ids AS bigint[]))
+          AND (j.status = 'active' AND j.attempts = i.attempt) IS TRUE
+        RETURNING j.id, j.tenant_id, j.attempts, i.duration_ms
+    ), done_events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'completed',
+               jsonb_build_object('attempt', attempts, 'duration_ms', duration_ms)
+        FROM done ORDER BY id
+    )"""
+
+COMPLETE = text(f"WITH {_COMPLETE_CTES} SELECT id FROM done")  # noqa: S608
+
+CLAIM_AND_COMPLETE = text(
+    f"WITH {_CLAIM_CTES}, {_COMPLETE_CTES} "  # noqa: S608
+    f"SELECT true AS is_claim, {_CLAIMED_COLUMNS} FROM claimed "
+    "UNION ALL SELECT false, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done"
+)
+"""A worker process's round (pgjobs/worker/state_writer.py): its claims and completions in one
+statement, so one commit. Never with a job both claimed and completed (the writer keeps them
+apart): one statement must not update a row twice."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A handler returned: ``result_json`` is its result as JSON text."""
+
+    job_id: int
+    attempt: int
+    result_json: str
+    duration_ms: float | None
+
+
+def complete_many(conn: Connection, completions: Sequence[Completion]) -> list[bool]:
+    """active -> succeeded for each completion, in one statement. One answer per completion,
+    in order; False: that attempt's lease was lost and nothing was written for it."""
+    done = {row.id for row in _run(conn, COMPLETE, _complete_params(completions))}
+    return [c.job_id in done for c in completions]
+
+
+def _complete_params(completions: Sequence[Completion]) -> dict[str, Any]:
+    return {
+        "done_ids": [c.job_id for c in completions],
+        "done_attempts": [c.attempt for c in completions],
+        "results": [c.result_json for c in completions],
+        "durations": [c.duration_ms for c in completions],
+    }
+
+
+def claim_and_complete(
+    conn: Connection,
+    requests: Sequence[ClaimRequest],
+    completions: Sequence[Completion],
+    *,
+    lease_seconds: float,
+    worker: str | None,
+) -> tuple[list[ClaimedJob | None], list[bool]]:
+    """:func:`claim_many` and :func:`complete_many` in one statement. No job may be both
+    claimed and completed in one call."""
+    params = _claim_params(requests, lease_seconds, worker) | _complete_params(completions)
+    rows = _run(conn, CLAIM_AND_COMPLETE, params).fetchall()
+    done = {row.id for row in rows if not row.is_claim}
+    claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
+    return claimed, [c.job_id in done for c in completions]
+
+
+def complete(
+    conn: Connection, job_id: int, attempt: int, result_json: str, duration_ms: float | None
+) -> bool:
+    """:func:`complete_many` for one job: active -> succeeded. False: the lease was lost."""
+    return complete_many(conn, [Completion(job_id, attempt, result_json, duration_ms)])[0]
+
+
+FAIL = text(
+    """
+    WITH done AS (
+        UPDATE content_jobs
+        SET status = 'failed', error_message = :error, completed_at = now(),
+            lease_expires_at = NULL, updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'failed',
+               jsonb_build_object('attempt', attempts, 'error', CAST(:error AS text))
+        FROM done
+    )
+    SELECT id FROM done
+    """
+)
+
+
+def fail(conn: Connection, job_id: int, attempt: int, error: str) -> bool:
+    """active -> failed, keeping the (already redacted) error. False: the lease was lost."""
+    return (
+        _run(conn, FAIL, {"id": job_id, "attempt": attempt, "error": error}).fetchone() is not None
+    )
+
+
+SCHEDULE_RETRY = text(
+    """
+    WITH moved AS (
+        UPDATE content_jobs
+        SET status = 'queued', error_message = :error, queue_job_id = :message_id,
+            run_at = now() + make_interval(secs => :delay), lease_expires_at = NULL,
+            updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts, run_at
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'retry',
+               jsonb_build_object('attempt', attempts, 'error', CAST(:error AS text),
+                                  'next_run_at', run_at)
+        FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def schedule_retry(
+    conn: Connection, job_id: int, attempt: int, error: str, delay_seconds: float, message_id: str
+) -> bool:
+    """active -> queued for another attempt ``delay_seconds`` from now (database clock); the
+    caller sends ``message_id`` with that delay after commit. False: the lease was lost."""
+    params = {
+        "id": job_id,
+        "attempt": attempt,
+        "error": error,
+        "delay": delay_seconds,
+        "message_id": message_id,
+    }
+    return _run(conn, SCHEDULE_RETRY, params).fetchone() is not None
+
+
+FINISH_CANCELLED = text(
+    """
+    WITH done AS (
+        UPDATE content_jobs
+        SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL,
+            cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'cancelled',
+               jsonb_build_object('attempt', attempts, 'while_running', true,
+                                  'reason', CAST(:reason AS text))
+        FROM done
+    )
+    SELECT id FROM done
+    """
+)
+
+
+def finish_cancelled(conn: Connection, job_id: int, attempt: int, reason: str | None) -> bool:
+    """active -> cancelled: the handler stopped at a checkpoint after a cancel request."""
+    params = {"id": job_id, "attempt": attempt, "reason": reason}
+    return _run(conn, FINISH_CANCELLED, params).fetchone() is not None
+
+
+RELEASE = text(
+    """
+    WITH moved AS (
+        UPDATE content_jobs
+        SET status = 'queued', attempts = attempts - 1,
+            queue_job_id = COALESCE(CAST(:message_id AS text), queue_job_id),
+            lease_expires_at = NULL, updated_at = now()
+        WHERE id = :id AND status = 'active' AND attempts = :attempt
+        RETURNING id, tenant_id, attempts
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'rescued',
+               jsonb_build_object('attempt', attempts + 1, 'reason', CAST(:reason AS text))
+        FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def release(
+    conn: Connection,
+    job_id: int,
+    attempt: int,
+    message_id: str | None,
+    *,
+    reason: str = "worker shutdown",
+) -> bool:
+    """active -> queued when the attempt did not start for a reason that is not the job's
+    fault (the worker is stopping, or Dramatiq refused the message after the claim): the
+    attempt is given back. ``message_id``: the message that another worker takes at once
+    (None: the job keeps its message id)."""
+    params = {"id": job_id, "attempt": attempt, "message_id": message_id, "reason": reason}
+    return _run(conn, RELEASE, params).fetchone() is not None
+
+
+# --- maintenance ----------------------------------------------------------------------------------
+
+RESCUE_EXPIRED = text(
+    """
+    WITH expired AS (
+        SELECT id FROM content_jobs
+        WHERE status = 'active' AND lease_expires_at < now() - make_interval(secs => :grace)
+        ORDER BY lease_expires_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE content_jobs j
+        SET status = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
+            completed_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+            error_message = CASE WHEN j.attempts < j.max_attempts THEN j.error_message
+                                 ELSE 'lease expired: worker lost' END,
+            queue_job_id = CASE WHEN j.attempts < j.max_attempts THEN gen_random_uuid()::text
+                                ELSE j.queue_job_id END,
+            run_at = now(), lease_expires_at = NULL, updated_at = now()
+        FROM expired e
+        WHERE j.id = e.id
+        RETURNING j.id, j.tenant_id, j.type, j.status, j.attempts, j.queue_job_id
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id,
+               CASE WHEN status = 'queued' THEN 'rescued' ELSE 'failed' END,
+               CASE WHEN status = 'queued'
+                    THEN jsonb_build_object('attempt', attempts, 'reason', 'lease expired')
+                    ELSE jsonb_build_object('attempt', attempts,
+                                            'error', 'lease expired: worker lost') END
+        FROM moved
+    )
+    SELECT id, tenant_id, type, status, queue_job_id FROM moved
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RescuedJob:
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    status: JobStatus
+    queue_job_id: str | None
+
+
+def rescue_expired(conn: Connection, *, grace_seconds: float, limit: int) -> list[RescuedJob]:
+    """Expired ``active`` rows back to queued (``rescued``), or failed when attempts are used up.
+
+    Requeued rows get a fresh message id; the caller sends those messages after commit.
+    """
+    rows = _run(conn, RESCUE_EXPIRED, {"grace": grace_seconds, "limit": limit}).fetchall()
+    return [
+        RescuedJob(r.id, r.tenant_id, r.type, JobStatus(r.status), r.queue_job_id) for r in rows
+    ]

@@ -1,0 +1,24 @@
+"""The tables (docs/architecture.md), one module each. Import from here."""
+
+from pgjobs.db.models.base import Base
+from pgjobs.db.models.credential import AppCredential, CredentialStatus, Provider
+from pgjobs.db.models.job import TERMINAL_STATUSES, ContentJob, JobStatus
+from pgjobs.db.models.job_event import EventType, JobEvent
+from pgjobs.db.models.mcp_server import AuthType, McpServer, McpServerStatus
+from pgjobs.db.models.tenant import Tenant
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AppCredential",
+    "AuthType",
+    "Base",
+    "ContentJob",
+    "CredentialStatus",
+    "EventType",
+    "JobEvent",
+    "JobStatus",
+    "McpServer",
+    "McpServerStatus",
+    "Provider",
+    "Tenant",
+]

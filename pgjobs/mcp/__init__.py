@@ -1,0 +1,1 @@
+"""MCP server settings, kept beside the credentials they authenticate with (registry.py)."""

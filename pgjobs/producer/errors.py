@@ -1,0 +1,60 @@
+"""Typed errors of the producer API. Each is documented in docs/producer.md."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pgjobs.db.errors import InvalidInput, JobsError, UnknownTenant
+
+__all__ = [
+    "InvalidOption",
+    "InvalidPayload",
+    "InvalidTransition",
+    "JobNotFound",
+    "PayloadTooLarge",
+    "ProducerError",
+    "UnknownJobType",
+    "UnknownTenant",
+]
+
+
+class ProducerError(JobsError):
+    """Base of the producer's input errors: nothing was written when one is raised."""
+
+
+class UnknownJobType(ProducerError):
+    """No job type of that name is registered."""
+
+
+class InvalidPayload(ProducerError):
+    """The payload failed the job type's model. ``errors`` lists (field path, error type,
+    message) without the offending values."""
+
+    def __init__(self, job_type: str, errors: list[tuple[str, str, str]]) -> None:
+        self.job_type = job_type
+        self.errors = errors
+        fields = "; ".join(f"{loc}: {msg}" for loc, _, msg in errors)
+        super().__init__(f"invalid payload for {job_type}: {fields}")
+
+
+class PayloadTooLarge(ProducerError):
+    """The payload's JSON is over ``JOBS_MAX_PAYLOAD_BYTES``."""
+
+
+class InvalidOption(ProducerError, InvalidInput):
+    """An enqueue, query or command argument is of the wrong type or out of range (a tenant id
+    that is not a UUID, a negative or too distant delay, text with NUL, a page size over the
+    cap, a forged cursor...). Also a ``db.errors.InvalidInput``: ``fields`` names the
+    argument."""
+
+    @classmethod
+    def for_field(cls, field: str, rule: str) -> Self:
+        return cls(f"{field} {rule}", (field,))
+
+
+class JobNotFound(ProducerError):
+    """No such job for this tenant (another tenant's job is reported the same way)."""
+
+
+class InvalidTransition(ProducerError):
+    """The job is not in a state that allows this (e.g. retrying a running job)."""

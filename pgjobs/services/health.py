@@ -1,0 +1,57 @@
+"""Health check: can this process reach PostgreSQL and Redis, and how fast."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import text
+
+from pgjobs.db.engine import get_engine
+from pgjobs.db.errors import JobsError
+from pgjobs.services.locate import redis_url
+from pgjobs.vault.redaction import redact_text
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    name: str
+    ok: bool
+    latency_ms: float | None
+    error: str | None = None
+
+
+def check_postgres() -> ServiceHealth:
+    """``select 1`` on the engine's pool."""
+    started = time.perf_counter()
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("select 1"))
+    except (JobsError, Exception) as exc:  # noqa: BLE001 - a health check reports, never raises
+        return ServiceHealth("postgres", False, None, _describe(exc))
+    return ServiceHealth("postgres", True, round((time.perf_counter() - started) * 1000, 2))
+
+
+def check_redis() -> ServiceHealth:
+    """``PING`` on a short-lived client."""
+    started = time.perf_counter()
+    try:
+        client = redis.Redis.from_url(redis_url(), socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (JobsError, Exception) as exc:  # noqa: BLE001
+        return ServiceHealth("redis", False, None, _describe(exc))
+    return ServiceHealth("redis", True, round((time.perf_counter() - started) * 1000, 2))
+
+
+def check_all() -> list[ServiceHealth]:
+    return [check_postgres(), check_redis()]
+
+
+def _describe(exc: BaseException) -> str:
+    """Error type and first line, URL passwords and known secrets removed."""
+    first_line = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {redact_text(first_line)[:200]}"

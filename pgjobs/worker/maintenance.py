@@ -1,0 +1,128 @@
+"""The maintenance process: small periodic services, each safe to run in several processes.
+
+* relay (pgjobs/producer/relay.py): pending rows not sent, scheduled rows now due, lost messages;
+* rescuer: expired leases go back to queued (``rescued``) or to failed when attempts are used up;
+* pruner: terminal jobs older than the retention, with their events (cascade);
+* broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers).
+
+Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
+processes split the work instead of doing it twice (River elects a leader instead; row locks
+need no election and no failover).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+from sqlalchemy import text
+
+from pgjobs.db.engine import autocommit, transaction
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.models import JobStatus
+from pgjobs.producer import broker
+from pgjobs.producer.errors import UnknownJobType
+from pgjobs.producer.job_types import get_job_type, queues
+from pgjobs.producer.relay import relay_once
+from pgjobs.settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+PRUNE = text(
+    """
+    WITH doomed AS (
+        SELECT id FROM content_jobs
+        WHERE status IN ('succeeded', 'failed', 'cancelled')
+          AND completed_at < now() - make_interval(secs => :retention)
+        ORDER BY completed_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM content_jobs j USING doomed d WHERE j.id = d.id
+    """
+)
+
+
+def rescue_once() -> int:
+    """Requeue or fail jobs whose lease expired; send the requeued jobs' messages."""
+    settings = get_settings()
+    with transaction() as conn:
+        rescued = sm.rescue_expired(
+            conn, grace_seconds=settings.rescue_grace_seconds, limit=settings.relay_batch_size
+        )
+    outgoing = []
+    for job in rescued:
+        if job.status is not JobStatus.QUEUED or job.queue_job_id is None:
+            continue
+        try:
+            queue = get_job_type(job.type).queue
+        except UnknownJobType:
+            continue
+        outgoing.append(broker.Outgoing(job.id, job.tenant_id, queue, job.queue_job_id))
+    if rescued:
+        failed = len(rescued) - len(outgoing)
+        log.warning("rescuer.rescued", requeued=len(outgoing), failed=failed)
+    try:
+        broker.send(outgoing)
+    except Exception as exc:  # noqa: BLE001 - rows are queued; the relay re-sends lost messages
+        log.warning("rescuer.send_failed", error_type=type(exc).__name__)
+    return len(rescued)
+
+
+def prune_once(*, max_batches: int = 100) -> int:
+    """Delete terminal jobs past the retention (their events cascade), a batch per statement,
+    batch after batch while they come back full: the pruner keeps up with any job rate."""
+    settings = get_settings()
+    params = {"retention": settings.retention_days * 86400, "limit": settings.prune_batch_size}
+    deleted = 0
+    for _ in range(max_batches):
+        with autocommit() as conn:
+            batch = int(conn.execute(PRUNE, params).rowcount)
+        deleted += batch
+        if batch < settings.prune_batch_size:
+            break
+    if deleted:
+        log.info("pruner.deleted", jobs=deleted)
+    return deleted
+
+
+def broker_housekeeping_once() -> None:
+    """Requeue messages that workers killed without acking still hold on Redis."""
+    broker.run_broker_maintenance(queues())
+
+
+# (name, pass, period in seconds; None: every tick of the loop)
+SERVICES: list[tuple[str, Callable[[], object], float | None]] = [
+    ("broker", broker_housekeeping_once, None),
+    ("relay", relay_once, None),
+    ("rescuer", rescue_once, None),
+    ("pruner", prune_once, 60.0),
+]
+
+
+def run_maintenance(stop: threading.Event, *, interval: float | None = None) -> None:
+    """Run every service on its period until ``stop`` is set. A failing service is logged
+    and tried again on its next period; it never stops the others."""
+    tick = interval if interval is not None else get_settings().maintenance_interval_seconds
+    due = {name: 0.0 for name, _, _ in SERVICES}
+    log.info("maintenance.started", services=[name for name, _, _ in SERVICES])
+    while not stop.is_set():
+        now = time.monotonic()
+        for name, service, period in SERVICES:
+            if now < due[name]:
+                continue
+            due[name] = now + (period or tick)
+            started = time.perf_counter()
+            try:
+                service()
+            except Exception as exc:  # noqa: BLE001
+                log.warning(
+                    "maintenance.service_failed", service=name, error_type=type(exc).__name__
+                )
+            elapsed = (time.perf_counter() - started) * 1000
+            if elapsed > 1000:
+                log.info("maintenance.slow_pass", service=name, duration_ms=round(elapsed, 1))
+        stop.wait(tick)
+    log.info("maintenance.stopped")

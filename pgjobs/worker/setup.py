@@ -1,0 +1,117 @@
+"""How a worker process's broker is built: middleware, consumer, one actor per queue.
+
+pgjobs/worker/app.py (the module ``dramatiq worker.app`` loads) calls :func:`build_broker`, which
+installs the broker before any actor exists (no hidden default broker) and declares one actor
+per queue that the registered job types use.
+Dramatiq defaults overridden on purpose:
+
+* no Dramatiq ``TimeLimit``: time limits are per job type, enforced by pgjobs/worker/leases.py;
+* ``Retries`` only for infrastructure errors (PostgreSQL or Redis unreachable); a handler's
+  errors are retried by the runner, counted in PostgreSQL, with the job type's backoff;
+* a consumer that checks every message before claiming its job, and dead-letters the
+  malformed ones instead of raising (pgjobs/worker/consumer.py, pgjobs/worker/messages.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+)
+
+from pgjobs.db.errors import DatabaseError
+from pgjobs.producer import broker as broker_module
+from pgjobs.producer.job_types import actor_name_for, queues
+from pgjobs.services.locate import redis_url
+from pgjobs.settings import get_settings
+from pgjobs.worker.consumer import SafeRedisConsumer
+from pgjobs.worker.runner import lease_keeper, run_job
+
+INFRA_RETRIES = 20
+
+
+class WorkerBroker(broker_module.JobsBroker):
+    """The producer's broker, with the consumer that survives malformed messages."""
+
+    worker_threads: int | None = None
+    """The worker's thread count once it boots (the consumer sizes its fetches by it)."""
+
+    @property
+    def consumer_class(self) -> type[SafeRedisConsumer]:
+        return SafeRedisConsumer
+
+
+class ThreadCount(Middleware):
+    """Tells the broker the worker's thread count at boot (the consumer sizes its fetches)."""
+
+    def before_worker_boot(self, broker: Any, worker: Any) -> None:
+        if isinstance(broker, WorkerBroker):
+            broker.worker_threads = worker.worker_threads
+
+
+class GracefulShutdown(Middleware):
+    """On SIGTERM, start the grace period after which running jobs are released."""
+
+    def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
+        lease_keeper().begin_shutdown()
+
+
+def retry_infrastructure_errors(retries: int, exception: BaseException) -> bool:
+    """Dramatiq re-delivers only when the message could not be handled for lack of a database
+    or Redis; the claim then decides whether there is anything left to do."""
+    infra = isinstance(exception, DatabaseError | redis.ConnectionError | redis.TimeoutError)
+    return infra and retries < INFRA_RETRIES
+
+
+def import_user_modules() -> None:
+    """Import the modules named in ``JOBS_IMPORTS`` so their job types and handlers register."""
+    for name in filter(None, (n.strip() for n in get_settings().imports.split(","))):
+        importlib.import_module(name)
+
+
+def build_broker() -> WorkerBroker:
+    settings = get_settings()
+    import_user_modules()
+    broker = WorkerBroker(
+        url=redis_url(settings),
+        namespace=settings.redis_namespace,
+        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+        middleware=[
+            AgeLimit(),
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            Retries(
+                max_retries=INFRA_RETRIES,
+                min_backoff=500,
+                max_backoff=30_000,
+                retry_when=retry_infrastructure_errors,
+            ),
+            CurrentMessage(),
+            ThreadCount(),
+            GracefulShutdown(),
+        ],
+    )
+    if settings.metrics_port is not None:
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
+    broker_module.set_broker(broker)
+    for queue in queues():
+        dramatiq.actor(
+            actor_name=actor_name_for(queue),
+            queue_name=queue,
+            broker=broker,
+            retry_when=retry_infrastructure_errors,
+        )(run_job)
+    return broker

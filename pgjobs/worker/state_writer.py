@@ -1,0 +1,297 @@
+"""The claims and completions of a worker process, written in rounds by one thread.
+
+With ``synchronous_commit`` on, every commit waits for a WAL flush, and on a small machine that
+flush costs more than the statement: one claim and one completion per job, each committed on
+its own, was most of PostgreSQL's CPU per job (docs/performance.md). So the handler threads of
+a process hand their claims and completions to this writer, and each round writes everything
+that is waiting (its claims and its completions) in one statement, so one commit:
+
+* a claim blocks its thread until its round commits (the handler needs the payload);
+* a completion does not: the thread goes on to its next message at once, and the message's
+  Redis ack waits until the completion has committed (``SafeRedisConsumer.ack`` hands it here),
+  so a crash before the commit leaves the message unacked and the job is run again, never lost.
+  The acks of a round go to Redis in one script call per queue.
+
+A lone request is written at once (the writer sleeps only while there is nothing to write), so
+an idle worker pays no latency for the batching. When PostgreSQL is unreachable, claims fail
+back to their threads (which retry) and completions wait in memory, their messages unacked;
+when a round fails for another reason, its requests are written one by one so that one bad
+request never fails another.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from pgjobs.db.engine import autocommit
+from pgjobs.db.errors import DatabaseUnavailable
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.settings import get_settings
+
+log = structlog.get_logger("pgjobs.worker.state_writer")
+
+MAX_ROUND = 500
+_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(eq=False)
+class _Claim:
+    request: sm.ClaimRequest
+    done: threading.Event = field(default_factory=threading.Event)
+    result: sm.ClaimedJob | None = None
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class _Completion:
+    completion: sm.Completion
+    message_id: str | None
+    on_written: Callable[[bool], None]
+    written: bool = False
+    ack: tuple[Any, Any] | None = None
+    """(consumer, message) once the consumer asked to ack: the writer acks after the write."""
+
+
+@dataclass
+class _Round:
+    claims: list[_Claim] = field(default_factory=list)
+    completions: list[_Completion] = field(default_factory=list)
+
+
+class StateWriter:
+    def __init__(self, *, worker: str) -> None:
+        self.worker = worker
+        self._cond = threading.Condition()
+        self._claims: list[_Claim] = []
+        self._completions: list[_Completion] = []
+        self._by_message: dict[str, _Completion] = {}
+        self._acks: list[tuple[Any, Any]] = []
+        self._in_flight = 0
+        self._thread: threading.Thread | None = None
+
+    # --- called by handler threads ---------------------------------------------------------
+
+    def claim(self, requests: Sequence[sm.ClaimRequest]) -> list[sm.ClaimedJob | None]:
+        """Claim in the next round; blocks until it has committed. One answer per request.
+        Raises DatabaseUnavailable like a direct claim would (the caller retries)."""
+        waiting = [_Claim(r) for r in requests]
+        with self._cond:
+            self._start()
+            self._claims.extend(waiting)
+            self._cond.notify()
+        for w in waiting:
+            w.done.wait()
+        for w in waiting:
+            if w.error is not None:
+                raise w.error
+        return [w.result for w in waiting]
+
+    def complete(
+        self,
+        completion: sm.Completion,
+        message_id: str | None,
+        on_written: Callable[[bool], None],
+    ) -> None:
+        """Write ``completion`` in the next round and return at once. ``on_written(held)``
+        runs on the writer's thread after the commit (False: the lease had been lost)."""
+        pending = _Completion(completion, message_id, on_written)
+        with self._cond:
+            self._start()
+            self._completions.append(pending)
+            if message_id is not None:
+                self._by_message[message_id] = pending
+            self._cond.notify()
+
+    # --- called by the consumer ------------------------------------------------------------
+
+    def defer_ack(self, consumer: Any, message: Any) -> bool:
+        """The consumer wants to ack ``message``: True when its job's completion is still
+        being written (the writer acks once it has committed), False to ack now."""
+        with self._cond:
+            pending = self._by_message.get(message.message_id)
+            if pending is None or pending.written:
+                self._by_message.pop(message.message_id, None)
+                return False
+            pending.ack = (consumer, message)
+        # The message no longer counts against the consumer's prefetch: its job is done, only
+        # the ack waits (Dramatiq counts unacked messages to decide how many more to fetch).
+        consumer.queued_message_ids.discard(message.message_id)
+        return True
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued write and deferred ack is done (worker shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._claims or self._completions or self._acks or self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.warning(
+                        "state_writer.flush.timeout",
+                        completions=len(self._completions),
+                        acks=len(self._acks),
+                    )
+                    return False
+                self._cond.wait(left)
+        return True
+
+    # --- the writer's thread ---------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._loop, name="state-writer", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        failures = 0
+        while True:
+            with self._cond:
+                while not (self._claims or self._completions or self._acks):
+                    self._cond.wait()
+                work = self._take()
+                acks, self._acks = self._acks, []
+                self._in_flight = len(work.claims) + len(work.completions) + len(acks)
+                self._cond.notify_all()  # flush() waits on the same condition
+            try:
+                if acks and not self._ack(acks):
+                    time.sleep(0.25)
+                if work.claims or work.completions:
+                    self._write(work)
+                failures = 0
+            except DatabaseUnavailable:
+                delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
+                failures += 1
+                log.warning("db.unavailable.retrying", retry_in_s=delay, who="state_writer")
+                self._requeue(work, DatabaseUnavailable("database unavailable"))
+                time.sleep(delay)
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any error
+                log.error("state_writer.round_failed", error_type=type(exc).__name__)
+                self._requeue(work, exc)
+                time.sleep(0.1)
+            finally:
+                with self._cond:
+                    self._in_flight = 0
+                    self._cond.notify_all()
+
+    def _take(self) -> _Round:
+        """What the next round writes: the completions, and the claims of other jobs (a claim
+        for a job completing in this round waits for the next one)."""
+        work = _Round(completions=self._completions[:MAX_ROUND])
+        self._completions = self._completions[MAX_ROUND:]
+        completing = {c.completion.job_id for c in work.completions}
+        rest: list[_Claim] = []
+        for waiting in self._claims:
+            job_id = waiting.request.job_id
+            if len(work.claims) < MAX_ROUND and job_id not in completing:
+                completing.add(job_id)  # also keeps job ids distinct among the claims
+                work.claims.append(waiting)
+            else:
+                rest.append(waiting)
+        self._claims = rest
+        return work
+
+    def _requeue(self, work: _Round, error: BaseException) -> None:
+        """After a failed round: claims fail back to their threads (they retry), completions
+        wait for the next round."""
+        for waiting in work.claims:
+            waiting.error = error
+            waiting.done.set()
+        with self._cond:
+            self._completions[:0] = work.completions
+
+    def _write(self, work: _Round) -> None:
+        try:
+            claimed, held = self._statements(work.claims, work.completions)
+        except DatabaseUnavailable:
+            raise
+        except Exception:
+            if len(work.claims) + len(work.completions) == 1:
+                raise
+            claimed, held = self._one_by_one(work)
+        self._deliver(work, claimed, held)
+
+    def _statements(
+        self, claims: Sequence[_Claim], completions: Sequence[_Completion]
+    ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+        """One statement (one commit) for the round."""
+        lease_seconds = get_settings().lease_seconds
+        with autocommit() as conn:
+            if claims and completions:
+                return sm.claim_and_complete(
+                    conn,
+                    [c.request for c in claims],
+                    [c.completion for c in completions],
+                    lease_seconds=lease_seconds,
+                    worker=self.worker,
+                )
+            if claims:
+                requests = [c.request for c in claims]
+                return sm.claim_many(
+                    conn, requests, lease_seconds=lease_seconds, worker=self.worker
+                ), []
+            return [], sm.complete_many(conn, [c.completion for c in completions])
+
+    def _one_by_one(self, work: _Round) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+        claimed: list[sm.ClaimedJob | None] = []
+        for waiting in work.claims:
+            try:
+                claimed.extend(self._statements([waiting], [])[0])
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                waiting.error = exc
+                claimed.append(None)
+        held: list[bool] = []
+        for pending in work.completions:
+            try:
+                held.extend(self._statements([], [pending])[1])
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - not written: the lease will expire
+                log.error(
+                    "job.complete.write_failed",
+                    job_id=pending.completion.job_id,
+                    error_type=type(exc).__name__,
+                )
+                held.append(False)
+        return claimed, held
+
+    def _deliver(
+        self, work: _Round, claimed: Sequence[sm.ClaimedJob | None], held: Sequence[bool]
+    ) -> None:
+        for pending, ok in zip(work.completions, held, strict=True):
+            try:
+                pending.on_written(ok)
+            except Exception as exc:  # noqa: BLE001
+                log.error("state_writer.callback_failed", error_type=type(exc).__name__)
+        for waiting, result in zip(work.claims, claimed, strict=True):
+            waiting.result = result
+            waiting.done.set()
+        with self._cond:
+            for pending in work.completions:
+                pending.written = True
+                if pending.ack is not None:
+                    self._acks.append(pending.ack)
+                    self._by_message.pop(pending.message_id or "", None)
+
+    def _ack(self, acks: list[tuple[Any, Any]]) -> bool:
+        """Ack in one script call per queue. False: Redis failed and the acks wait for a later
+        round (the messages stay with this worker meanwhile, as unacked messages do)."""
+        by_consumer: dict[int, tuple[Any, list[str]]] = {}
+        for consumer, message in acks:
+            entry = by_consumer.setdefault(id(consumer), (consumer, []))
+            entry[1].append(message.options["redis_message_id"])
+        try:
+            for consumer, ids in by_consumer.values():
+                consumer.broker.ack_many(consumer.queue_name, ids)
+        except Exception as exc:  # noqa: BLE001 - Redis down: try again later
+            log.warning("state_writer.ack_failed", error_type=type(exc).__name__, acks=len(acks))
+            with self._cond:
+                self._acks[:0] = acks
+            return False
+        return True

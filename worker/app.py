@@ -1,8 +1,0 @@
-"""The worker's Dramatiq application: ``dramatiq worker.app`` (or ``jobctl worker``) loads this
-module in every worker process; it configures logging and installs the broker and its actors."""
-
-from db.logs import configure_logging
-from worker.setup import build_broker
-
-configure_logging()
-broker = build_broker()
