@@ -34,6 +34,7 @@ class Echo(BaseModel):
     fail_times: int = 0
     permanent: bool = False
     steps: int = 0
+    step_note: str = "step"
     step_sleep: float = 0.0
     sleep: float = 0.0
 
@@ -47,6 +48,8 @@ echo_type = job_type(
     backoff=Backoff(base_seconds=0.05, max_seconds=0.1, jitter=False),
 )
 started_runs: list[tuple[uuid.UUID, int]] = []
+HOSTILE_NOTE = "a\x00b\ud800c"
+"""A progress message PostgreSQL cannot store as it is (a payload could not carry it)."""
 
 
 @handles(echo_type)
@@ -57,7 +60,8 @@ def echo(ctx: JobContext[Echo]) -> dict[str, Any]:
     if ctx.attempt <= ctx.payload.fail_times:
         raise RuntimeError(f"boom on attempt {ctx.attempt}")
     for i in range(ctx.payload.steps):
-        ctx.progress(100 * i / ctx.payload.steps, f"step {i}")
+        note = HOSTILE_NOTE if ctx.payload.step_note == "hostile" else ctx.payload.step_note
+        ctx.progress(100 * i / ctx.payload.steps, f"{note} {i}")
         time.sleep(ctx.payload.step_sleep)
     deadline = time.monotonic() + ctx.payload.sleep
     while time.monotonic() < deadline:
@@ -99,6 +103,22 @@ def test_job_succeeds_with_full_event_trail(
         EventType.COMPLETED,
     ]
     assert_legal_history(types)
+
+
+def test_progress_text_postgresql_cannot_store_is_kept_readable(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    """A handler's progress message with NUL or a lone surrogate is stored with U+FFFD in their
+    place (text and jsonb cannot hold them): the job still succeeds on its first attempt."""
+    worker_factory()
+    job = enqueue(echo_type, {"steps": 1}, tenant_id=tenant_id)
+    hostile = enqueue(echo_type, {"steps": 1, "step_note": "hostile"}, tenant_id=tenant_id)
+    for each in (job, hostile):
+        assert wait_for(tenant_id, each.id).status is JobStatus.SUCCEEDED
+    done = wait_for(tenant_id, hostile.id)
+    assert done.attempts == 1
+    progress = [e for e in events_of(tenant_id, hostile.id) if e.event_type is EventType.PROGRESS]
+    assert progress[0].data["message"] == "a\ufffdb\ufffdc 0"
 
 
 def test_retry_then_success(tenant_id: uuid.UUID, worker_factory: StartWorker) -> None:

@@ -8,10 +8,13 @@ values, and :func:`dotted` writes a path whose keys print safely in any terminal
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from pydantic import SecretStr
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+"""NUL and lone surrogates: what text and jsonb cannot hold."""
 _PATH_PART = 60
 """Characters of one key shown in a field path (a key is data too: long ones are cut)."""
 
@@ -25,6 +28,14 @@ def text_problem(value: str) -> str | None:
     except UnicodeEncodeError:
         return "must be valid Unicode (no lone surrogates)"
     return None
+
+
+def storable_text(value: str) -> str:
+    """``value`` with what PostgreSQL cannot store replaced by U+FFFD: for text that is only
+    shown (a handler's progress message), where refusing would cost the job its report."""
+    if text_problem(value) is None:
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 def nested_items(value: object) -> Iterator[tuple[tuple[object, ...], object]]:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from pgjobs.db.storable import storable_text
 from pgjobs.vault.redaction import redact_text
 from pgjobs.worker.errors import JobCancelled, LeaseLost
 
@@ -87,10 +89,13 @@ class JobContext(Generic[P]):
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report progress (0-100). Frequent calls are coalesced; a checkpoint. The message is
         stored in the job's events: known secrets are redacted from it (before it is cut, so
-        no part of one is left)."""
+        no part of one is left), and characters PostgreSQL cannot store (NUL, lone surrogates)
+        become U+FFFD."""
+        if not math.isfinite(percent):
+            raise ValueError("progress percent must be a finite number")
         value = max(0, min(100, int(percent)))
         if message is not None:
-            message = redact_text(message)[:_MAX_MESSAGE]
+            message = storable_text(redact_text(str(message)))[:_MAX_MESSAGE]
         now = time.monotonic()
         if value < 100 and now - self._last_write < self._controls.progress_interval:
             self._pending = (value, message)
