@@ -158,6 +158,32 @@ def env_name(field: str) -> str:
     )
 
 
+SOURCE_ENV = "environment"
+SOURCE_DOTENV = ".env"
+SOURCE_DEFAULT = "default"
+
+
+def setting_sources() -> dict[str, str]:
+    """Where each setting's value comes from, by field name: the environment (which wins),
+    the ``.env`` file, or the default."""
+    from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
+
+    found = {
+        SOURCE_ENV: set(EnvSettingsSource(Settings)()),
+        SOURCE_DOTENV: set(DotEnvSettingsSource(Settings)()),
+    }
+    sources = {}
+    for name, field in Settings.model_fields.items():
+        keys = {name}
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            keys.update(choice for choice in alias.choices if isinstance(choice, str))
+        sources[name] = next(
+            (source for source, given in found.items() if keys & given), SOURCE_DEFAULT
+        )
+    return sources
+
+
 def settings_reference() -> str:
     """Every setting as a Markdown table (docs/operations.md embeds it; a test keeps it current)."""
     lines = ["| variable | default | what it tunes |", "| --- | --- | --- |"]

@@ -30,7 +30,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from test_hostile_input import insert_far_rows, job_id
 
-from pgjobs.cli.common import JobsGroup
+from pgjobs.cli.groups import JobsGroup
 from pgjobs.cli.job_commands import enqueue, jobs
 from pgjobs.db.tenants import get_tenant
 
