@@ -270,3 +270,39 @@ def test_relative_dev_dir_is_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         embedded.stop(base / "d")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _jobctl(dev_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`jobctl` with nothing configured: the embedded servers under ``dev_dir``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "DATABASE_", "REDIS_"))
+    }
+    env["JOBS_DEV_DIR"] = str(dev_dir)
+    return subprocess.run(
+        [sys.executable, "-c", "from pgjobs.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=dev_dir,
+        timeout=120,
+    )
+
+
+def test_dev_up_down_up_keeps_the_urls_and_prints_only_them(dev_dir: Path) -> None:
+    first = _jobctl(dev_dir, "dev", "up")
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # no server, migration or library info lines without -v
+    lines = first.stdout.splitlines()
+    assert [line.split("=", 1)[0] for line in lines] == ["DATABASE_URL", "REDIS_URL"]
+
+    shown = dict(line.split("=", 1) for line in _jobctl(dev_dir, "settings").stdout.splitlines())
+    assert shown["DATABASE_URL"].split() == [lines[0].split("=", 1)[1], "#", "embedded", "server"]
+
+    assert _jobctl(dev_dir, "dev", "down").stdout == "embedded servers stopped\n"
+    again = _jobctl(dev_dir, "dev", "up")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout and again.stderr == ""
+
+    verbose = _jobctl(dev_dir, "-v", "dev", "up")
+    assert verbose.stdout == first.stdout
+    assert "embedded.postgres.reused" in verbose.stderr
