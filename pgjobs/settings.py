@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         default="development", description="Production logs JSON and refuses embedded servers."
     )
-    log_level: str = Field(default="INFO", description="Root log level.")
+    log_level: str = Field(
+        default="INFO",
+        description="Log level of workers and `jobctl maintenance`; one-shot `jobctl` "
+        "commands log warnings and errors only unless given `-v` (or a higher level here).",
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal in development, else JSON."
     )
