@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
 from pydantic import SecretStr
 
-from pgjobs.cli.common import json_option
+from pgjobs.cli.common import echo_result, json_option
 from pgjobs.settings import (
     Settings,
     env_name,
@@ -94,9 +93,9 @@ def settings(markdown: bool, as_json: bool) -> None:
         click.echo(settings_reference())
         return
     rows = settings_in_effect(get_settings())
-    if as_json:
-        click.echo(json.dumps({row.variable: asdict(row) for row in rows}, indent=2))
-        return
     width = min(ALIGN_MAX, max(len(f"{row.variable}={row.value}") for row in rows))
-    for row in rows:
-        click.echo(f"{row.variable}={row.value}".ljust(width) + f"  # {row.source}")
+    echo_result(
+        as_json,
+        {row.variable: asdict(row) for row in rows},
+        "\n".join(f"{row.variable}={row.value}".ljust(width) + f"  # {row.source}" for row in rows),
+    )
