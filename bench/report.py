@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import cli_startup
 from bench.results import (
     ChurnResult,
     ChurnSample,
@@ -749,9 +750,12 @@ def load(path: Path) -> Suite:
 
 
 def write(suite: Suite, out: Path) -> Path:
-    """Write the markdown to ``out`` and the plot beside it (same name, ``.png``)."""
+    """Write the markdown to ``out`` and the plot beside it (same name, ``.png``), keeping the
+    `jobctl` start-up section that bench/cli_startup.py wrote there."""
     png = out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(suite, png)
-    out.write_text(render(suite, png.name))
+    page = render(suite, png.name)
+    kept = cli_startup.kept_block(out.read_text()) if out.exists() else None
+    out.write_text(page if kept is None else cli_startup.put_block(page, kept))
     return png

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pgjobs.db.schemas.job import JobEventRead, JobRead
     from pgjobs.db.schemas.tenant import TenantRead
     from pgjobs.db.tenants import create_tenant, get_tenant, list_tenants
-    from pgjobs.producer.control import CancelResult, cancel_job, retry_job
+    from pgjobs.producer.control import CancelResult, RetryResult, cancel_job, retry_job
     from pgjobs.producer.enqueue import EnqueuedJob, JobRequest, enqueue, enqueue_many
     from pgjobs.producer.errors import (
         InvalidOption,
@@ -76,6 +76,7 @@ _HOMES: dict[str, str] = {
     "cancel_job": "pgjobs.producer.control",
     "retry_job": "pgjobs.producer.control",
     "CancelResult": "pgjobs.producer.control",
+    "RetryResult": "pgjobs.producer.control",
     "flush": "pgjobs.producer.sender",
     # status
     "get_job": "pgjobs.producer.status",
@@ -130,6 +131,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentError",
     "ProducerError",
+    "RetryResult",
     "TenantRead",
     "UnknownJobType",
     "UnknownTenant",

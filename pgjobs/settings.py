@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         default="development", description="Production logs JSON and refuses embedded servers."
     )
-    log_level: str = Field(default="INFO", description="Root log level.")
+    log_level: str = Field(
+        default="INFO",
+        description="Log level of workers and `jobctl maintenance`; one-shot `jobctl` "
+        "commands log warnings and errors only unless given `-v` (or a higher level here).",
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal in development, else JSON."
     )
@@ -156,6 +160,32 @@ def env_name(field: str) -> str:
     return {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}.get(
         field, f"JOBS_{field.upper()}"
     )
+
+
+SOURCE_ENV = "environment"
+SOURCE_DOTENV = ".env"
+SOURCE_DEFAULT = "default"
+
+
+def setting_sources() -> dict[str, str]:
+    """Where each setting's value comes from, by field name: the environment (which wins),
+    the ``.env`` file, or the default."""
+    from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
+
+    found = {
+        SOURCE_ENV: set(EnvSettingsSource(Settings)()),
+        SOURCE_DOTENV: set(DotEnvSettingsSource(Settings)()),
+    }
+    sources = {}
+    for name, field in Settings.model_fields.items():
+        keys = {name}
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            keys.update(choice for choice in alias.choices if isinstance(choice, str))
+        sources[name] = next(
+            (source for source, given in found.items() if keys & given), SOURCE_DEFAULT
+        )
+    return sources
 
 
 def settings_reference() -> str:

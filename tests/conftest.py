@@ -12,6 +12,7 @@ per run and deleted at the end.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import uuid
@@ -20,7 +21,9 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
+import structlog
 
+import pgjobs.logs
 from pgjobs.db import migrate
 from pgjobs.db.engine import reset_engine
 from pgjobs.db.scratch import create_database, drop_database
@@ -29,6 +32,23 @@ from pgjobs.settings import get_settings
 
 RUN_ID = secrets.token_hex(4)
 TEST_DEV_DIR = Path(os.environ.get("JOBS_TEST_DEV_DIR", ".dev/test")).resolve()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_found() -> Iterator[None]:
+    """Each test leaves logging as it found it. A test that configures structlog (directly,
+    through ``capture_logs`` or through a command it runs in-process) would otherwise leave
+    structlog's defaults configured, which print every later event on stdout: not what an
+    application that never configured logging sees (docs/operations.md, "Logs")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configured = structlog.is_configured()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    if not configured:
+        structlog.reset_defaults()
+        pgjobs.logs._configured = False
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,9 @@ import base64
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +63,26 @@ def set_keys(monkeypatch: pytest.MonkeyPatch, spec: str, active: str | None = No
         monkeypatch.setenv("JOBS_ACTIVE_KEY_ID", active)
     get_settings.cache_clear()
     reset_cipher()
+
+
+def jobctl(
+    *args: str, stdin: bytes | None = None, tz: str = "UTC", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real `jobctl` process, against this test's database and Redis namespace (the
+    fixtures put them in the environment; ``env`` adds to it), in the time zone ``tz``."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "from pgjobs.cli.main import main; main()", *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env={**os.environ, "TZ": tz, **(env or {})},
+        timeout=60,
+    )
+    return subprocess.CompletedProcess(
+        proc.args,
+        proc.returncode,
+        proc.stdout.decode(errors="backslashreplace"),
+        proc.stderr.decode(errors="backslashreplace"),
+    )
 
 
 def invoke(group: click.Group, *args: str, input: str | None = None) -> Result:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from bench import cli_startup
 from bench.report import (
     HALF_LOAD,
     HALF_OF_DRAIN,
@@ -107,3 +108,16 @@ def test_a_dump_from_before_the_floor_still_loads(tmp_path: Path) -> None:
     page = render(load(dump), "benchmarks.png")
 
     assert "INSERT alone" not in page
+
+
+def test_the_cli_startup_section_survives_a_new_report() -> None:
+    old = cli_startup.put_block("# Benchmarks\n\nold figures\n", cli_startup.block(_STARTUP, 3))
+    kept = cli_startup.kept_block(old)
+    assert kept is not None and "| `jobctl --help` | 0.090 s | 0.080 s | 0.100 s |" in kept
+    page = cli_startup.put_block(render(_suite(), "benchmarks.png"), kept)
+    assert page.count(cli_startup.START) == 1 and kept in page and "old figures" not in page
+    again = cli_startup.put_block(page, cli_startup.block(_STARTUP, 3).replace("0.090", "0.095"))
+    assert again.count(cli_startup.START) == 1 and "0.095 s" in again
+
+
+_STARTUP = [("jobctl --help", [0.08, 0.09, 0.1]), ("jobctl --version", [0.1, 0.1, 0.1])]

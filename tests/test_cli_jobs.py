@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from pgjobs.cli.common import JobsGroup
+from pgjobs.cli.groups import JobsGroup
 from pgjobs.cli.job_commands import enqueue as enqueue_command
 from pgjobs.cli.job_commands import jobs, watch_jobs
 from pgjobs.db.engine import autocommit
@@ -187,11 +187,30 @@ def test_cancel_then_retry(tenant_slug: str, tenant_id: uuid.UUID) -> None:
     assert job["status"] == "cancelled"
     assert "not needed" in ok("jobs", "events", str(job_id), "--tenant", tenant_slug)
 
-    assert f"job {job_id} queued" in ok("jobs", "retry", str(job_id), "--tenant", tenant_slug)
+    out = ok("jobs", "retry", str(job_id), "--tenant", tenant_slug)
+    assert out.startswith(f"job {job_id} retried: attempt 1 of ") and out.endswith(", now queued\n")
     job = json.loads(ok("jobs", "show", str(job_id), "--tenant", tenant_slug, "--json"))
     assert job["status"] == "queued"
     result = run("jobs", "retry", str(job_id), "--tenant", tenant_slug)
     assert result.exit_code == 1 and "only failed or cancelled" in result.output
+
+    # A manual retry of a job that ended without an error records no empty error.
+    events = ok("jobs", "events", str(job_id), "--tenant", tenant_slug, "--json").splitlines()
+    retry_event = json.loads(events[-1])
+    assert retry_event["event_type"] == "retry"
+    assert retry_event["data"] == {"attempt": 0, "manual": True}
+
+
+def test_cancel_and_retry_print_json(tenant_slug: str, tenant_id: uuid.UUID) -> None:
+    job_id = enqueue(tenant_slug)
+    args = ("--tenant", tenant_slug, "--json")
+    cancelled = json.loads(ok("jobs", "cancel", str(job_id), *args))
+    assert cancelled == {"job_id": job_id, "status": "cancelled", "stop_requested": False}
+    again = json.loads(ok("jobs", "cancel", str(job_id), *args))
+    assert again == cancelled
+    retried = json.loads(ok("jobs", "retry", str(job_id), *args))
+    assert retried["job_id"] == job_id and retried["status"] == "queued"
+    assert retried["attempt"] == 1 and retried["max_attempts"] >= 1
 
 
 @pytest.mark.timeout(30)  # a broken driver would leave the watcher polling

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from pgjobs.services import embedded
 
@@ -114,17 +116,50 @@ def test_start_reuse_status_stop_and_restart_keeps_data(dev_dir: Path) -> None:
     embedded.stop(dev_dir)
     _wait_gone(family)
     assert _procs_mentioning(dev_dir) == []
-    assert not (dev_dir / "services.json").exists()
+    assert set(_state(dev_dir)) == {"postgres", "redis"}  # the ports only, for the next start
+    assert all(set(entry) == {"port"} for entry in _state(dev_dir).values())
     assert embedded.status(dev_dir) == embedded.EmbeddedServices(None, None)
     embedded.stop(dev_dir)  # idempotent
 
-    # Restart reuses the data dir.
+    # Restart reuses the data dir, and the ports: the URLs running processes hold stay valid.
     third = embedded.start(dev_dir, fast=True)
     _check_services(third)
     assert int(_state(dev_dir)["postgres"]["pid"]) != pg_pid
+    assert third == first
     assert third.database_url is not None
     with psycopg.connect(third.database_url) as conn:
         assert conn.execute("select id from survives_restart").fetchall() == [(42,)]
+
+
+def _listen(port: int) -> socket.socket:
+    """Another process's server on ``port`` (as far as a new server can tell)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1)
+    return sock
+
+
+def test_recorded_port_taken_gives_a_new_port_and_a_warning(dev_dir: Path) -> None:
+    first = embedded.start(dev_dir, fast=True)
+    recorded = {name: int(entry["port"]) for name, entry in _state(dev_dir).items()}
+    embedded.stop(dev_dir)
+    squatters = [_listen(port) for port in recorded.values()]
+    try:
+        with capture_logs() as logs:
+            second = embedded.start(dev_dir, fast=True)
+    finally:
+        for sock in squatters:
+            sock.close()
+    _check_services(second)
+    assert second.database_url != first.database_url and second.redis_url != first.redis_url
+    moved = {e["event"]: e for e in logs if e["event"].endswith(".port_changed")}
+    assert set(moved) == {"embedded.postgres.port_changed", "embedded.redis.port_changed"}
+    for name, port in recorded.items():
+        event = moved[f"embedded.{name}.port_changed"]
+        assert event["log_level"] == "warning"
+        assert event["recorded_port"] == port
+        assert event["port"] == int(_state(dev_dir)[name]["port"]) != port
 
 
 def test_crashed_servers_leave_stale_state_and_restart_cleanly(dev_dir: Path) -> None:
@@ -235,3 +270,39 @@ def test_relative_dev_dir_is_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         embedded.stop(base / "d")
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _jobctl(dev_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`jobctl` with nothing configured: the embedded servers under ``dev_dir``."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "DATABASE_", "REDIS_"))
+    }
+    env["JOBS_DEV_DIR"] = str(dev_dir)
+    return subprocess.run(
+        [sys.executable, "-c", "from pgjobs.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=dev_dir,
+        timeout=120,
+    )
+
+
+def test_dev_up_down_up_keeps_the_urls_and_prints_only_them(dev_dir: Path) -> None:
+    first = _jobctl(dev_dir, "dev", "up")
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # no server, migration or library info lines without -v
+    lines = first.stdout.splitlines()
+    assert [line.split("=", 1)[0] for line in lines] == ["DATABASE_URL", "REDIS_URL"]
+
+    shown = dict(line.split("=", 1) for line in _jobctl(dev_dir, "settings").stdout.splitlines())
+    assert shown["DATABASE_URL"].split() == [lines[0].split("=", 1)[1], "#", "embedded", "server"]
+
+    assert _jobctl(dev_dir, "dev", "down").stdout == "embedded servers stopped\n"
+    again = _jobctl(dev_dir, "dev", "up")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout and again.stderr == ""
+
+    verbose = _jobctl(dev_dir, "-v", "dev", "up")
+    assert verbose.stdout == first.stdout
+    assert "embedded.postgres.reused" in verbose.stderr

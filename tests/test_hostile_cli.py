@@ -9,14 +9,13 @@ process, where a traceback would reach the operator's terminal.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from helpers import jobctl
 from hostile import (
     PROPERTY,
     Arguments,
@@ -30,7 +29,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from test_hostile_input import insert_far_rows, job_id
 
-from pgjobs.cli.common import JobsGroup
+from pgjobs.cli.groups import JobsGroup
 from pgjobs.cli.job_commands import enqueue, jobs
 from pgjobs.db.tenants import get_tenant
 
@@ -165,26 +164,6 @@ def _is_text(value: object) -> bool:
 
 
 # --- regressions --------------------------------------------------------------------------------
-
-
-def jobctl(
-    *args: str, stdin: bytes | None = None, tz: str = "UTC"
-) -> subprocess.CompletedProcess[str]:
-    """The real `jobctl` process, against this test's database and Redis namespace (the
-    fixtures put them in the environment), in the time zone ``tz``."""
-    proc = subprocess.run(
-        [sys.executable, "-c", "from pgjobs.cli.main import main; main()", *args],
-        input=stdin,
-        capture_output=True,
-        env={**os.environ, "TZ": tz},
-        timeout=60,
-    )
-    return subprocess.CompletedProcess(
-        proc.args,
-        proc.returncode,
-        proc.stdout.decode(errors="backslashreplace"),
-        proc.stderr.decode(errors="backslashreplace"),
-    )
 
 
 def refused_in_one_line(proc: subprocess.CompletedProcess[str], message: str) -> None:

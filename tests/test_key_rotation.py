@@ -6,6 +6,7 @@ Rotation touches every credential of the database, so each test has a database o
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -163,6 +164,18 @@ def test_retire(rows: list[Row]) -> None:
     key_rotation.check_retirable("ka")
     allowed = invoke(keys_cli, "retire", "ka")
     assert allowed.exit_code == 0 and "remove it" in allowed.output
+    assert json.loads(invoke(keys_cli, "retire", "ka", "--json").output) == {
+        "key_id": "ka",
+        "retirable": True,
+    }
+
+
+def test_retiring_a_key_that_does_not_exist_says_so(rows: list[Row]) -> None:
+    with pytest.raises(key_rotation.UnknownKey, match="key 'nosuch' does not exist"):
+        key_rotation.check_retirable("nosuch")
+    refused = invoke(keys_cli, "retire", "nosuch")
+    assert refused.exit_code == 1
+    assert refused.output.startswith("Error: key 'nosuch' does not exist")
 
 
 def test_cli(rows: list[Row]) -> None:
@@ -176,3 +189,15 @@ def test_cli(rows: list[Row]) -> None:
     rotated = invoke(keys_cli, "rotate", "--batch-size", "5")
     assert rotated.exit_code == 0 and "rotated 12 row(s) to kb in 3 batch(es)" in rotated.output
     assert invoke(keys_cli, "status").output.split()[:2] == ["kb", "12"]
+    status = json.loads(invoke(keys_cli, "status", "--json").output)
+    assert status == {
+        "active": "kb",
+        "keys": [
+            {"key_id": "kb", "rows": 12, "state": "active"},
+            {"key_id": "ka", "rows": 0, "state": "configured"},
+        ],
+    }
+    rotated_again = json.loads(invoke(keys_cli, "rotate", "--json").output)
+    assert rotated_again["rotated"] == 0 and rotated_again["active_key_id"] == "kb"
+    new_key = json.loads(invoke(keys_cli, "generate", "--id", "k-json", "--json").output)
+    assert new_key["key_id"] == "k-json" and new_key["entry"].startswith("k-json:")

@@ -16,8 +16,16 @@ from pydantic import BaseModel
 from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import EventType, JobStatus
+from pgjobs.producer import (
+    EnqueuedJob,
+    RetryResult,
+    cancel_job,
+    enqueue,
+    flush,
+    get_job,
+    retry_job,
+)
 from pgjobs.producer import broker as broker_module
-from pgjobs.producer import cancel_job, enqueue, flush, get_job, retry_job
 from pgjobs.producer.job_types import Backoff, job_type
 from pgjobs.settings import get_settings
 from pgjobs.worker.context import JobContext
@@ -166,19 +174,39 @@ def test_invalid_stored_payload_fails_without_running(
     assert (tenant_id, job.id) not in started_runs
 
 
-def test_cancel_running_job_stops_at_next_checkpoint(
-    tenant_id: uuid.UUID, worker_factory: StartWorker
-) -> None:
+def running_job(tenant_id: uuid.UUID, worker_factory: StartWorker) -> EnqueuedJob:
+    """A job that runs for about 4 s, reporting progress (checkpoints) every 20 ms, once a
+    worker has started it."""
     worker_factory()
     job = enqueue(echo_type, {"steps": 200, "step_sleep": 0.02}, tenant_id=tenant_id)
     wait_for(tenant_id, job.id, frozenset({JobStatus.ACTIVE}))
+    return job
+
+
+def test_cancel_running_job_stops_at_next_checkpoint(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    job = running_job(tenant_id, worker_factory)
     result = cancel_job(tenant_id, job.id, reason="user asked")
     assert result.stop_requested and result.status is JobStatus.ACTIVE
+    assert cancel_job(tenant_id, job.id, reason="asked again").stop_requested  # first one kept
     done = wait_for(tenant_id, job.id)
     assert done.status is JobStatus.CANCELLED and done.progress < 100
     types = types_of(tenant_id, job.id)
     assert types[-1] is EventType.CANCELLED
     assert_legal_history(types)
+    # The reason given with the request reaches the event written when the job stops.
+    last = events_of(tenant_id, job.id)[-1].data
+    assert last["reason"] == "user asked" and last["while_running"] is True
+
+
+def test_cancel_running_job_without_reason_says_cancel_requested(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    job = running_job(tenant_id, worker_factory)
+    assert cancel_job(tenant_id, job.id).stop_requested
+    assert wait_for(tenant_id, job.id).status is JobStatus.CANCELLED
+    assert events_of(tenant_id, job.id)[-1].data["reason"] == "cancel requested"
 
 
 def test_cancel_queued_job_is_immediate_and_never_runs(
@@ -209,7 +237,8 @@ def test_manual_retry_of_failed_job(tenant_id: uuid.UUID, worker_factory: StartW
     worker_factory()
     job = enqueue(echo_type, {"fail_times": 1}, tenant_id=tenant_id, max_attempts=1)
     assert wait_for(tenant_id, job.id).status is JobStatus.FAILED
-    retry_job(tenant_id, job.id)
+    retried = retry_job(tenant_id, job.id)
+    assert retried == RetryResult(job.id, JobStatus.PENDING, attempt=2, max_attempts=2)
     done = wait_for(tenant_id, job.id)
     assert done.status is JobStatus.SUCCEEDED and done.attempts == 2
     types = types_of(tenant_id, job.id)

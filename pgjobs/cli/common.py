@@ -1,32 +1,20 @@
-"""What every `jobctl` command shares: typed errors shown as plain messages, the ``--tenant``
-option, finding the servers, table and JSON output."""
+"""What every `jobctl` command shares: the ``--tenant`` option, finding the servers, reading
+input, table and JSON output."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 import click
 from pydantic import BaseModel
 
-from pgjobs.db.errors import JobsError
 from pgjobs.db.tenants import resolve_tenant
 from pgjobs.services.local import ensure_local_services
-from pgjobs.vault.cipher import CredentialCryptoError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class JobsGroup(click.Group):
-    """A command group whose typed errors end the command with their message (exit 1)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (JobsError, CredentialCryptoError) as exc:
-            raise click.ClickException(str(exc)) from None
 
 
 def read_text(stream: IO[bytes], source: str, limit: int) -> str:
@@ -59,6 +47,11 @@ def tenant_option(func: F) -> F:
 
 def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def echo_result(as_json: bool, data: Mapping[str, Any], text: str) -> None:
+    """A command's result: ``data`` as a JSON object with ``--json``, else ``text``."""
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
 
 
 def tenant_id(ref: str) -> uuid.UUID:

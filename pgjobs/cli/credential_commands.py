@@ -9,7 +9,15 @@ import uuid
 
 import click
 
-from pgjobs.cli.common import JobsGroup, echo_rows, json_option, read_text, tenant_id, tenant_option
+from pgjobs.cli.common import (
+    echo_result,
+    echo_rows,
+    json_option,
+    read_text,
+    tenant_id,
+    tenant_option,
+)
+from pgjobs.cli.groups import JobsGroup
 from pgjobs.cli.seed import import_env_credentials
 from pgjobs.db.models import CredentialStatus, Provider
 from pgjobs.db.schemas.credential import CredentialRead
@@ -50,10 +58,12 @@ def read_secret(prompt: str) -> str:
     return secret.removesuffix("\n").removesuffix("\r")
 
 
-def _show(verb: str, credential: CredentialRead) -> None:
-    click.echo(
+def _show(verb: str, credential: CredentialRead, as_json: bool) -> None:
+    echo_result(
+        as_json,
+        credential.model_dump(mode="json"),
         f"{verb} {credential.provider.value}/{credential.name} ({credential.id}): "
-        f"secret {credential.secret_mask}, status {credential.status.value}"
+        f"secret {credential.secret_mask}, status {credential.status.value}",
     )
 
 
@@ -66,11 +76,16 @@ def credentials() -> None:
 @tenant_option
 @click.option("--provider", required=True, type=click.Choice([p.value for p in Provider]))
 @click.option("--name", default="default", show_default=True)
-def credentials_add(tenant: str, provider: str, name: str) -> None:
+@json_option
+def credentials_add(tenant: str, provider: str, name: str, as_json: bool) -> None:
     """Store a new credential; the secret is read from stdin or a hidden prompt."""
     owner = tenant_id(tenant)
     secret = read_secret("Secret")
-    _show("created", api.create_credential(owner, provider=provider, name=name, secret=secret))
+    _show(
+        "created",
+        api.create_credential(owner, provider=provider, name=name, secret=secret),
+        as_json,
+    )
 
 
 @credentials.command("list")
@@ -95,22 +110,24 @@ def credentials_show(tenant: str, credential: str, as_json: bool) -> None:
 @tenant_option
 @credential_argument
 @click.argument("new_name")
-def credentials_rename(tenant: str, credential: str, new_name: str) -> None:
+@json_option
+def credentials_rename(tenant: str, credential: str, new_name: str, as_json: bool) -> None:
     """Rename a credential."""
     owner = tenant_id(tenant)
     found = resolve_credential(owner, credential)
-    _show("renamed", api.rename_credential(owner, found.id, new_name))
+    _show("renamed", api.rename_credential(owner, found.id, new_name), as_json)
 
 
 @credentials.command("rotate-secret")
 @tenant_option
 @credential_argument
-def credentials_rotate_secret(tenant: str, credential: str) -> None:
+@json_option
+def credentials_rotate_secret(tenant: str, credential: str, as_json: bool) -> None:
     """Replace a credential's secret (read from stdin or a hidden prompt); status -> unknown."""
     owner = tenant_id(tenant)
     found = resolve_credential(owner, credential)
     secret = read_secret("New secret")
-    _show("updated", api.update_secret(owner, found.id, secret))
+    _show("updated", api.update_secret(owner, found.id, secret), as_json)
 
 
 @credentials.command("mark")
@@ -119,38 +136,50 @@ def credentials_rotate_secret(tenant: str, credential: str) -> None:
 @click.argument(
     "status", type=click.Choice([CredentialStatus.VALID.value, CredentialStatus.INVALID.value])
 )
-def credentials_mark(tenant: str, credential: str, status: str) -> None:
+@json_option
+def credentials_mark(tenant: str, credential: str, status: str, as_json: bool) -> None:
     """Record that a credential was checked and found valid or invalid."""
     owner = tenant_id(tenant)
     found = resolve_credential(owner, credential)
-    _show("marked", api.mark_validated(owner, found.id, status))
+    _show("marked", api.mark_validated(owner, found.id, status), as_json)
 
 
 @credentials.command("delete")
 @tenant_option
 @credential_argument
 @click.confirmation_option(prompt="Delete this credential?")
-def credentials_delete(tenant: str, credential: str) -> None:
+@json_option
+def credentials_delete(tenant: str, credential: str, as_json: bool) -> None:
     """Delete a credential (refused while an MCP server uses it)."""
     owner = tenant_id(tenant)
     found = resolve_credential(owner, credential)
     api.delete_credential(owner, found.id)
-    click.echo(f"deleted {found.provider.value}/{found.name} ({found.id})")
+    echo_result(
+        as_json,
+        {"deleted": str(found.id)},
+        f"deleted {found.provider.value}/{found.name} ({found.id})",
+    )
 
 
 @credentials.command("import-env")
 @tenant_option
 @click.option("--replace", is_flag=True, help="Overwrite the secret of credentials that exist.")
-def credentials_import_env(tenant: str, replace: bool) -> None:
+@json_option
+def credentials_import_env(tenant: str, replace: bool, as_json: bool) -> None:
     """Import OPENAI_API_KEY, ESPN_API_KEY, CFBD_API_KEY and CUSTOM_API_KEY_<NAME> as
     credentials with status unknown (re-validate them). Safe to run again."""
     outcome = import_env_credentials(tenant_id(tenant), replace=replace)
-    for verb, names in (
-        ("created", outcome.created),
-        ("replaced", outcome.replaced),
-        ("kept (exists; --replace overwrites)", outcome.kept),
-    ):
-        for name in names:
-            click.echo(f"{verb}: {name}")
-    if not (outcome.created or outcome.replaced or outcome.kept):
-        click.echo("no provider keys found in the environment")
+    lines = [
+        f"{verb}: {name}"
+        for verb, names in (
+            ("created", outcome.created),
+            ("replaced", outcome.replaced),
+            ("kept (exists; --replace overwrites)", outcome.kept),
+        )
+        for name in names
+    ]
+    echo_result(
+        as_json,
+        {"created": outcome.created, "replaced": outcome.replaced, "kept": outcome.kept},
+        "\n".join(lines) or "no provider keys found in the environment",
+    )

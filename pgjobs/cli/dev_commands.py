@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 
 import click
-from pydantic import SecretStr
 
+from pgjobs.cli.common import echo_result, json_option
 from pgjobs.services import embedded
 from pgjobs.services.health import check_all
 from pgjobs.services.local import ensure_local_services
-from pgjobs.settings import env_name, get_settings, settings_reference
-from pgjobs.vault.redaction import redact_text
+from pgjobs.settings import get_settings
 
 
 @click.group()
@@ -20,51 +20,51 @@ def dev() -> None:
 
 
 @dev.command("up")
-def dev_up() -> None:
-    """Start (or reuse) the embedded servers and print their URLs."""
+@json_option
+def dev_up(as_json: bool) -> None:
+    """Start (or reuse) the embedded servers and print their URLs.
+
+    A restarted server takes the port it had before when that port is free, so running
+    workers reconnect on their own; a warning says so when the port changed.
+    """
     database_url, redis_url = ensure_local_services(schema=True)
-    click.echo(f"DATABASE_URL={database_url}")
-    click.echo(f"REDIS_URL={redis_url}")
+    echo_result(
+        as_json,
+        {"DATABASE_URL": database_url, "REDIS_URL": redis_url},
+        f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}",
+    )
 
 
 @dev.command("down")
-def dev_down() -> None:
-    """Stop the embedded servers (their data stays under the dev folder)."""
+@json_option
+def dev_down(as_json: bool) -> None:
+    """Stop the embedded servers (their data and ports stay recorded under the dev folder)."""
     embedded.stop(get_settings().dev_dir)
-    click.echo("embedded servers stopped")
+    echo_result(as_json, {"stopped": True}, "embedded servers stopped")
 
 
 @dev.command("status")
-def dev_status() -> None:
+@json_option
+def dev_status(as_json: bool) -> None:
     """Print which embedded servers are running."""
     found = embedded.status(get_settings().dev_dir)
-    click.echo(f"postgres: {found.database_url or 'not running'}")
-    click.echo(f"redis:    {found.redis_url or 'not running'}")
+    echo_result(
+        as_json,
+        {"postgres": found.database_url, "redis": found.redis_url},
+        f"postgres: {found.database_url or 'not running'}\n"
+        f"redis:    {found.redis_url or 'not running'}",
+    )
 
 
 @click.command()
-def health() -> None:
+@json_option
+def health(as_json: bool) -> None:
     """Check PostgreSQL and Redis; exit 1 if either is unreachable."""
     results = check_all()
+    lines = []
     for r in results:
         state = f"ok ({r.latency_ms} ms)" if r.ok else f"DOWN: {r.error}"
-        click.echo(f"{r.name:<9} {state}")
+        lines.append(f"{r.name:<9} {state}")
+    echo_result(as_json, {r.name: asdict(r) for r in results}, "\n".join(lines))
     if not all(r.ok for r in results):
         sys.exit(1)
-
-
-@click.command()
-@click.option("--markdown", is_flag=True, help="Print the reference table of every setting.")
-def settings(markdown: bool) -> None:
-    """Show the effective settings (secrets masked), or the reference table."""
-    if markdown:
-        click.echo(settings_reference())
-        return
-    current = get_settings()
-    for name in type(current).model_fields:
-        value = getattr(current, name)
-        if isinstance(value, SecretStr):
-            value = "********"
-        elif isinstance(value, str) and "://" in value:
-            value = redact_text(value)
-        click.echo(f"{env_name(name)}={'' if value is None else value}")

@@ -24,7 +24,8 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from rich.table import Table
 from rich.text import Text
 
-from pgjobs.cli.common import JobsGroup, json_option, read_text, tenant_id, tenant_option
+from pgjobs.cli.common import json_option, read_text, tenant_id, tenant_option
+from pgjobs.cli.groups import JobsGroup
 from pgjobs.db.models import TERMINAL_STATUSES, JobStatus
 from pgjobs.db.schemas.job import JobEventRead, JobRead
 from pgjobs.producer import (
@@ -385,10 +386,19 @@ def counts(*, tenant_id: uuid.UUID, job_type: str | None, as_json: bool) -> None
 @job_id_argument
 @tenant_command
 @click.option("--reason", help="Recorded in the job's cancelled event.")
-def cancel(*, tenant_id: uuid.UUID, job_id: int, reason: str | None) -> None:
+@json_option
+def cancel(*, tenant_id: uuid.UUID, job_id: int, reason: str | None, as_json: bool) -> None:
     """Cancel a waiting job now, or ask a running one to stop at its next checkpoint."""
     outcome = cancel_job(tenant_id, job_id, reason=reason)
-    if outcome.stop_requested:
+    if as_json:
+        _echo_json(
+            {
+                "job_id": job_id,
+                "status": outcome.status.value,
+                "stop_requested": outcome.stop_requested,
+            }
+        )
+    elif outcome.stop_requested:
         click.echo(f"job {job_id} is running: asked to stop at its next checkpoint")
     elif outcome.status is JobStatus.CANCELLED:
         click.echo(f"job {job_id} cancelled")
@@ -399,11 +409,26 @@ def cancel(*, tenant_id: uuid.UUID, job_id: int, reason: str | None) -> None:
 @jobs.command()
 @job_id_argument
 @tenant_command
-def retry(*, tenant_id: uuid.UUID, job_id: int) -> None:
+@json_option
+def retry(*, tenant_id: uuid.UUID, job_id: int, as_json: bool) -> None:
     """Give a failed or cancelled job one more attempt."""
-    retry_job(tenant_id, job_id)
+    outcome = retry_job(tenant_id, job_id)
     flush_marks(timeout=5)
-    click.echo(f"job {job_id} queued for another attempt")
+    status = get_job(tenant_id, job_id).status
+    if as_json:
+        _echo_json(
+            {
+                "job_id": job_id,
+                "status": status.value,
+                "attempt": outcome.attempt,
+                "max_attempts": outcome.max_attempts,
+            }
+        )
+    else:
+        click.echo(
+            f"job {job_id} retried: attempt {outcome.attempt} of {outcome.max_attempts}, "
+            f"now {status.value}"
+        )
 
 
 # --- jobs watch -----------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 import click
 
-from pgjobs.cli.common import JobsGroup, echo_rows, json_option, tenant_id, tenant_option
+from pgjobs.cli.common import echo_result, echo_rows, json_option, tenant_id, tenant_option
 from pgjobs.cli.credential_commands import resolve_credential
+from pgjobs.cli.groups import JobsGroup
 from pgjobs.db.models import AuthType
 from pgjobs.db.schemas.mcp_server import McpServerRead
 from pgjobs.mcp import registry as api
@@ -94,6 +95,7 @@ def mcp() -> None:
 @mcp.command("add")
 @tenant_option
 @server_options(adding=True)
+@json_option
 def mcp_add(
     tenant: str,
     label: str,
@@ -102,6 +104,7 @@ def mcp_add(
     auth_ref: str | None,
     headers: dict[str, str] | None,
     notes: str | None,
+    as_json: bool,
 ) -> None:
     """Register an MCP server."""
     owner = tenant_id(tenant)
@@ -113,7 +116,9 @@ def mcp_add(
         metadata={"headers": headers or {}, "notes": notes},
         **_auth_ref(owner, auth_ref),
     )
-    click.echo(f"created MCP server {server.label} ({server.id})")
+    echo_result(
+        as_json, server.model_dump(mode="json"), f"created MCP server {server.label} ({server.id})"
+    )
 
 
 @mcp.command("list")
@@ -129,6 +134,7 @@ def mcp_list(tenant: str, as_json: bool) -> None:
 @click.argument("server")
 @server_options(adding=False)
 @click.option("--clear-headers", is_flag=True, help="Remove every custom header.")
+@json_option
 def mcp_update(
     tenant: str,
     server: str,
@@ -136,6 +142,7 @@ def mcp_update(
     notes: str | None,
     clear_headers: bool,
     auth_ref: str | None,
+    as_json: bool,
     **settings: str | None,
 ) -> None:
     """Change an MCP server's settings (SERVER: id or label)."""
@@ -149,16 +156,23 @@ def mcp_update(
         metadata["notes"] = notes if notes is not None else metadata["notes"]
         changes["metadata"] = metadata
     updated = api.update_mcp_server(owner, current.id, **changes)
-    click.echo(f"updated MCP server {updated.label} ({updated.id})")
+    echo_result(
+        as_json,
+        updated.model_dump(mode="json"),
+        f"updated MCP server {updated.label} ({updated.id})",
+    )
 
 
 @mcp.command("delete")
 @tenant_option
 @click.argument("server")
 @click.confirmation_option(prompt="Delete this MCP server?")
-def mcp_delete(tenant: str, server: str) -> None:
+@json_option
+def mcp_delete(tenant: str, server: str, as_json: bool) -> None:
     """Delete an MCP server (SERVER: id or label)."""
     owner = tenant_id(tenant)
     found = resolve_server(owner, server)
     api.delete_mcp_server(owner, found.id)
-    click.echo(f"deleted MCP server {found.label} ({found.id})")
+    echo_result(
+        as_json, {"deleted": str(found.id)}, f"deleted MCP server {found.label} ({found.id})"
+    )

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import structlog
-
 from pgjobs.db.errors import UniqueViolation
 from pgjobs.db.models import AuthType, Provider
 from pgjobs.db.schemas.tenant import TenantRead
 from pgjobs.db.tenants import TenantExists, create_tenant, resolve_tenant
+from pgjobs.logs import get_logger
 from pgjobs.mcp.registry import McpServerExists, create_mcp_server, list_mcp_servers
 from pgjobs.vault.credentials import (
     CredentialExists,
@@ -29,7 +28,7 @@ from pgjobs.vault.credentials import (
     update_secret,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # --- Environment import ("seed 000") ----------------------------------------------------------
 

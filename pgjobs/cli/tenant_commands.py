@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pgjobs.cli.common import JobsGroup, connect, echo_rows, json_option
+from pgjobs.cli.common import connect, echo_result, echo_rows, json_option
+from pgjobs.cli.groups import JobsGroup
 from pgjobs.db.tenants import create_tenant, list_tenants
 
 
@@ -16,11 +17,14 @@ def tenants() -> None:
 @tenants.command("create")
 @click.argument("slug")
 @click.option("--name", help="Display name (default: the slug).")
-def tenants_create(slug: str, name: str | None) -> None:
+@json_option
+def tenants_create(slug: str, name: str | None, as_json: bool) -> None:
     """Create the tenant SLUG (lowercase letters, digits and dashes)."""
     connect()
     tenant = create_tenant(name=name or slug, slug=slug)
-    click.echo(f"created tenant {tenant.slug} ({tenant.id})")
+    echo_result(
+        as_json, tenant.model_dump(mode="json"), f"created tenant {tenant.slug} ({tenant.id})"
+    )
 
 
 @tenants.command("list")

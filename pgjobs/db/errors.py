@@ -15,6 +15,7 @@ import pydantic
 import sqlalchemy.exc
 
 from pgjobs.db.storable import dotted
+from pgjobs.db.validation_wording import rule
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -49,11 +50,14 @@ class InvalidInput(JobsError):
         return cls(f"invalid input: {field}: {rule}", (field,))
 
     @classmethod
-    def from_validation_error(cls, exc: pydantic.ValidationError) -> InvalidInput:
-        """Our error for pydantic's, built from locations and messages only (its str() quotes
-        the input)."""
+    def from_validation_error(
+        cls, exc: pydantic.ValidationError, model: type[pydantic.BaseModel] | None = None
+    ) -> InvalidInput:
+        """Our error for pydantic's: each field named with the rule it breaks, in plain words
+        (pgjobs/db/validation_wording.py), never its value (pydantic's str() quotes the input).
+        ``model`` explains its fields' patterns by their descriptions."""
         problems = [
-            (dotted(error["loc"]) or "value", error["msg"])
+            (dotted(error["loc"]) or "value", rule(error, model))
             for error in exc.errors(include_input=False, include_url=False)
         ]
         detail = "; ".join(f"{field}: {msg}" for field, msg in problems)
@@ -65,7 +69,7 @@ def validated(model: type[M], data: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(dict(data))
     except pydantic.ValidationError as exc:
-        raise InvalidInput.from_validation_error(exc) from None
+        raise InvalidInput.from_validation_error(exc, model) from None
 
 
 def validated_field(model: type[pydantic.BaseModel], field: str, value: object) -> Any:
@@ -75,7 +79,7 @@ def validated_field(model: type[pydantic.BaseModel], field: str, value: object) 
             model.model_construct(), field, value
         )
     except pydantic.ValidationError as exc:
-        raise InvalidInput.from_validation_error(exc) from None
+        raise InvalidInput.from_validation_error(exc, model) from None
     return getattr(holder, field)
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import structlog
 from sqlalchemy import Engine, event
 
-log = structlog.get_logger("db.query")
+from pgjobs.logs import get_logger
+
+log = get_logger("pgjobs.db.query")
 _MAX_STATEMENT = 300
 
 

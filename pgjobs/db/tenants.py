@@ -6,7 +6,6 @@ import re
 import uuid
 from typing import cast
 
-import structlog
 from sqlalchemy import Row, Table, select
 
 from pgjobs.db.engine import transaction
@@ -14,8 +13,9 @@ from pgjobs.db.errors import InvalidInput, UniqueViolation, UnknownTenant, valid
 from pgjobs.db.models import Tenant
 from pgjobs.db.schemas.tenant import SLUG_PATTERN, TenantCreate, TenantRead
 from pgjobs.db.validation import as_uuid
+from pgjobs.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _tenants = cast(Table, Tenant.__table__)
 

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, cast
 
-import structlog
 from sqlalchemy import Connection, Row, Table, delete, func, select, update
 
 from pgjobs.db.engine import transaction
@@ -29,9 +28,10 @@ from pgjobs.db.errors import (
 from pgjobs.db.models import AppCredential, AuthType, McpServer, McpServerStatus
 from pgjobs.db.schemas.mcp_server import McpMetadata, McpServerCreate, McpServerPatch, McpServerRead
 from pgjobs.db.validation import as_moment, as_text, as_uuid
+from pgjobs.logs import get_logger
 from pgjobs.vault.credentials import CredentialNotFound
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _servers = cast(Table, McpServer.__table__)
 _credentials = cast(Table, AppCredential.__table__)

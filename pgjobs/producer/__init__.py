@@ -5,7 +5,7 @@ job = enqueue("scheduled_preview", {...}, tenant_id=tenant.id)
 get_job(tenant.id, job.id).status
 """
 
-from pgjobs.producer.control import CancelResult, cancel_job, retry_job
+from pgjobs.producer.control import CancelResult, RetryResult, cancel_job, retry_job
 from pgjobs.producer.enqueue import EnqueuedJob, JobRequest, enqueue, enqueue_many
 from pgjobs.producer.errors import (
     InvalidOption,
@@ -41,6 +41,7 @@ __all__ = [
     "Page",
     "PayloadTooLarge",
     "ProducerError",
+    "RetryResult",
     "UnknownJobType",
     "UnknownTenant",
     "cancel_job",

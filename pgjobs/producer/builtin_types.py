@@ -34,7 +34,10 @@ class FineTuneExportPayload(_Payload):
     """Upload a fine-tuning dataset (JSONL, chat format) to an OpenAI-compatible files API."""
 
     credential_id: uuid.UUID
-    dataset_name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    dataset_name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="1 to 100 letters, digits, dots, dashes and underscores",
+    )
     examples: list[FineTuneExample] = Field(min_length=1, max_length=5_000)
     system_prompt: str | None = Field(default=None, max_length=5_000)
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-import structlog
-
 from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import JobStatus
 from pgjobs.db.validation import as_text
+from pgjobs.logs import get_logger
 from pgjobs.producer import broker, sender
 from pgjobs.producer.errors import InvalidOption, InvalidTransition, JobNotFound
 from pgjobs.producer.job_types import get_job_type
 from pgjobs.producer.status import get_job, job_ref
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 REASON_MAX = 1000
 """Characters of a cancellation reason (it is stored in the job's ``cancelled`` event)."""
@@ -55,22 +54,33 @@ def cancel_job(tenant_id: uuid.UUID, job_id: int, *, reason: str | None = None) 
     return CancelResult(job_id, status, outcome.requested)
 
 
-def retry_job(tenant_id: uuid.UUID, job_id: int) -> int:
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    job_id: int
+    status: JobStatus
+    """The job's status after the call: pending, its message sent (it reads queued once
+    marked: :func:`pgjobs.flush` waits for that)."""
+    attempt: int
+    """The number of the attempt the retry runs (attempts so far + 1)."""
+    max_attempts: int
+    """The job's attempt budget, grown by one when the retry needed it."""
+
+
+def retry_job(tenant_id: uuid.UUID, job_id: int) -> RetryResult:
     """Give a failed or cancelled job one more attempt (a ``retry`` event marks it manual).
 
     InvalidTransition when the job is not failed or cancelled; JobNotFound when missing.
-    Returns the job id.
     """
     tenant_id, job_id = job_ref(tenant_id, job_id)
     message_id = broker.new_message_id()
     with autocommit() as conn:
-        job_type = sm.manual_retry(conn, job_id, tenant_id, message_id)
-    if job_type is None:
+        retried = sm.manual_retry(conn, job_id, tenant_id, message_id)
+    if retried is None:
         current = get_job(tenant_id, job_id)  # raises JobNotFound
         raise InvalidTransition(
             f"job {job_id} is {current.status.value}: only failed or cancelled jobs can be retried"
         )
-    queue = get_job_type(job_type).queue
+    queue = get_job_type(retried.type).queue
     sender.send_and_mark([broker.Outgoing(job_id, tenant_id, queue, message_id)])
     log.info("job.retry", job_id=job_id, tenant_id=str(tenant_id))
-    return job_id
+    return RetryResult(job_id, JobStatus.PENDING, retried.attempts + 1, retried.max_attempts)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, SupportsFloat
 
-import structlog
 from pydantic import BaseModel
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -31,6 +30,7 @@ from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models.job import JobStatus
 from pgjobs.db.timestamps import LATEST
 from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
+from pgjobs.logs import get_logger
 from pgjobs.producer import broker, sender
 from pgjobs.producer.errors import InvalidOption, UnknownTenant
 from pgjobs.producer.job_types import JobType, get_job_type
@@ -38,7 +38,7 @@ from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
 from pgjobs.settings import get_settings
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SMALLINT = 32767
 

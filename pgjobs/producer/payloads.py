@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from pgjobs.db.storable import dotted, nested_items, text_problems
+from pgjobs.db.validation_wording import rule
 from pgjobs.producer.errors import InvalidPayload, PayloadTooLarge
 from pgjobs.producer.job_types import JobType
 
@@ -58,8 +59,8 @@ def validated_payload(
         model = job_type.payload_model.model_validate(data)
     except ValidationError as exc:
         errors = [
-            (dotted(e["loc"]) or "(payload)", e["type"], e["msg"])
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
+            (dotted(e["loc"]) or "(payload)", e["type"], rule(e, job_type.payload_model))
+            for e in exc.errors(include_url=False, include_input=False)
         ]
         raise InvalidPayload(name, errors) from None
     except (PydanticSerializationError, RecursionError) as exc:  # model_dump of the caller's model

@@ -20,18 +20,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from sqlalchemy import Connection
 
 from pgjobs.db.engine import autocommit, transaction
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import JobStatus
+from pgjobs.logs import get_logger
 from pgjobs.producer import broker
 from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import get_job_type
 from pgjobs.settings import get_settings
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,14 +21,14 @@ import time
 from collections.abc import Sequence
 from itertools import groupby
 
-import structlog
 from sqlalchemy import Engine
 
 from pgjobs.db.engine import autocommit, get_autocommit_engine
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.logs import get_logger
 from pgjobs.producer import broker
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MARK_AFTER_SECONDS = 0.05
 """How long sent jobs wait to be marked queued, so that one ``MARK_SENT`` serves many calls."""

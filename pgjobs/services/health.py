@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 
 from pgjobs.db.engine import get_engine
 from pgjobs.db.errors import JobsError
-from pgjobs.services.locate import redis_url
+from pgjobs.services.locate import redis_url, sqlalchemy_url
 from pgjobs.vault.redaction import redact_text
 
 
@@ -22,15 +23,36 @@ class ServiceHealth:
     error: str | None = None
 
 
-def check_postgres() -> ServiceHealth:
-    """``select 1`` on the engine's pool."""
+def check_postgres(engine: Engine | None = None) -> ServiceHealth:
+    """``select 1`` on ``engine`` (default: the process's pool)."""
     started = time.perf_counter()
     try:
-        with get_engine().connect() as conn:
+        with (engine if engine is not None else get_engine()).connect() as conn:
             conn.execute(text("select 1"))
     except (JobsError, Exception) as exc:  # noqa: BLE001 - a health check reports, never raises
         return ServiceHealth("postgres", False, None, _describe(exc))
     return ServiceHealth("postgres", True, round((time.perf_counter() - started) * 1000, 2))
+
+
+def wait_for_postgres(url: str, timeout: float, interval: float = 1.0) -> ServiceHealth:
+    """Check PostgreSQL at ``url`` every ``interval`` seconds until it answers or ``timeout``
+    seconds have passed; the last check's result. A new connection each time: a server that is
+    still starting (or restarting after its first initialisation, as the official image does)
+    refuses some and accepts later ones."""
+    deadline = time.monotonic() + timeout
+    engine = create_engine(
+        sqlalchemy_url(url),
+        poolclass=NullPool,
+        connect_args={"connect_timeout": max(1, min(5, int(timeout)))},
+    )
+    try:
+        while True:
+            result = check_postgres(engine)
+            if result.ok or time.monotonic() + interval > deadline:
+                return result
+            time.sleep(interval)
+    finally:
+        engine.dispose()
 
 
 def check_redis() -> ServiceHealth:

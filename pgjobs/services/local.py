@@ -6,13 +6,12 @@ only finds servers (pgjobs/services/locate.py).
 
 from __future__ import annotations
 
-import structlog
-
 from pgjobs.db.errors import ConfigurationError
+from pgjobs.logs import get_logger
 from pgjobs.services.locate import database_url, redis_url, sqlalchemy_url
 from pgjobs.settings import Settings, get_settings
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def ensure_local_services(

@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-import structlog
 from pydantic import SecretStr
 from sqlalchemy import Row, Table, delete, func, select, update
 
@@ -30,10 +29,11 @@ from pgjobs.db.errors import (
 from pgjobs.db.models import AppCredential, CredentialStatus, McpServer, Provider
 from pgjobs.db.schemas.credential import CredentialCreate, CredentialPatch, CredentialRead
 from pgjobs.db.validation import as_moment, as_text, as_uuid
+from pgjobs.logs import get_logger
 from pgjobs.vault.cipher import EncryptedSecret, mask_secret
 from pgjobs.vault.keys import get_cipher
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _credentials = cast(Table, AppCredential.__table__)
 _servers = cast(Table, McpServer.__table__)

@@ -18,8 +18,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import structlog
-
+from pgjobs.logs import get_logger
 from pgjobs.settings import Settings, get_settings
 from pgjobs.vault.cipher import (
     KEY_BYTES,
@@ -30,7 +29,7 @@ from pgjobs.vault.cipher import (
     safe_key_id,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEV_KEY_FILE = "keys.txt"
 """Name of the development key file under ``settings.dev_dir``."""

@@ -13,16 +13,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
-import structlog
 from sqlalchemy import Table, bindparam, func, select, update
 
 from pgjobs.db.engine import transaction
-from pgjobs.db.errors import InvalidInput, JobsError
+from pgjobs.db.errors import InvalidInput, JobsError, NotFound
 from pgjobs.db.models import AppCredential
+from pgjobs.logs import get_logger
 from pgjobs.vault.cipher import KEY_ID_PATTERN, CredentialCryptoError, EncryptedSecret, SecretCipher
 from pgjobs.vault.keys import get_keys, keys_and_cipher
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _credentials = cast(Table, AppCredential.__table__)
 
@@ -32,6 +32,10 @@ DEFAULT_BATCH_SIZE = 100
 
 class KeyInUse(JobsError):
     """A key cannot be retired: it is active, or rows are still encrypted with it."""
+
+
+class UnknownKey(NotFound):
+    """No key of that id is configured, and no credential is encrypted with one."""
 
 
 # --- Rotation ---------------------------------------------------------------------------------
@@ -141,7 +145,8 @@ def status() -> dict[str, int]:
 
 
 def check_retirable(key_id: str) -> None:
-    """Raise KeyInUse unless ``key_id`` could be removed from the configuration now.
+    """Raise KeyInUse unless ``key_id`` could be removed from the configuration now, and
+    UnknownKey when there is no such key to remove.
 
     Keys live in the environment or a key file, not in the database: retiring is the operator
     deleting the entry after this check passes.
@@ -154,4 +159,9 @@ def check_retirable(key_id: str) -> None:
     if in_use:
         raise KeyInUse(
             f"key {key_id!r} still encrypts {in_use} credential(s): run `jobctl keys rotate`"
+        )
+    if key_id not in get_keys().key_ids():
+        raise UnknownKey(
+            f"key {key_id!r} does not exist: no key of that id is configured "
+            "and no credential uses one"
         )

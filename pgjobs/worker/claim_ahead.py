@@ -23,15 +23,14 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.logs import get_logger
 from pgjobs.producer.broker import job_args
 from pgjobs.worker.leases import LeaseKeeper
 from pgjobs.worker.state_writer import StateWriter
 
-log = structlog.get_logger("pgjobs.worker.claim_ahead")
+log = get_logger("pgjobs.worker.claim_ahead")
 
 
 class NotClaimed(enum.Enum):

@@ -31,18 +31,18 @@ import time
 from typing import Any
 
 import redis
-import structlog
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
+from pgjobs.logs import get_logger
 from pgjobs.settings import get_settings
 from pgjobs.worker.messages import Refused, check
 from pgjobs.worker.runner import claim_ahead, state_writer
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _MAX_ID_LOGGED = 100  # a junk entry's Redis id can be anything, of any length
 

@@ -15,18 +15,17 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from typing import NoReturn
 
-import structlog
-
 from pgjobs.db.errors import JobsError
 from pgjobs.db.models import AuthType, Provider
 from pgjobs.db.schemas.mcp_server import McpServerRead
+from pgjobs.logs import get_logger
 from pgjobs.vault.cipher import CredentialCryptoError
 from pgjobs.vault.credentials import find_credential, load_encrypted
 from pgjobs.vault.keys import get_cipher
 from pgjobs.vault.redaction import secrets_in_scope
 from pgjobs.worker.handlers.http import basic, bearer
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _HIDDEN = "Plaintext('****')"
 

@@ -13,15 +13,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import structlog
 from dramatiq.middleware.threading import raise_thread_exception
 
 from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.logs import get_logger
 from pgjobs.worker.context import JobControls
 from pgjobs.worker.errors import JobTimeLimitExceeded
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class WorkerShutdown(BaseException):

@@ -16,19 +16,19 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
 from sqlalchemy import text
 
 from pgjobs.db.engine import autocommit, transaction
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import JobStatus
+from pgjobs.logs import get_logger
 from pgjobs.producer import broker
 from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import get_job_type, queues
 from pgjobs.producer.relay import relay_once
 from pgjobs.settings import get_settings
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PRUNE = text(
     """

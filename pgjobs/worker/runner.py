@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import DatabaseUnavailable, JobsError
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.logs import get_logger
 from pgjobs.producer import broker
 from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import JobType, get_job_type
@@ -49,7 +50,7 @@ from pgjobs.worker.handlers.registry import get_handler
 from pgjobs.worker.leases import LeaseKeeper, RunningJob, WorkerShutdown
 from pgjobs.worker.state_writer import StateWriter
 
-log = structlog.get_logger("worker.job")
+log = get_logger("pgjobs.worker.job")
 T = TypeVar("T")
 
 _MAX_ERROR = 2000

@@ -27,14 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import DatabaseUnavailable
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.logs import get_logger
 from pgjobs.settings import get_settings
 
-log = structlog.get_logger("pgjobs.worker.state_writer")
+log = get_logger("pgjobs.worker.state_writer")
 
 MAX_ROUND = 500
 _RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)

@@ -346,13 +346,15 @@ CANCEL = text(
     ), cancelled AS (
         UPDATE content_jobs j
         SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
-            lease_expires_at = NULL, updated_at = now()
+            cancel_reason = CAST(:reason AS text), lease_expires_at = NULL, updated_at = now()
         FROM target t
         WHERE j.id = t.id AND t.status IN ('pending', 'queued')
         RETURNING j.id, j.tenant_id
     ), requested AS (
+        -- The first request's time stays; its reason too, unless it gave none.
         UPDATE content_jobs j
-        SET cancel_requested_at = coalesce(j.cancel_requested_at, now()), updated_at = now()
+        SET cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+            cancel_reason = coalesce(j.cancel_reason, CAST(:reason AS text)), updated_at = now()
         FROM target t
         WHERE j.id = t.id AND t.status = 'active'
         RETURNING j.id
@@ -382,8 +384,9 @@ class CancelOutcome:
 def cancel(
     conn: Connection, job_id: int, tenant_id: uuid.UUID, reason: str | None
 ) -> CancelOutcome | None:
-    """Cancel a pending/queued job at once, or ask a running one to stop. ``None``: no such job
-    for this tenant. A terminal job is left as it is (``cancelled=requested=False``)."""
+    """Cancel a pending/queued job at once, or ask a running one to stop (``reason`` is kept
+    for the event it writes when it stops). ``None``: no such job for this tenant. A terminal
+    job is left as it is (``cancelled=requested=False``)."""
     params = {"id": job_id, "tenant_id": tenant_id, "reason": reason}
     row = _run(conn, CANCEL, params).fetchone()
     if row is None:
@@ -396,32 +399,42 @@ MANUAL_RETRY = text(
     WITH moved AS (
         UPDATE content_jobs
         SET status = 'pending', queue_job_id = :message_id, completed_at = NULL,
-            cancel_requested_at = NULL, lease_expires_at = NULL, result = NULL, progress = 0,
+            cancel_requested_at = NULL, cancel_reason = NULL, lease_expires_at = NULL,
+            result = NULL, progress = 0,
             progress_message = NULL, run_at = now(), updated_at = now(),
             max_attempts = greatest(max_attempts, attempts + 1)
         WHERE id = :id AND tenant_id = :tenant_id AND status IN ('failed', 'cancelled')
-        RETURNING id, tenant_id, type, attempts, error_message
+        RETURNING id, tenant_id, type, attempts, max_attempts, error_message
     ), events AS (
+        -- The last error when there was one (a cancelled job may have none).
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'retry',
-               jsonb_build_object('attempt', attempts, 'manual', true,
-                                  'error', coalesce(error_message, ''))
+               jsonb_strip_nulls(jsonb_build_object('attempt', attempts, 'manual', true,
+                                                    'error', error_message))
         FROM moved
     )
-    SELECT id, type FROM moved
+    SELECT id, type, attempts, max_attempts FROM moved
     """
 )
 
 
+@dataclass(frozen=True, slots=True)
+class RetriedJob:
+    type: str
+    attempts: int
+    """Attempts used so far: the retry runs attempt ``attempts + 1``."""
+    max_attempts: int
+
+
 def manual_retry(
     conn: Connection, job_id: int, tenant_id: uuid.UUID, message_id: str
-) -> str | None:
+) -> RetriedJob | None:
     """failed/cancelled -> pending for one more attempt (the attempt budget grows by one if it
-    was used up), with a ``retry`` event marked manual. Returns the job's type, or None when
-    the job is not failed or cancelled (or not there)."""
+    was used up), with a ``retry`` event marked manual. None when the job is not failed or
+    cancelled (or not there)."""
     params = {"id": job_id, "tenant_id": tenant_id, "message_id": message_id}
     row = _run(conn, MANUAL_RETRY, params).fetchone()
-    return None if row is None else str(row.type)
+    return None if row is None else RetriedJob(str(row.type), row.attempts, row.max_attempts)
 
 
 # --- worker side --------------------------------------------------------------------------------
@@ -786,12 +799,12 @@ FINISH_CANCELLED = text(
         SET status = 'cancelled', completed_at = now(), lease_expires_at = NULL,
             cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
         WHERE id = :id AND status = 'active' AND attempts = :attempt
-        RETURNING id, tenant_id, attempts
+        RETURNING id, tenant_id, attempts, cancel_reason
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'cancelled',
                jsonb_build_object('attempt', attempts, 'while_running', true,
-                                  'reason', CAST(:reason AS text))
+                                  'reason', coalesce(cancel_reason, CAST(:reason AS text)))
         FROM done
     )
     SELECT id FROM done
@@ -800,7 +813,8 @@ FINISH_CANCELLED = text(
 
 
 def finish_cancelled(conn: Connection, job_id: int, attempt: int, reason: str | None) -> bool:
-    """active -> cancelled: the handler stopped at a checkpoint after a cancel request."""
+    """active -> cancelled: the handler stopped at a checkpoint after a cancel request. The
+    event's reason is the one the request gave, else ``reason``."""
     params = {"id": job_id, "attempt": attempt, "reason": reason}
     return _run(conn, FINISH_CANCELLED, params).fetchone() is not None
 

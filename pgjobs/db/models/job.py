@@ -111,5 +111,8 @@ class ContentJob(TimestampMixin, Base):
     result: Mapped[dict[str, Any] | None]
     error_message: Mapped[str | None] = mapped_column(Text)
     cancel_requested_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    """Why it was cancelled, as the caller said: kept from the request of a running job until
+    it stops, for its ``cancelled`` event."""
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]

@@ -71,7 +71,9 @@ class ProgressData(BaseModel):
 
 class RetryData(BaseModel):
     attempt: int
-    error: str
+    error: str | None = None
+    """The last error; absent on a manual retry of a job that ended without one."""
+    manual: bool = False
     next_run_at: datetime | None = None
 
 

@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import datetime
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator
 
 from pgjobs.db.models.mcp_server import AuthType, McpServerStatus
 from pgjobs.db.schemas.common import InputModel, ReadModel
@@ -42,16 +42,24 @@ class McpServerCreate(InputModel):
     label: str = Field(min_length=1, max_length=200)
     base_url: AnyHttpUrl
     auth_type: AuthType = AuthType.NONE
-    auth_ref: uuid.UUID | None = None
+    auth_ref: uuid.UUID | None = Field(default=None, validate_default=True)
     metadata: McpMetadata = Field(default_factory=McpMetadata)
 
-    @model_validator(mode="after")
-    def _auth_ref_matches_type(self) -> McpServerCreate:
-        if self.auth_type is AuthType.NONE and self.auth_ref is not None:
-            raise ValueError("auth_ref must be empty when auth_type is 'none'")
-        if self.auth_type is not AuthType.NONE and self.auth_ref is None:
-            raise ValueError(f"auth_type {self.auth_type.value!r} needs auth_ref (a credential id)")
-        return self
+    @field_validator("auth_ref")
+    @classmethod
+    def _auth_ref_matches_type(
+        cls, auth_ref: uuid.UUID | None, info: ValidationInfo
+    ) -> uuid.UUID | None:
+        """Checked on auth_ref (declared after auth_type), so the error names that field."""
+        auth_type = info.data.get("auth_type")  # absent when auth_type itself is invalid
+        if auth_type is AuthType.NONE and auth_ref is not None:
+            raise ValueError("must be empty when auth_type is 'none'")
+        if auth_type not in (None, AuthType.NONE) and auth_ref is None:
+            raise ValueError(
+                f"is required when auth_type is '{auth_type.value}': the credential to "
+                "authenticate with"
+            )
+        return auth_ref
 
 
 class McpServerPatch(InputModel):

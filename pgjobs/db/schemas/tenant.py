@@ -14,7 +14,11 @@ SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 
 class TenantCreate(InputModel):
     name: str = Field(min_length=1, max_length=200)
-    slug: str = Field(pattern=SLUG_PATTERN, description="Lowercase letters, digits and dashes.")
+    slug: str = Field(
+        pattern=SLUG_PATTERN,
+        description="1 to 64 lowercase letters, digits and dashes, not starting or ending "
+        "with a dash",
+    )
 
 
 class TenantPatch(InputModel):
