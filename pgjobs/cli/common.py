@@ -12,7 +12,7 @@ import click
 from pydantic import BaseModel
 
 from pgjobs.db.errors import JobsError
-from pgjobs.db.tenants import resolve_tenant
+from pgjobs.db.tenants import get_tenant
 from pgjobs.services.local import ensure_local_services
 from pgjobs.vault.cipher import CredentialCryptoError
 
@@ -64,7 +64,7 @@ def json_option(func: F) -> F:
 def tenant_id(ref: str) -> uuid.UUID:
     """The id of the tenant named by ``--tenant``."""
     connect()
-    return resolve_tenant(ref).id
+    return get_tenant(ref).id
 
 
 def echo_rows(

@@ -44,11 +44,14 @@ def dev_status() -> None:
 
 @click.command()
 def health() -> None:
-    """Check PostgreSQL and Redis; exit 1 if either is unreachable."""
+    """Check PostgreSQL and Redis (exit 1 if either is unreachable); list the running workers
+    and warn about due jobs that none of them serves."""
     results = check_all()
     for r in results:
         state = f"ok ({r.latency_ms} ms)" if r.ok else f"DOWN: {r.error}"
-        click.echo(f"{r.name:<9} {state}")
+        click.echo(f"{r.name:<9} {state}" + (f": {r.detail}" if r.ok and r.detail else ""))
+        for warning in r.warnings:
+            click.echo(f"{'':<9} WARNING: {warning}")
     if not all(r.ok for r in results):
         sys.exit(1)
 

@@ -38,6 +38,7 @@ from pgjobs.producer import (
 from pgjobs.producer import enqueue as enqueue_job
 from pgjobs.producer import flush as flush_marks
 from pgjobs.producer.status import event_cursor
+from pgjobs.producer.user_modules import import_user_modules
 from pgjobs.settings import get_settings
 
 LIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.ACTIVE)
@@ -85,12 +86,13 @@ def make_console() -> Console:
 
 
 def tenant_command(func: Callable[..., None]) -> Callable[..., None]:
-    """Give a command ``--tenant SLUG|UUID``, passed on as ``tenant_id`` once the servers are
-    found and the tenant resolved."""
+    """Give a command ``--tenant SLUG|UUID``, passed on as ``tenant_id`` once the application's
+    job types are imported (``JOBS_IMPORTS``), the servers found and the tenant resolved."""
 
     @tenant_option
     @functools.wraps(func)
     def run(tenant: str, **options: Any) -> None:
+        import_user_modules()
         func(tenant_id=tenant_id(tenant), **options)
 
     return run
