@@ -28,6 +28,7 @@ from pgjobs.producer import get_job, list_jobs
 from pgjobs.producer.job_types import get_job_type, unregister
 from pgjobs.producer.user_modules import import_user_modules
 from pgjobs.settings import get_settings
+from pgjobs.worker.handlers.registry import unregister as unregister_handler
 
 JOBCTL = str(Path(sys.executable).parent / "jobctl")
 _DROP_PREFIXES = ("JOBS_", "DATABASE_URL", "REDIS_URL", "PYTEST_", "PYTHONPATH")
@@ -47,8 +48,9 @@ def app_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """``set(value)``: JOBS_IMPORTS for this test; sys.path and sys.modules restored after."""
-    saved_path, saved_modules = list(sys.path), set(sys.modules)
+    """``set(value)``: JOBS_IMPORTS for this test; sys.path and the application's modules
+    (``myapp``) forgotten after."""
+    saved_path = list(sys.path)
 
     def set_imports(value: str) -> None:
         monkeypatch.setenv("JOBS_IMPORTS", value)
@@ -56,9 +58,10 @@ def imports(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
     yield set_imports
     sys.path[:] = saved_path
-    for name in set(sys.modules) - saved_modules:
+    for name in [m for m in sys.modules if m == "myapp" or m.startswith("myapp.")]:
         del sys.modules[name]
     unregister("thumbnail")
+    unregister_handler("thumbnail")
     get_settings.cache_clear()
 
 
@@ -198,6 +201,7 @@ def test_jobctl_commands_load_job_types_from_the_current_directory(
         app_dir, cli_env, "enqueue", "thumbnail", "--tenant", tenant, "--payload", payload
     )
     assert unknown.returncode == 1 and "unknown job type 'thumbnail'" in unknown.stderr
+    assert "JOBS_IMPORTS: none" in unknown.stderr  # says where job types come from
 
     job_id = enqueue_thumbnail(app_dir, cli_env, tenant, 7)
     assert job_ids_in_redis(redis_client, redis_namespace, "media") == [job_id]
