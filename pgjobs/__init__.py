@@ -5,9 +5,9 @@ What an application needs is here::
     import pgjobs
 
     thumbnail = pgjobs.job_type("thumbnail", Thumbnail, queue="media")
-    tenant = pgjobs.get_tenant("acme")
+    tenant = pgjobs.get_tenant("acme")  # a slug or an id
     job = pgjobs.enqueue(thumbnail, {"image_id": 42}, tenant_id=tenant.id)
-    pgjobs.get_job(tenant.id, job.id).status
+    pgjobs.wait_for_job(tenant.id, job.id).status
 
 The subpackages hold the rest: ``pgjobs.producer`` (enqueue, status, the relay), ``pgjobs.worker``
 (the Dramatiq app, handlers), ``pgjobs.vault`` (credentials and keys), ``pgjobs.mcp`` (MCP
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         JobsError,
         NotFound,
     )
+    from pgjobs.db.schemas.credential import CredentialRead
     from pgjobs.db.schemas.job import JobEventRead, JobRead
     from pgjobs.db.schemas.tenant import TenantRead
     from pgjobs.db.tenants import create_tenant, get_tenant, list_tenants
@@ -55,6 +56,16 @@ if TYPE_CHECKING:
         get_job,
         get_job_events,
         list_jobs,
+    )
+    from pgjobs.producer.wait import wait_for_job
+    from pgjobs.services.locate import engine_url
+    from pgjobs.vault.credentials import (
+        CredentialExists,
+        CredentialNotFound,
+        create_credential,
+        find_credential,
+        get_credential,
+        list_credentials,
     )
     from pgjobs.worker.context import JobContext
     from pgjobs.worker.errors import PermanentError
@@ -83,6 +94,7 @@ _HOMES: dict[str, str] = {
     "list_jobs": "pgjobs.producer.status",
     "get_job_events": "pgjobs.producer.status",
     "count_jobs_by_status": "pgjobs.producer.status",
+    "wait_for_job": "pgjobs.producer.wait",
     "Page": "pgjobs.producer.status",
     "JobRead": "pgjobs.db.schemas.job",
     "JobEventRead": "pgjobs.db.schemas.job",
@@ -91,6 +103,16 @@ _HOMES: dict[str, str] = {
     "create_tenant": "pgjobs.db.tenants",
     "list_tenants": "pgjobs.db.tenants",
     "TenantRead": "pgjobs.db.schemas.tenant",
+    # credentials (stored encrypted; a job's payload carries only the id)
+    "create_credential": "pgjobs.vault.credentials",
+    "find_credential": "pgjobs.vault.credentials",
+    "get_credential": "pgjobs.vault.credentials",
+    "list_credentials": "pgjobs.vault.credentials",
+    "CredentialRead": "pgjobs.db.schemas.credential",
+    "CredentialExists": "pgjobs.vault.credentials",
+    "CredentialNotFound": "pgjobs.vault.credentials",
+    # the database, for an application's own engine
+    "engine_url": "pgjobs.services.locate",
     # typed errors
     "JobsError": "pgjobs.db.errors",
     "ConfigurationError": "pgjobs.db.errors",
@@ -112,6 +134,9 @@ __all__ = [
     "Backoff",
     "CancelResult",
     "ConfigurationError",
+    "CredentialExists",
+    "CredentialNotFound",
+    "CredentialRead",
     "DatabaseError",
     "DatabaseUnavailable",
     "EnqueuedJob",
@@ -137,18 +162,24 @@ __all__ = [
     "UnknownTenant",
     "cancel_job",
     "count_jobs_by_status",
+    "create_credential",
     "create_tenant",
+    "engine_url",
     "enqueue",
     "enqueue_many",
+    "find_credential",
     "flush",
+    "get_credential",
     "get_job",
     "get_job_events",
     "get_tenant",
     "handles",
     "job_type",
+    "list_credentials",
     "list_jobs",
     "list_tenants",
     "retry_job",
+    "wait_for_job",
 ]
 
 

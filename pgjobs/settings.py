@@ -2,16 +2,58 @@
 
 RQ keeps its defaults in one module; so do we. Each field says what it tunes. Service URLs keep
 their conventional names (DATABASE_URL, REDIS_URL); everything else is prefixed with ``JOBS_``.
+
+The project directory (:func:`project_dir`) is found from the current directory, so a command
+or script run anywhere in a project reads the project's `.env` and finds its embedded servers.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_DIR_NAME = ".dev"
+DEV_DIR_STATE = ("services.json", "postgres", "keys.txt")
+"""What a `.dev` folder of ours holds once used: the embedded servers' state file and
+PostgreSQL data (pgjobs/services/embedded.py), the development key file (pgjobs/vault/keys.py).
+A `.dev` folder holding none of them is another tool's, and is passed by."""
+PROJECT_MARKER = "pyproject.toml"
+
+
+def find_dev_dir(start: Path | None = None) -> Path | None:
+    """The nearest `.dev` folder of ours, looking in ``start`` (the current directory) and
+    then in each parent; None when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEV_DIR_NAME
+        if any((candidate / name).exists() for name in DEV_DIR_STATE):
+            return candidate
+    return None
+
+
+def project_dir(start: Path | None = None) -> Path:
+    """The project's directory: the one holding the nearest `.dev` folder of ours (from
+    ``start``, the current directory, up); else the nearest one holding a pyproject.toml; else
+    ``start`` itself. That is where `jobctl dev up` puts `.dev`, and where `.env` is read."""
+    here = (start or Path.cwd()).resolve()
+    found = find_dev_dir(here)
+    if found is not None:
+        return found.parent
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_MARKER).is_file():
+            return folder
+    return here
+
+
+def env_files(start: Path | None = None) -> tuple[Path, ...]:
+    """The `.env` files read, the later winning: the project directory's, then the current
+    directory's (the same file when the two are one)."""
+    here = (start or Path.cwd()).resolve()
+    return tuple(dict.fromkeys([project_dir(here) / ".env", here / ".env"]))
 
 
 class Settings(BaseSettings):
@@ -32,8 +74,11 @@ class Settings(BaseSettings):
         description="Redis URL. Unset: use the embedded server started by `jobctl dev up`.",
     )
     dev_dir: Path = Field(
-        default=Path(".dev"),
-        description="Project-local folder for the embedded servers' data, logs and state file.",
+        default=Path(DEV_DIR_NAME),
+        description="Folder for the embedded servers' data, logs and state file and the "
+        "development key file. Unset: `.dev` in the project directory (the nearest one, from "
+        "the current directory up, holding a `.dev` folder of ours, else a pyproject.toml, "
+        "else the current directory).",
     )
     environment: Literal["development", "production"] = Field(
         default="development", description="Production logs JSON and refuses embedded servers."
@@ -104,10 +149,16 @@ class Settings(BaseSettings):
         default=30.0, description="Terminal jobs (and their events) older than this are pruned."
     )
     prune_batch_size: int = Field(default=1000, description="Jobs deleted per pruning statement.")
+    unserved_warning_seconds: float = Field(
+        default=60.0,
+        description="The maintenance process warns, at most this often per job type, about "
+        "jobs due this long that no running worker serves or whose type it does not know.",
+    )
     imports: str = Field(
         default="",
-        description="Comma-separated modules that declare job types and handlers; workers "
-        "and the maintenance process import them at start.",
+        description="Comma-separated modules that declare your job types (for workers: and "
+        "handlers), imported from the current directory by worker processes and every "
+        "`jobctl` command that needs job types (worker, maintenance, enqueue, jobs).",
     )
     worker_processes: int = Field(default=2, description="Worker processes for `jobctl worker`.")
     worker_threads: int = Field(default=8, description="Threads per worker process.")
@@ -148,11 +199,19 @@ class Settings(BaseSettings):
         description="File with one 'key_id:base64' per line; a line starting '*' is active.",
     )
 
+    @model_validator(mode="after")
+    def _dev_dir_of_the_project(self) -> Self:
+        """Unset: the project's `.dev`, found from the current directory (:func:`project_dir`)."""
+        if "dev_dir" not in self.model_fields_set:
+            self.dev_dir = project_dir() / DEV_DIR_NAME
+        return self
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process's settings, read once (tests call ``get_settings.cache_clear()``)."""
-    return Settings()
+    """The process's settings, read once (tests call ``get_settings.cache_clear()``), with the
+    project's `.env` and the current directory's (:func:`env_files`)."""
+    return Settings(_env_file=env_files())
 
 
 def env_name(field: str) -> str:

@@ -92,6 +92,26 @@ def invoke(group: click.Group, *args: str, input: str | None = None) -> Result:
 
 SECRET = "sk-test-0123456789abcdef"
 
+APP_JOBS_MODULE = """
+from pydantic import BaseModel
+
+import pgjobs
+
+
+class Thumbnail(BaseModel):
+    image_id: int
+
+
+thumbnail = pgjobs.job_type("thumbnail", Thumbnail, queue="media")
+
+
+@pgjobs.handles(thumbnail)
+def make(ctx: pgjobs.JobContext[Thumbnail]) -> dict[str, int]:
+    return {"image_id": ctx.payload.image_id}
+"""
+"""An application's ``myapp/jobs.py`` (a job type and its handler), for tests that run
+`jobctl` from an application's folder."""
+
 
 def add(
     tenant: uuid.UUID, name: str = "default", secret: str = SECRET, provider: str = "openai"

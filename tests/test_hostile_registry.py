@@ -65,18 +65,16 @@ def checked(call: Any) -> object:
 @PROPERTY
 @given(data=st.data())
 def test_tenant_api_answers_hostile_input(tenant: uuid.UUID, data: st.DataObject) -> None:
-    args = Arguments(data, "id", "ref", "name", "slug")
-    tenant_id = args.draw("id", st.just(tenant), HOSTILE_IDS)
+    args = Arguments(data, "ref", "name", "slug")
     ref = args.draw(
-        "ref", st.sampled_from([str(tenant), tenants.get_tenant(tenant).slug]), HOSTILE_VALUES
+        "ref",
+        st.sampled_from([tenant, str(tenant), tenants.get_tenant(tenant).slug]),
+        HOSTILE_IDS | HOSTILE_VALUES,
     )
     name = args.draw("name", st.text("abc ", min_size=1, max_size=9), HOSTILE_VALUES)
     slug = args.draw("slug", st.uuids().map(lambda u: f"h-{u.hex[:12]}"), HOSTILE_VALUES)
-    call = data.draw(st.sampled_from(["get", "resolve", "create"]))
-    if call == "get":
-        checked(lambda: tenants.get_tenant(tenant_id))
-    elif call == "resolve":
-        checked(lambda: tenants.resolve_tenant(ref))
+    if data.draw(st.booleans()):
+        checked(lambda: tenants.get_tenant(ref))
     else:
         checked(lambda: tenants.create_tenant(name=name, slug=slug))
 
@@ -158,7 +156,6 @@ def test_non_uuid_ids_are_invalid_input(
 ) -> None:
     before = row_counts(REGISTRY_TABLES)
     calls = [
-        lambda: tenants.get_tenant(bad),
         lambda: credentials.get_credential(tenant, bad),
         lambda: credentials.get_credential(bad, credential.id),
         lambda: credentials.list_credentials(bad),
@@ -187,7 +184,7 @@ def test_text_postgresql_cannot_store_is_invalid_input(
     with pytest.raises(InvalidInput, match="label"):
         mcp_servers.find_mcp_server(tenant, text)
     with pytest.raises(tenants.UnknownTenant):
-        tenants.resolve_tenant(text)
+        tenants.get_tenant(text)
     assert row_counts(REGISTRY_TABLES) == before
 
 

@@ -97,16 +97,24 @@ def test_batched_transitions_use_the_primary_key(
 def test_maintenance_scans_use_their_partial_indexes(
     use_fresh_db: str, tenant_id: uuid.UUID, backlog: int
 ) -> None:
-    """The relay, the rescuer and the pruner each read the small set they need through its
-    partial index, on the connections they run on (the transactional engine's), whatever the
-    table's size when the plan was made: a sequential scan would read every finished job
-    on every pass."""
+    """The relay, the rescuer, the pruner and the unserved-jobs report each read the small set
+    they need through its partial index, on the connections they run on (the transactional
+    engine's), whatever the table's size when the plan was made: a sequential scan would read
+    every finished job on every pass."""
+    from pgjobs.producer.served import WAITING_BY_TYPE
     from pgjobs.worker.maintenance import PRUNE
 
     _enqueue_backlog(tenant_id, backlog)
-    unsent = {"status": "pending", "older_than": 30, "horizon": 3600, "limit": 100}
+    unsent = {
+        "status": "pending",
+        "older_than": 30,
+        "horizon": 3600,
+        "limit": 100,
+        "types": "{scheduled_preview,mcp_ping}",
+    }
     statements = {
         "UNSENT_CANDIDATES": (sm.UNSENT_CANDIDATES, unsent, "ix_content_jobs_live_run_at"),
+        "WAITING_BY_TYPE": (WAITING_BY_TYPE, {}, "ix_content_jobs_live_run_at"),
         "RESCUE_EXPIRED": (
             sm.RESCUE_EXPIRED,
             {"grace": 5, "limit": 100},
@@ -136,7 +144,8 @@ def _generic_plan_indexes(
     try:
         driver.execute("SET plan_cache_mode = force_generic_plan")
         values = sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
-        explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}({})").format(name, values)
+        arguments = sql.SQL("({})").format(values) if names else sql.SQL("")
+        explain = sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}{}").format(name, arguments)
         row = driver.execute(explain).fetchone()
     finally:
         driver.execute("RESET plan_cache_mode")

@@ -186,3 +186,36 @@ def test_producer_killed_between_send_and_mark(
     assert job_ids_in_redis(redis_client, jobs_env, "content") == [job_id]
     events = get_job_events(tenant_id, job_id).items
     assert [e.event_type for e in events] == [EventType.ENQUEUED]
+
+
+def test_jobs_of_types_the_relay_does_not_know_never_fill_its_batch(
+    tenant_id: uuid.UUID,
+    jobs_env: str,
+    redis_client: redis_lib.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows of a type this process does not know (its module is not in JOBS_IMPORTS) cannot be
+    sent: the relay leaves them alone instead of locking them on every pass, so a batch full
+    of them never keeps a known type's lost message from being re-sent."""
+    from pydantic import BaseModel
+
+    from pgjobs.producer.job_types import job_type, unregister
+
+    class Blob(BaseModel):
+        n: int
+
+    elsewhere = job_type("relay_elsewhere_type", Blob, queue="elsewhere")
+    try:
+        for n in range(3):
+            enqueue(elsewhere, {"n": n}, tenant_id=tenant_id)
+    finally:
+        unregister(elsewhere.name)
+    known = enqueue("scheduled_preview", PAYLOAD, tenant_id=tenant_id)
+    assert flush(timeout=10)
+    redis_client.delete(f"{jobs_env}:elsewhere", f"{jobs_env}:elsewhere.msgs")
+    redis_client.delete(f"{jobs_env}:content", f"{jobs_env}:content.msgs")
+    monkeypatch.setenv("JOBS_RELAY_QUEUED_AFTER_SECONDS", "0")
+    monkeypatch.setenv("JOBS_RELAY_BATCH_SIZE", "2")  # the unknown rows come first
+    get_settings.cache_clear()
+    assert relay_once().resent_lost == 1
+    assert job_ids_in_redis(redis_client, jobs_env, "content") == [known.id]

@@ -146,3 +146,22 @@ def test_query_plans_use_indexes(big_tenant: uuid.UUID, tenant_id: uuid.UUID) ->
     )
     assert "ix_job_events_job_id_id" in events_plan, events_plan
     assert "Seq Scan" not in events_plan
+
+
+def test_wait_for_job_returns_the_finished_job_or_times_out(tenant_id: uuid.UUID) -> None:
+    from pgjobs.producer import cancel_job
+    from pgjobs.producer.wait import wait_for_job
+
+    [job] = enqueue_many(_requests(tenant_id, 1))
+    with pytest.raises(TimeoutError, match=f"job {job.id} is still (pending|queued) after 0.2 s"):
+        wait_for_job(tenant_id, job.id, timeout=0.2, interval=0.05)
+    timer = threading.Timer(0.3, cancel_job, args=(tenant_id, job.id))
+    timer.start()
+    try:
+        done = wait_for_job(tenant_id, job.id, timeout=30, interval=0.05)
+    finally:
+        timer.join()
+    assert done.status is JobStatus.CANCELLED
+    for bad in ({"timeout": float("nan")}, {"timeout": -1}, {"interval": "1"}, {"timeout": True}):
+        with pytest.raises(InvalidOption):
+            wait_for_job(tenant_id, job.id, **bad)  # type: ignore[arg-type]

@@ -11,18 +11,18 @@ from pgjobs.cli.seed import seed_sample_data
 from pgjobs.cli.tenant_commands import tenants as tenants_cli
 from pgjobs.db.errors import InvalidInput, NotFound, UniqueViolation, UnknownTenant
 from pgjobs.db.models import AuthType, JobStatus
-from pgjobs.db.tenants import TenantExists, create_tenant, get_tenant, list_tenants, resolve_tenant
+from pgjobs.db.tenants import TenantExists, create_tenant, get_tenant, list_tenants
 from pgjobs.mcp.registry import list_mcp_servers
 from pgjobs.producer import list_jobs
 from pgjobs.vault.credentials import find_credential, list_credentials
 
 
-def test_create_get_resolve(use_session_db: str, tenant_slug: str) -> None:
+def test_create_and_get_by_id_or_slug(use_session_db: str, tenant_slug: str) -> None:
     created = create_tenant(name="Example Inc", slug=tenant_slug)
     assert (created.name, created.slug) == ("Example Inc", tenant_slug)
     assert get_tenant(created.id) == created
-    assert resolve_tenant(tenant_slug) == created
-    assert resolve_tenant(str(created.id)) == created
+    assert get_tenant(tenant_slug) == created
+    assert get_tenant(str(created.id)) == created
     assert created in list_tenants()
 
 
@@ -42,10 +42,18 @@ def test_invalid_input(use_session_db: str) -> None:
 def test_unknown_tenant(use_session_db: str) -> None:
     for ref in ("no-such-tenant", str(uuid.uuid4())):
         with pytest.raises(UnknownTenant) as info:
-            resolve_tenant(ref)
+            get_tenant(ref)
         assert isinstance(info.value, NotFound)
     with pytest.raises(UnknownTenant):
         get_tenant(uuid.uuid4())
+    with pytest.raises(UnknownTenant):
+        get_tenant("Not A Slug")  # neither an id nor a slug: no query
+
+
+@pytest.mark.parametrize("bad", [42, None, b"acme", 1.5])
+def test_get_tenant_takes_a_uuid_or_a_string(use_session_db: str, bad: object) -> None:
+    with pytest.raises(InvalidInput, match="tenant: must be a UUID or a slug"):
+        get_tenant(bad)  # type: ignore[arg-type]
 
 
 def test_cli(use_session_db: str, tenant_slug: str) -> None:
@@ -74,7 +82,7 @@ def test_seed_is_idempotent(
     first = seed_sample_data()
     assert first == {"tenants": 2, "credentials": 6, "mcp_servers": 2, "jobs": SEEDED_JOBS}
     assert seed_sample_data() == {"tenants": 0, "credentials": 0, "mcp_servers": 0, "jobs": 0}
-    acme, globex = resolve_tenant("acme"), resolve_tenant("globex")
+    acme, globex = get_tenant("acme"), get_tenant("globex")
     assert len(list_credentials(acme.id)) == len(list_credentials(globex.id)) == 3
     (acme_server,) = list_mcp_servers(acme.id)
     assert acme_server.auth_type is AuthType.TOKEN

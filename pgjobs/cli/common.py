@@ -11,7 +11,7 @@ from typing import IO, Any, TypeVar
 import click
 from pydantic import BaseModel
 
-from pgjobs.db.tenants import resolve_tenant
+from pgjobs.db.tenants import get_tenant
 from pgjobs.services.local import ensure_local_services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,7 +57,7 @@ def echo_result(as_json: bool, data: Mapping[str, Any], text: str) -> None:
 def tenant_id(ref: str) -> uuid.UUID:
     """The id of the tenant named by ``--tenant``."""
     connect()
-    return resolve_tenant(ref).id
+    return get_tenant(ref).id
 
 
 def echo_rows(

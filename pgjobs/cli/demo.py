@@ -28,7 +28,7 @@ from pgjobs.cli.job_commands import _jobs_table, watch_jobs
 from pgjobs.cli.stand_in_providers import FakeProviders, Reply
 from pgjobs.db import migrate
 from pgjobs.db.errors import NotFound
-from pgjobs.db.tenants import create_tenant, resolve_tenant
+from pgjobs.db.tenants import create_tenant, get_tenant
 from pgjobs.logs import configure_logging
 from pgjobs.mcp.registry import create_mcp_server, find_mcp_server
 from pgjobs.producer import JobRequest, cancel_job, enqueue_many, get_job, get_job_events
@@ -133,7 +133,7 @@ def _stand_in_providers() -> FakeProviders:
 def _setup(console: Console, providers: FakeProviders) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
     """The demo tenant, its credentials and MCP server (reused on a second run)."""
     try:
-        tenant = resolve_tenant(DEMO_SLUG)
+        tenant = get_tenant(DEMO_SLUG)
     except NotFound:
         tenant = create_tenant(name="Demo Co", slug=DEMO_SLUG)
     ids: dict[str, uuid.UUID] = {}

@@ -59,12 +59,15 @@ def dev_status(as_json: bool) -> None:
 @click.command()
 @json_option
 def health(as_json: bool) -> None:
-    """Check PostgreSQL and Redis; exit 1 if either is unreachable."""
+    """Check PostgreSQL and Redis (exit 1 if either is unreachable); list the running workers
+    and warn about due jobs that none of them serves."""
     results = check_all()
     lines = []
     for r in results:
         state = f"ok ({r.latency_ms} ms)" if r.ok else f"DOWN: {r.error}"
-        lines.append(f"{r.name:<9} {state}")
+        line = f"{r.name:<9} {state}" + (f": {r.detail}" if r.ok and r.detail else "")
+        lines.append(line)
+        lines.extend(f"{'':<9} WARNING: {warning}" for warning in r.warnings)
     echo_result(as_json, {r.name: asdict(r) for r in results}, "\n".join(lines))
     if not all(r.ok for r in results):
         sys.exit(1)

@@ -38,7 +38,9 @@ from pgjobs.producer import (
 )
 from pgjobs.producer import enqueue as enqueue_job
 from pgjobs.producer import flush as flush_marks
+from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.status import event_cursor
+from pgjobs.producer.user_modules import import_user_modules, user_module_names
 from pgjobs.settings import get_settings
 
 LIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.ACTIVE)
@@ -86,12 +88,13 @@ def make_console() -> Console:
 
 
 def tenant_command(func: Callable[..., None]) -> Callable[..., None]:
-    """Give a command ``--tenant SLUG|UUID``, passed on as ``tenant_id`` once the servers are
-    found and the tenant resolved."""
+    """Give a command ``--tenant SLUG|UUID``, passed on as ``tenant_id`` once the application's
+    job types are imported (``JOBS_IMPORTS``), the servers found and the tenant resolved."""
 
     @tenant_option
     @functools.wraps(func)
     def run(tenant: str, **options: Any) -> None:
+        import_user_modules()
         func(tenant_id=tenant_id(tenant), **options)
 
     return run
@@ -183,15 +186,22 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Enqueue one job of TYPE and print its id and status."""
-    job = enqueue_job(
-        job_type,
-        _read_payload(payload, payload_file),
-        tenant_id=tenant_id,
-        idempotency_key=idempotency_key,
-        delay=delay,
-        priority=priority,
-        max_attempts=max_attempts,
-    )
+    try:
+        job = enqueue_job(
+            job_type,
+            _read_payload(payload, payload_file),
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            delay=delay,
+            priority=priority,
+            max_attempts=max_attempts,
+        )
+    except UnknownJobType as exc:
+        imported = ", ".join(user_module_names()) or "none"
+        raise click.ClickException(
+            f"{exc} (modules imported from JOBS_IMPORTS: {imported}; name the module that "
+            "declares it there)"
+        ) from None
     # The returned status predates the send; once the row is marked, report where it is now.
     flush_marks(timeout=5)
     status = get_job(tenant_id, job.id).status

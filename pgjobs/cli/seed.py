@@ -17,7 +17,7 @@ from typing import Any
 from pgjobs.db.errors import UniqueViolation
 from pgjobs.db.models import AuthType, Provider
 from pgjobs.db.schemas.tenant import TenantRead
-from pgjobs.db.tenants import TenantExists, create_tenant, resolve_tenant
+from pgjobs.db.tenants import TenantExists, create_tenant, get_tenant
 from pgjobs.logs import get_logger
 from pgjobs.mcp.registry import McpServerExists, create_mcp_server, list_mcp_servers
 from pgjobs.vault.credentials import (
@@ -169,7 +169,7 @@ def seed_sample_data() -> dict[str, int]:
     tenants: list[TenantRead] = []
     for slug, name in _SAMPLE_TENANTS.items():
         counts["tenants"] += _created(partial(create_tenant, name=name, slug=slug), TenantExists)
-        tenant = resolve_tenant(slug)
+        tenant = get_tenant(slug)
         tenants.append(tenant)
         for provider, cred_name, secret in _SAMPLE_CREDENTIALS:
             make = partial(

@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 
+from pgjobs.producer.user_modules import import_user_modules
 from pgjobs.services.local import ensure_local_services
 from pgjobs.settings import get_settings
 
@@ -63,6 +64,7 @@ def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[s
 def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
     """Run worker processes (replaces this process with `dramatiq worker.app ...`)."""
     settings = get_settings()
+    import_user_modules()  # here first: a wrong JOBS_IMPORTS is one line, not a traceback each
     database_url, redis_url = ensure_local_services(schema=True)
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     os.environ.update(worker_env())
@@ -77,12 +79,11 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
 def maintenance(interval: float | None) -> None:
     """Run the relay, the rescuer and the pruner until SIGTERM/SIGINT."""
     from pgjobs.worker.maintenance import run_maintenance
-    from pgjobs.worker.setup import import_user_modules
 
+    import_user_modules()  # the relay needs your job types' queues
     database_url, redis_url = ensure_local_services(schema=True)
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     get_settings.cache_clear()
-    import_user_modules()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

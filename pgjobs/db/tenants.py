@@ -1,4 +1,5 @@
-"""Tenants: create, look up by id or slug, list. Every other API takes a tenant id from here."""
+"""Tenants: create, look up by id or slug (one function for both), list. Every other API takes
+a tenant id from here."""
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ import re
 import uuid
 from typing import cast
 
-from sqlalchemy import Row, Table, select
+from sqlalchemy import ColumnElement, Row, Table, select
 
 from pgjobs.db.engine import transaction
 from pgjobs.db.errors import InvalidInput, UniqueViolation, UnknownTenant, validated
 from pgjobs.db.models import Tenant
 from pgjobs.db.schemas.tenant import SLUG_PATTERN, TenantCreate, TenantRead
-from pgjobs.db.validation import as_uuid
 from pgjobs.logs import get_logger
 
 log = get_logger(__name__)
@@ -46,27 +46,27 @@ def create_tenant(*, name: str, slug: str) -> TenantRead:
     return _read(row, data.slug)
 
 
-def get_tenant(tenant_id: uuid.UUID) -> TenantRead:
-    """The tenant with this id; UnknownTenant if there is none, InvalidInput for a non-UUID."""
-    tenant_id = as_uuid(tenant_id, "tenant_id")
-    with transaction() as conn:
-        row = conn.execute(select(_tenants).where(_tenants.c.id == tenant_id)).one_or_none()
-    return _read(row, tenant_id)
-
-
-def resolve_tenant(ref: str) -> TenantRead:
-    """The tenant named by ``ref``: a UUID string is an id, anything else a slug. Text that is
-    neither cannot name a tenant: UnknownTenant, without a query."""
-    if not isinstance(ref, str):
-        raise InvalidInput.for_field("tenant", "must be a string")
+def get_tenant(tenant: uuid.UUID | str) -> TenantRead:
+    """The tenant named by ``tenant``: a ``uuid.UUID`` or a string in UUID form is its id,
+    any other string its slug. UnknownTenant if there is none (text that can be neither an id
+    nor a slug is answered without a query); InvalidInput for anything but a UUID or a string.
+    """
+    if isinstance(tenant, uuid.UUID):
+        return _one(_tenants.c.id == tenant, tenant)
+    if not isinstance(tenant, str):
+        raise InvalidInput.for_field("tenant", "must be a UUID or a slug")
     try:
-        return get_tenant(uuid.UUID(ref))
+        return _one(_tenants.c.id == uuid.UUID(tenant), tenant)
     except ValueError:
         pass
-    if not re.fullmatch(SLUG_PATTERN, ref):
-        raise UnknownTenant(f"unknown tenant {ref[:80]!r}")
+    if not re.fullmatch(SLUG_PATTERN, tenant):
+        raise UnknownTenant(f"unknown tenant {tenant[:80]!r}")
+    return _one(_tenants.c.slug == tenant, tenant)
+
+
+def _one(where: ColumnElement[bool], ref: object) -> TenantRead:
     with transaction() as conn:
-        row = conn.execute(select(_tenants).where(_tenants.c.slug == ref)).one_or_none()
+        row = conn.execute(select(_tenants).where(where)).one_or_none()
     return _read(row, ref)
 
 

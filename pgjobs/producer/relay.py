@@ -12,6 +12,10 @@ Rows are locked ``FOR UPDATE SKIP LOCKED`` for the pass, so several relays never
 row; the message is sent before the row is updated, so a crash in between leaves at worst a
 duplicate message, which the worker's claim turns into a no-op. Each re-send writes an
 ``enqueued`` event with ``resent: true`` and the reason.
+
+The relay looks only at rows of the job types this process knows (their queue names the
+message): declare yours through ``JOBS_IMPORTS``. Rows of other types are left alone, and the
+maintenance process warns about them once per type and interval (pgjobs/worker/maintenance.py).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pgjobs.db.models import JobStatus
 from pgjobs.logs import get_logger
 from pgjobs.producer import broker
 from pgjobs.producer.errors import UnknownJobType
-from pgjobs.producer.job_types import get_job_type
+from pgjobs.producer.job_types import all_job_types, get_job_type
 from pgjobs.settings import get_settings
 
 log = get_logger(__name__)
@@ -63,9 +67,15 @@ def relay_once() -> RelayResult:
 
 
 def _pass(status: JobStatus, *, older_than: float, horizon: float, limit: int, reason: str) -> int:
+    types = [t.name for t in all_job_types()]
     with transaction() as conn:
         rows = sm.lock_unsent_candidates(
-            conn, status, older_than_seconds=older_than, horizon_seconds=horizon, limit=limit
+            conn,
+            status,
+            older_than_seconds=older_than,
+            horizon_seconds=horizon,
+            limit=limit,
+            types=types,
         )
         queued, present = _split_by_redis(_with_queues(rows))
         resent = _resend(conn, queued, reason) if queued else 0
@@ -94,13 +104,14 @@ def _resend(conn: Connection, queued: list[tuple[Any, str]], reason: str) -> int
 
 
 def _with_queues(rows: list[Any]) -> list[tuple[Any, str]]:
-    """Pair rows with their type's queue; rows of unknown types are skipped with a warning."""
+    """Pair rows with their type's queue (a type forgotten since the rows were read is skipped:
+    the maintenance process reports types it does not know, pgjobs/worker/maintenance.py)."""
     paired = []
     for row in rows:
         try:
             paired.append((row, get_job_type(row.type).queue))
         except UnknownJobType:
-            log.warning("relay.unknown_job_type", job_id=row.id, job_type=row.type)
+            continue
     return paired
 
 

@@ -1,4 +1,9 @@
-"""Health check: can this process reach PostgreSQL and Redis, and how fast."""
+"""Health check: can this process reach PostgreSQL and Redis, and how fast; which workers run,
+and which due jobs none of them serves.
+
+Only PostgreSQL and Redis decide the check's outcome (``ok``): a process that reaches both is
+healthy whatever the rest of the system does. Jobs that no running worker serves are warnings,
+for the operator (and the ``pgjobs_unserved_jobs`` gauge, for alerts)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ class ServiceHealth:
     ok: bool
     latency_ms: float | None
     error: str | None = None
+    detail: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def check_postgres(engine: Engine | None = None) -> ServiceHealth:
@@ -69,8 +76,31 @@ def check_redis() -> ServiceHealth:
     return ServiceHealth("redis", True, round((time.perf_counter() - started) * 1000, 2))
 
 
+def check_workers() -> ServiceHealth:
+    """The running workers (pgjobs/producer/served.py) and a warning per job type with due
+    jobs that none of them serves."""
+    from pgjobs.producer import served
+
+    started = time.perf_counter()
+    try:
+        workers = served.live_workers()
+        unserved = served.unserved_jobs(workers)
+    except (JobsError, Exception) as exc:  # noqa: BLE001
+        return ServiceHealth("workers", False, None, _describe(exc))
+    queues = sorted({q for w in workers for q in w.queues})
+    detail = f"{len(workers)} running" + (f", queues {', '.join(queues)}" if queues else "")
+    warnings = tuple(
+        f"{w.waiting} due job(s) of type {w.job_type}"
+        + (f" (queue {w.queue})" if w.queue else "")
+        + f", the oldest due {w.due_for_seconds:.0f} s ago: no running worker serves it"
+        for w in unserved
+    )
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return ServiceHealth("workers", True, latency, detail=detail, warnings=warnings)
+
+
 def check_all() -> list[ServiceHealth]:
-    return [check_postgres(), check_redis()]
+    return [check_postgres(), check_redis(), check_workers()]
 
 
 def _describe(exc: BaseException) -> str:

@@ -3,7 +3,9 @@
 * relay (pgjobs/producer/relay.py): pending rows not sent, scheduled rows now due, lost messages;
 * rescuer: expired leases go back to queued (``rescued``) or to failed when attempts are used up;
 * pruner: terminal jobs older than the retention, with their events (cascade);
-* broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers).
+* broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers);
+* unserved: a warning per job type and ``JOBS_UNSERVED_WARNING_SECONDS`` for due jobs that no
+  running worker serves, or whose type this process does not know (pgjobs/producer/served.py).
 
 Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
 processes split the work instead of doing it twice (River elects a leader instead; row locks
@@ -22,7 +24,7 @@ from pgjobs.db.engine import autocommit, transaction
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import JobStatus
 from pgjobs.logs import get_logger
-from pgjobs.producer import broker
+from pgjobs.producer import broker, served
 from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import get_job_type, queues
 from pgjobs.producer.relay import relay_once
@@ -93,12 +95,59 @@ def broker_housekeeping_once() -> None:
     broker.run_broker_maintenance(queues())
 
 
-# (name, pass, period in seconds; None: every tick of the loop)
-SERVICES: list[tuple[str, Callable[[], object], float | None]] = [
+def report_unserved_once() -> list[served.WaitingType]:
+    """Warn about due jobs that nothing will run, one line per job type; return them.
+
+    * A type this process does not know (``relay.unknown_job_type``): the relay cannot send
+      its jobs' messages, since the type names their queue. Its module belongs in this
+      process's ``JOBS_IMPORTS``.
+    * A type no running worker serves (``jobs.unserved``), once its oldest due job has waited
+      ``JOBS_UNSERVED_WARNING_SECONDS`` (workers that are starting are given that long).
+
+    Runs once per that interval, so a type is reported once per interval, not per pass.
+    """
+    settings = get_settings()
+    workers = served.live_workers()
+    serving = {t for w in workers for t in w.job_types}
+    reported = []
+    for waiting in served.waiting_jobs():
+        if waiting.queue is None:
+            log.warning(
+                "relay.unknown_job_type",
+                job_type=waiting.job_type,
+                waiting=waiting.waiting,
+                hint="declare it in this process: add its module to JOBS_IMPORTS",
+            )
+        if (
+            waiting.job_type not in serving
+            and waiting.due_for_seconds >= settings.unserved_warning_seconds
+        ):
+            log.warning(
+                "jobs.unserved",
+                job_type=waiting.job_type,
+                queue=waiting.queue,
+                waiting=waiting.waiting,
+                due_for_s=round(waiting.due_for_seconds),
+                running_workers=len(workers),
+                hint="no running worker serves this type: start one with its handler's module "
+                "in JOBS_IMPORTS (and its queue, if the worker has --queues)",
+            )
+        if waiting.queue is None or waiting.job_type not in serving:
+            reported.append(waiting)
+    return reported
+
+
+def _every_warning_interval() -> float:
+    return get_settings().unserved_warning_seconds
+
+
+# (name, pass, period in seconds, or a function giving it; None: every tick of the loop)
+SERVICES: list[tuple[str, Callable[[], object], float | Callable[[], float] | None]] = [
     ("broker", broker_housekeeping_once, None),
     ("relay", relay_once, None),
     ("rescuer", rescue_once, None),
     ("pruner", prune_once, 60.0),
+    ("unserved", report_unserved_once, _every_warning_interval),
 ]
 
 
@@ -113,7 +162,7 @@ def run_maintenance(stop: threading.Event, *, interval: float | None = None) -> 
         for name, service, period in SERVICES:
             if now < due[name]:
                 continue
-            due[name] = now + (period or tick)
+            due[name] = now + ((period() if callable(period) else period) or tick)
             started = time.perf_counter()
             try:
                 service()

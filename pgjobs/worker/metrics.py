@@ -5,7 +5,13 @@ Exposed by `jobctl worker --metrics-port` (see docs/operations.md).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from pgjobs.producer.served import WaitingType
 
 jobs_total = Counter(
     "pgjobs_job_outcomes_total",
@@ -22,6 +28,26 @@ claims_skipped = Counter(
     "pgjobs_claims_skipped_total",
     "Deliveries that found their job missing, finished, not due or held (duplicates)",
 )
+
+
+unserved_jobs = Gauge(
+    "pgjobs_unserved_jobs",
+    "Due jobs waiting whose type no running worker serves, by job type "
+    "(pgjobs/producer/served.py; refreshed by every worker process)",
+    ["job_type"],
+    multiprocess_mode="mostrecent",
+)
+_unserved_types: set[str] = set()
+
+
+def unserved(waiting: Sequence[WaitingType]) -> None:
+    """Set the gauge to ``waiting``; types reported before and served now go back to 0."""
+    now = {w.job_type: w.waiting for w in waiting}
+    for job_type in _unserved_types - now.keys():
+        unserved_jobs.labels(job_type).set(0)
+    for job_type, count in now.items():
+        unserved_jobs.labels(job_type).set(count)
+    _unserved_types.update(now)
 
 
 def outcome(job_type: str, result: str, seconds: float | None = None) -> None:

@@ -9,12 +9,13 @@ Dramatiq defaults overridden on purpose:
 * ``Retries`` only for infrastructure errors (PostgreSQL or Redis unreachable); a handler's
   errors are retried by the runner, counted in PostgreSQL, with the job type's backoff;
 * a consumer that checks every message before claiming its job, and dead-letters the
-  malformed ones instead of raising (pgjobs/worker/consumer.py, pgjobs/worker/messages.py).
+  malformed ones instead of raising (pgjobs/worker/consumer.py, pgjobs/worker/messages.py);
+* the process logs what it serves at start and records it in Redis for the others
+  (pgjobs/worker/presence.py).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import dramatiq
@@ -32,9 +33,11 @@ from dramatiq.middleware import (
 from pgjobs.db.errors import DatabaseError
 from pgjobs.producer import broker as broker_module
 from pgjobs.producer.job_types import actor_name_for, queues
+from pgjobs.producer.user_modules import import_user_modules
 from pgjobs.services.locate import redis_url
 from pgjobs.settings import get_settings
 from pgjobs.worker.consumer import SafeRedisConsumer
+from pgjobs.worker.presence import Presence
 from pgjobs.worker.runner import lease_keeper, run_job
 
 INFRA_RETRIES = 20
@@ -73,12 +76,6 @@ def retry_infrastructure_errors(retries: int, exception: BaseException) -> bool:
     return infra and retries < INFRA_RETRIES
 
 
-def import_user_modules() -> None:
-    """Import the modules named in ``JOBS_IMPORTS`` so their job types and handlers register."""
-    for name in filter(None, (n.strip() for n in get_settings().imports.split(","))):
-        importlib.import_module(name)
-
-
 def build_broker() -> WorkerBroker:
     settings = get_settings()
     import_user_modules()
@@ -100,6 +97,7 @@ def build_broker() -> WorkerBroker:
             CurrentMessage(),
             ThreadCount(),
             GracefulShutdown(),
+            Presence(),
         ],
     )
     if settings.metrics_port is not None:

@@ -309,6 +309,8 @@ UNSENT_CANDIDATES = text(
       AND run_at <= now() + make_interval(secs => :horizon)
       -- the live set's partial index, in a generic plan too (where :status is unknown)
       AND status IN ('pending', 'queued')
+      -- types the relay cannot send (their queue is unknown to it) never fill its batch
+      AND type = ANY(CAST(:types AS text[]))
     ORDER BY run_at, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -323,17 +325,21 @@ def lock_unsent_candidates(
     older_than_seconds: float,
     horizon_seconds: float,
     limit: int,
+    types: list[str],
 ) -> list[Any]:
     """Rows the relay should look at, locked for this transaction (other relays skip them).
 
     Only rows due within ``horizon_seconds``: jobs scheduled further out wait in PostgreSQL,
     not in Redis's delay queue (whose messages Dramatiq workers hold in memory until due).
+    Only rows of ``types`` (the ones the relay knows the queue of): rows of other types would
+    be locked and skipped on every pass, and enough of them would fill every batch.
     """
     params = {
         "status": status.value,
         "older_than": older_than_seconds,
         "horizon": horizon_seconds,
         "limit": limit,
+        "types": types,
     }
     return _run(conn, UNSENT_CANDIDATES, params).fetchall()
 
