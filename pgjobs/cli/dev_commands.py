@@ -59,8 +59,9 @@ def dev_status(as_json: bool) -> None:
 @click.command()
 @json_option
 def health(as_json: bool) -> None:
-    """Check PostgreSQL and Redis (exit 1 if either is unreachable); list the running workers
-    and warn about due jobs that none of them serves."""
+    """Check PostgreSQL, Redis and the running workers; exit 1 if a server is down.
+
+    Lists the running workers and warns about due jobs that none of them serves."""
     results = check_all()
     lines = []
     for r in results:

@@ -17,7 +17,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "health": LazyCommand(
         "pgjobs.cli.dev_commands",
         "health",
-        "Check PostgreSQL and Redis; exit 1 if either is unreachable.",
+        "Check PostgreSQL, Redis and the running workers; exit 1 if a server is down.",
     ),
     "settings": LazyCommand(
         "pgjobs.cli.settings_command",
