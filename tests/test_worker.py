@@ -189,7 +189,10 @@ def test_cancel_running_job_stops_at_next_checkpoint(
     job = running_job(tenant_id, worker_factory)
     result = cancel_job(tenant_id, job.id, reason="user asked")
     assert result.stop_requested and result.status is JobStatus.ACTIVE
-    assert cancel_job(tenant_id, job.id, reason="asked again").stop_requested  # first one kept
+    # Asked again while it runs (or, on a loaded machine, just after it stopped): either way the
+    # first request's reason is the one the final event keeps.
+    again = cancel_job(tenant_id, job.id, reason="asked again")
+    assert again.stop_requested or again.status is JobStatus.CANCELLED
     done = wait_for(tenant_id, job.id)
     assert done.status is JobStatus.CANCELLED and done.progress < 100
     types = types_of(tenant_id, job.id)
