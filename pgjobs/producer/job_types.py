@@ -11,6 +11,7 @@ the same type up by name to find its handler. ::
 
 from __future__ import annotations
 
+import importlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -131,6 +132,15 @@ def queues() -> list[str]:
 def unregister(name: str) -> None:
     """Forget a type (tests declaring throwaway types)."""
     _registry.pop(name, None)
+
+
+def import_declared_modules() -> None:
+    """Import the modules named in ``JOBS_IMPORTS`` so their job types (and, in a worker, their
+    handlers) register: every process that validates or runs jobs does it at start."""
+    from pgjobs.settings import get_settings
+
+    for name in filter(None, (n.strip() for n in get_settings().imports.split(","))):
+        importlib.import_module(name)
 
 
 def _load_builtins() -> None:

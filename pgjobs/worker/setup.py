@@ -14,7 +14,6 @@ Dramatiq defaults overridden on purpose:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import dramatiq
@@ -31,7 +30,7 @@ from dramatiq.middleware import (
 
 from pgjobs.db.errors import DatabaseError
 from pgjobs.producer import broker as broker_module
-from pgjobs.producer.job_types import actor_name_for, queues
+from pgjobs.producer.job_types import actor_name_for, import_declared_modules, queues
 from pgjobs.services.locate import redis_url
 from pgjobs.settings import get_settings
 from pgjobs.worker.consumer import SafeRedisConsumer
@@ -75,8 +74,7 @@ def retry_infrastructure_errors(retries: int, exception: BaseException) -> bool:
 
 def import_user_modules() -> None:
     """Import the modules named in ``JOBS_IMPORTS`` so their job types and handlers register."""
-    for name in filter(None, (n.strip() for n in get_settings().imports.split(","))):
-        importlib.import_module(name)
+    import_declared_modules()
 
 
 def build_broker() -> WorkerBroker:
