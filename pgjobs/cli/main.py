@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("pgjobs.cli.worker_commands", "worker"),
     ("pgjobs.cli.worker_commands", "maintenance"),
     ("pgjobs.cli.demo", "demo"),
+    ("pgjobs.cli.api_commands", "api"),
     ("pgjobs.cli.token_commands", "tokens"),
 ]
 

@@ -1,0 +1,70 @@
+"""The ASGI application: FastAPI, one router per resource, problem details for every error.
+
+``jobctl api`` serves :func:`create_app` with uvicorn (one or more processes). Each process
+has one :class:`~pgjobs.api.auth.Gate` (token cache, rate limiter, last-used marks), one
+asyncio database pool and Redis client (shared with ``pgjobs.aio``), and one event feed that
+serves every event stream it holds (pgjobs/aio/feed.py). The OpenAPI document is at
+``/openapi.json``, interactive docs at ``/docs`` (Swagger UI) and ``/redoc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from pgjobs import aio
+from pgjobs.aio.feed import get_feed
+from pgjobs.api import problems
+from pgjobs.api.auth import ApiRefusal, Gate, on_refusal
+from pgjobs.api.routes import credentials, health, job_types, jobs, mcp_servers, streams
+from pgjobs.logs import configure_logging
+from pgjobs.producer.job_types import all_job_types, import_declared_modules
+from pgjobs.settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = """
+Enqueue jobs, follow them and manage a tenant's credentials and MCP servers.
+
+Every call under `/v1` needs `Authorization: Bearer <token>` (`jobctl tokens create`); the
+token decides the tenant. Errors are RFC 9457 problem details (`application/problem+json`).
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    feed = get_feed()  # started now: streams opened later find it reading
+    log.info("api.started", job_types=len(all_job_types()))
+    yield
+    await feed.stop()
+    await aio.aclose()
+
+
+def create_app() -> FastAPI:
+    """A new application (uvicorn's factory; tests and embedders may call it too)."""
+    configure_logging()
+    import_declared_modules()
+    settings = get_settings()
+    app = FastAPI(
+        title="pgjobs",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        max_body_size=settings.api_max_body_bytes,
+    )
+    app.state.gate = Gate()
+    handlers: dict[Any, Any] = {ApiRefusal: on_refusal, **problems.EXCEPTION_HANDLERS}
+    for exc_type, handler in handlers.items():
+        app.add_exception_handler(exc_type, handler)
+    app.include_router(health.router)
+    app.include_router(jobs.batch_router, max_body_size=settings.api_max_batch_body_bytes)
+    app.include_router(jobs.router)
+    app.include_router(streams.router)
+    app.include_router(job_types.router)
+    app.include_router(credentials.router)
+    app.include_router(mcp_servers.router)
+    return app
