@@ -723,3 +723,59 @@ def test_rate_limit_holds_across_processes(
         )
     finally:
         procs.stop_all()
+
+
+# --- the client -------------------------------------------------------------------------------
+
+
+def test_client_against_the_server(stack: Stack, tenant_a: uuid.UUID) -> None:
+    from pgjobs import client as api_client
+
+    with api_client.Client(stack.url, token_for(tenant_a)) as jobs:
+        assert "pgj_" not in repr(jobs)
+        made = jobs.enqueue("api_steps", {"steps": 2, "step_ms": 20}, idempotency_key="c1")
+        assert made.created and made.status in ("pending", "queued")
+        assert jobs.enqueue("api_steps", {"steps": 2}, idempotency_key="c1").id == made.id
+        done = jobs.wait_for(made.id, timeout=20)
+        assert done.status == "succeeded" and done.result == {"steps": 2}
+        kinds = [e.event_type for e in jobs.get_job_events(made.id).items]
+        assert kinds[0] == "enqueued" and kinds[-1] == "completed"
+        streamed = [e.event_type for e in jobs.stream_events(made.id)]
+        assert streamed == kinds
+        batch = jobs.enqueue_many([{"type": "api_steps", "payload": {}, "delay": 600}] * 2)
+        assert len(batch) == 2
+        page = jobs.list_jobs(status=["pending", "queued"], limit=1)
+        assert len(page.items) == 1 and page.next_cursor is not None
+        assert jobs.count_jobs_by_status()["succeeded"] == 1
+        assert jobs.cancel_job(batch[0].id, reason="x").status == "cancelled"
+        assert jobs.retry_job(batch[0].id).status in ("pending", "queued")
+        assert any(t["name"] == "api_steps" for t in jobs.job_types())
+        with pytest.raises(TimeoutError):
+            jobs.wait_for(batch[1].id, timeout=0.5)
+        with pytest.raises(api_client.NotFound) as missing:
+            jobs.get_job(2**62)
+        assert missing.value.error == "JobNotFound"
+        with pytest.raises(api_client.InvalidRequest) as invalid:
+            jobs.enqueue("api_steps", {"steps": "many"})
+        assert invalid.value.error == "InvalidPayload"
+        assert invalid.value.errors[0]["field"] == "payload.steps"
+        with pytest.raises(api_client.Conflict):
+            jobs.retry_job(made.id)
+    with (
+        api_client.Client(stack.url, "pgj_nope") as anonymous,
+        pytest.raises(api_client.Unauthorized),
+    ):
+        anonymous.get_job(1)
+
+
+def test_the_client_imports_no_database_layer() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pgjobs.client; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('sqlalchemy', 'psycopg', 'redis', 'dramatiq', 'fastapi') or m.startswith('pgjobs.db')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
