@@ -10,6 +10,7 @@ is the one :class:`InvalidToken`: a caller cannot tell them apart.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -99,7 +100,7 @@ def create_token(
     tenant_id: uuid.UUID,
     *,
     name: str,
-    scopes: list[TokenScope | str],
+    scopes: Sequence[TokenScope | str],
     expires_at: datetime | None = None,
 ) -> NewToken:
     """A new token for the tenant. The raw token is in the answer and nowhere else."""
