@@ -76,7 +76,11 @@ class TokenCache:
 
 def bearer(request: Request) -> str | None:
     """The token of ``Authorization: Bearer <token>``, or None."""
-    header = request.headers.get("authorization")
+    return bearer_token(request.headers.get("authorization"))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization`` header's value ``Bearer <token>``, or None."""
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
@@ -93,11 +97,11 @@ class Gate:
         self.last_used = LastUsedCoalescer()
         self._marking: set[asyncio.Task[None]] = set()
 
-    async def admit(self, request: Request, scope: TokenScope) -> Principal:
-        """The caller of ``request`` if its token is valid, has ``scope`` and is within its
-        rate; else ApiRefusal with the answer."""
+    async def admit(self, authorization: str | None, scope: TokenScope) -> Principal:
+        """The caller presenting ``authorization`` (the header's value) if its token is
+        valid, has ``scope`` and is within its rate; else ApiRefusal with the answer."""
         try:
-            principal = await self.tokens.principal(bearer(request))
+            principal = await self.tokens.principal(bearer_token(authorization))
         except InvalidToken:
             raise ApiRefusal(unauthorized()) from None
         if not principal.allows(scope):
@@ -150,7 +154,7 @@ def require(scope: TokenScope) -> Callable[[Request], Awaitable[Principal]]:
 
     async def admitted(request: Request) -> Principal:
         gate: Gate = request.app.state.gate
-        return await gate.admit(request, scope)
+        return await gate.admit(request.headers.get("authorization"), scope)
 
     return admitted
 

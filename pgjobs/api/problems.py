@@ -229,10 +229,14 @@ async def on_http_error(request: Request, exc: Exception) -> ProblemResponse:
     return problem(status, names.get(status, "HttpError"), detail, headers=exc.headers)
 
 
-async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+def on_unexpected_response(request: Request, exc: Exception) -> ProblemResponse:
     """Anything else: a 500 without a traceback (the log has it, without locals)."""
-    log.error("api.unexpected", error_type=type(exc).__name__, path=request.url.path)
+    log.error("api.unexpected", error_type=type(exc).__name__, path=request.url.path, exc_info=exc)
     return problem(500, "InternalError", "the request failed; the error was logged")
+
+
+async def on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
+    return on_unexpected_response(request, exc)
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {

@@ -40,7 +40,7 @@ def api(host: str | None, port: int | None, workers: int | None) -> None:
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     get_settings.cache_clear()
     uvicorn.run(
-        "pgjobs.api.app:create_app",
+        "pgjobs.api.app:create_server_app",
         host=host or settings.api_host,
         port=port or settings.api_port,
         **server_options(workers or settings.api_workers),  # type: ignore[arg-type]
