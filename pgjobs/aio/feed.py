@@ -2,10 +2,10 @@
 
 An API process may hold a thousand open event streams and ``pgjobs.aio.wait_for`` calls; they
 all subscribe here, by job id, and one task on one database connection reads every new event
-(``SELECT ... WHERE id > last seen``) every ``JOBS_API_EVENT_POLL_MS`` and hands each to the
-subscribers of its job. The number of database connections does not grow with the number of
-clients, and the workers' statements carry no NOTIFY (docs/architecture.md says why, with the
-figures).
+(``SELECT ... WHERE id > last seen``) every ``JOBS_API_EVENT_POLL_MS`` (ten times less often
+while nobody listens) and hands each to the subscribers of its job. The number of database
+connections does not grow with the number of clients, and the workers' statements carry no
+NOTIFY (docs/architecture.md says why, with the figures).
 
 Event ids come from a sequence, so they are taken in one order and may commit in another: a
 transaction holding id 41 can commit after the one holding 42 was read. An id skipped that
@@ -52,6 +52,9 @@ MISSING_MAX = 20_000
 STARTUP_LOOKBACK = 1_000
 """On start, ids this far below the newest are checked for gaps too (transactions in flight
 while the reader started)."""
+IDLE_FACTOR = 10
+"""With no subscriber, the reader reads this many times less often (it still reads: the ids it
+sees are what tells it about gaps)."""
 SUBSCRIBER_BUFFER = 1_000
 """Events a subscriber may have waiting before it is told it lagged."""
 
@@ -129,6 +132,7 @@ class EventFeed:
         self.gap_seconds = settings.api_event_gap_seconds if gap_seconds is None else gap_seconds
         self._subscribers: dict[int, set[Subscription]] = {}
         self._ready = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reads = 0
         """Reads done so far (a test counts them)."""
@@ -160,6 +164,7 @@ class EventFeed:
         await self.ready()
         subscription = Subscription(job_id)
         self._subscribers.setdefault(job_id, set()).add(subscription)
+        self._subscribed.set()  # an idle reader reads at once, then at the busy pace
         try:
             yield subscription
         finally:
@@ -199,7 +204,17 @@ class EventFeed:
         while True:
             full = await self._read(conn, cursor, now=time.monotonic())
             if not full:
-                await asyncio.sleep(self.poll_seconds)
+                await self._pause()
+
+    async def _pause(self) -> None:
+        """Until the next read: the poll interval while anyone listens, else up to
+        :data:`IDLE_FACTOR` times that, cut short by a new subscriber."""
+        if self._subscribers:
+            await asyncio.sleep(self.poll_seconds)
+            return
+        self._subscribed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), self.poll_seconds * IDLE_FACTOR)
 
     async def _read(
         self,
