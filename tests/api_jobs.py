@@ -22,6 +22,8 @@ class Steps(BaseModel):
     step_ms: float = Field(default=0.0, ge=0, le=5000)
     fail: bool = False
     note: str = Field(default="", max_length=1_000_000)
+    pad: int = Field(default=0, ge=0, le=450)
+    """Characters added to each progress message (large events, for a slow reader's test)."""
 
 
 steps_type = job_type(
@@ -39,7 +41,8 @@ steps_type = job_type(
 def run_steps(ctx: JobContext[Steps]) -> dict[str, Any]:
     for i in range(ctx.payload.steps):
         time.sleep(ctx.payload.step_ms / 1000)
-        ctx.progress(100 * (i + 1) // (ctx.payload.steps + 1), f"step {i + 1}")
+        message = f"step {i + 1} " + "." * ctx.payload.pad
+        ctx.progress(100 * (i + 1) // (ctx.payload.steps + 1), message)
     if ctx.payload.fail:
         raise PermanentError("asked to fail")
     return {"steps": ctx.payload.steps}

@@ -623,9 +623,11 @@ def test_revoking_the_token_closes_its_streams(stack: Stack, tenant_a: uuid.UUID
 def test_a_slow_client_does_not_stall_other_streams(stack: Stack, tenant_a: uuid.UUID) -> None:
     token = token_for(tenant_a)
     with stack.client(token) as client:
-        slow_job = client.post(
-            "/v1/jobs", json={"type": "api_steps", "payload": {"steps": 40, "step_ms": 5}}
-        ).json()
+        # a hundred events of about 700 bytes: more than the slow socket and the server's
+        # send buffer hold, so that stream's writes really wait
+        slow_payload = {"steps": 100, "step_ms": 2, "pad": 450}
+        slow_job = client.post("/v1/jobs", json={"type": "api_steps", "payload": slow_payload})
+        slow_job = slow_job.json()
         host, port = stack.url.removeprefix("http://").split(":")
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
