@@ -185,6 +185,10 @@ def test_cancel_and_retry(stack: Stack, tenant_a: uuid.UUID) -> None:
         assert_problem(client.post(f"/v1/jobs/{job_id}/retry"), 409, "InvalidTransition")
         # cancelling a finished job changes nothing and says so
         assert client.post(f"/v1/jobs/{job_id}/cancel").json()["status"] == "succeeded"
+    audits = [json.loads(line) for line in stack.logs().splitlines() if '"api.audit"' in line]
+    mine = [a for a in audits if a.get("job_id") == str(job_id)]
+    assert {a["action"] for a in mine} == {"job.cancel", "job.retry"}
+    assert all(a["actor"].startswith("token:") for a in mine)
 
 
 def test_batch_is_all_or_nothing(stack: Stack, tenant_a: uuid.UUID) -> None:

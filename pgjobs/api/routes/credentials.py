@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import structlog
 from fastapi import APIRouter, Depends, Response
 
+from pgjobs.api.audit import audit
 from pgjobs.api.auth import ADMIN
 from pgjobs.api.schemas import CredentialIn, MarkIn, RenameIn, SecretIn
 from pgjobs.auth.store import Principal
@@ -20,20 +20,8 @@ from pgjobs.db.models import Provider
 from pgjobs.db.schemas.credential import CredentialRead
 from pgjobs.vault import credentials as vault
 
-log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1/credentials", tags=["credentials"])
 Admin = Annotated[Principal, Depends(ADMIN)]
-
-
-def audit(principal: Principal, action: str, **ids: object) -> None:
-    """The log line of a change made through the API: who (the token) did what to which id."""
-    log.info(
-        "api.audit",
-        action=action,
-        actor=principal.actor,
-        tenant_id=str(principal.tenant_id),
-        **{k: str(v) for k, v in ids.items()},
-    )
 
 
 @router.post("", status_code=201, response_model=CredentialRead)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel
 
 from pgjobs import aio
+from pgjobs.api.audit import audit
 from pgjobs.api.auth import READ, WRITE
 from pgjobs.api.schemas import (
     BATCH_MAX,
@@ -155,6 +156,7 @@ async def cancel_job(job_id: int, principal: Writer, body: CancelIn | None = Non
         reason=body.reason if body is not None else None,
         actor=principal.actor,
     )
+    audit(principal, "job.cancel", job_id=job_id, status=result.status.value)
     return CancelOut(
         job_id=result.job_id, status=result.status, stop_requested=result.stop_requested
     )
@@ -164,4 +166,5 @@ async def cancel_job(job_id: int, principal: Writer, body: CancelIn | None = Non
 async def retry_job(job_id: int, principal: Writer) -> Response:
     """One more attempt for a failed or cancelled job (409 otherwise)."""
     await aio.retry_job(principal.tenant_id, job_id, actor=principal.actor)
+    audit(principal, "job.retry", job_id=job_id)
     return json_response(await aio.get_job(principal.tenant_id, job_id))

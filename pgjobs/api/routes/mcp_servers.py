@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
 
 from pgjobs import aio
+from pgjobs.api.audit import audit
 from pgjobs.api.auth import ADMIN
-from pgjobs.api.routes.credentials import audit
 from pgjobs.api.routes.jobs import json_response
 from pgjobs.api.schemas import EnqueuedOut, McpServerIn, McpServerPatchIn
 from pgjobs.auth.store import Principal
