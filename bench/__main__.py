@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import churn, dataset, ours, queries, raw
+from bench import api, churn, dataset, ours, queries, raw
 from bench.procs import WorkerShape
 from bench.report import HALF_LOAD, HALF_OF_DRAIN, SAME_RATE_AS_RAW, Suite, write
 from bench.report import load as load_suite
 from bench.services import Servers, scratch, servers
 from bench.stats import median
 
-MEASURES = ("drain", "enqueue", "many", "latency", "queries", "churn")
+MEASURES = ("drain", "enqueue", "many", "latency", "queries", "churn", "api")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +40,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset-events", type=int, default=10_000_000)
     p.add_argument("--query-calls", type=int, default=2_000)
     p.add_argument("--churn-jobs", type=int, default=1_000_000)
+    p.add_argument("--api-seconds", type=float, default=15.0, help="per HTTP load point")
+    p.add_argument("--api-stream-seconds", type=float, default=20.0, help="per stream run")
+    p.add_argument("--api-dataset-jobs", type=int, default=1_000_000, help="GET's table")
     p.add_argument("--churn-max-minutes", type=float, default=None, help="stop churn early")
     p.add_argument("--autovacuum", choices=("default", "tuned"), default="default")
     p.add_argument("--processes", type=int, default=2)
@@ -58,6 +61,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.latency_seconds = 3.0
         args.dataset_jobs, args.dataset_events = 100_000, 1_000_000
         args.query_calls, args.churn_jobs = 300, 1_000
+        args.api_seconds, args.api_stream_seconds, args.api_dataset_jobs = 3.0, 5.0, 20_000
         args.no_diagnostics = True
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = set(args.only) - set(MEASURES)
@@ -230,11 +234,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"{suite.churn.jobs:,} of the {args.churn_jobs:,} jobs asked for "
                 "(`--churn-max-minutes`)."
             )
+    api_section = None
+    if "api" in args.only:
+        measured = api.run_all(srv, shape, args, log_dir, say)
+        measured.meta.update(command=command.strip(), date=env["date"])
+        if args.json:
+            api_json = args.json.with_suffix(".api.json")
+            api_json.write_text(json.dumps(dataclasses.asdict(measured), indent=1, default=str))
+        api_section = api.render(measured)
+    previous = args.out.read_text() if args.out.exists() else ""
+    if set(args.only) == {"api"}:  # the rest of the page stays as it was
+        assert api_section is not None
+        args.out.write_text(api.splice(previous, api_section))
+        say(f"wrote the API section of {args.out}")
+        print(api_section)
+        return 0
     suite.meta["environment"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     suite.meta["environment"]["duration"] = f"{(time.monotonic() - started) / 60:.1f} min"
     if args.json:  # first: a failed render must not lose the measurements
         args.json.write_text(json.dumps(dataclasses.asdict(suite), indent=1, default=str))
     png = write(suite, args.out)
+    kept = api_section or api.existing_section(previous)
+    if kept is not None:
+        args.out.write_text(api.splice(args.out.read_text(), kept))
     say(f"wrote {args.out} and {png}")
     print(args.out.read_text().split("## Machine")[0])
     return 0

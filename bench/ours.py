@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from pgjobs.producer import JobRequest, enqueue, enqueue_many, flush
 
 POLL_S = 0.01
 BATCH = 1000
+
+Around = Callable[[Env, uuid.UUID], AbstractContextManager[object]]
 
 
 def _tenant() -> uuid.UUID:
@@ -67,18 +70,23 @@ def drain(
     jobs: int,
     log_dir: Path,
     db_settings: dict[str, str] | None = None,
+    around: Around | None = None,
     **settings: str,
 ) -> DrainResult:
     """Queue ``jobs``, start the workers, wait for the last completion. Times come from the
     database: ``max(completed_at)`` minus the database clock read just before the launch.
 
     ``settings`` are JOBS_* settings of the workers; ``db_settings`` are set on the scratch
-    database (``ALTER DATABASE ... SET``) for diagnostic runs."""
-    with scratch(srv) as env, env.pg() as conn:
+    database (``ALTER DATABASE ... SET``) for diagnostic runs; ``around(env, tenant)`` is a
+    context entered once the jobs are queued and left after the drain (what else runs during
+    it: the API's event streams, a NOTIFY trigger and its listener)."""
+    with scratch(srv) as env, env.pg() as conn, ExitStack() as extra:
         for name, value in (db_settings or {}).items():
             conn.execute(f"ALTER DATABASE {conn.info.dbname} SET {name} = '{value}'")
         tenant = _tenant()
         fill(tenant, jobs)
+        if around is not None:
+            extra.enter_context(around(env, tenant))
         client = env.redis()
         msgs = f"{env.namespace}:{QUEUE}.msgs"
         assert client.hlen(msgs) == jobs

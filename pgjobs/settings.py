@@ -173,6 +173,44 @@ class Settings(BaseSettings):
         "(Dramatiq's worker_timeout; its default is 1000).",
     )
 
+    api_host: str = Field(default="127.0.0.1", description="Address `jobctl api` listens on.")
+    api_port: int = Field(default=8000, description="Port `jobctl api` listens on.")
+    api_workers: int = Field(default=1, description="API processes `jobctl api` starts.")
+    api_rate_limit: int = Field(
+        default=6000,
+        description="Requests one API token may make per rate window, over all API processes "
+        "(counted in Redis); 0 turns the limit off.",
+    )
+    api_rate_window_seconds: int = Field(
+        default=60, description="Length of the API's rate-limit window."
+    )
+    api_token_cache_seconds: float = Field(
+        default=5.0,
+        description="How long an API process reuses a token lookup: a revocation takes effect "
+        "within this long (open event streams end too).",
+    )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        description="Largest request body the API reads; larger is refused (413) unread.",
+    )
+    api_max_batch_body_bytes: int = Field(
+        default=8 * 1024 * 1024, description="Largest body of POST /v1/jobs/batch."
+    )
+    api_event_poll_ms: int = Field(
+        default=25,
+        description="How often each API process reads new job events for its event streams "
+        "(one query per process, whatever the number of streams; ten times less often while "
+        "no stream is open).",
+    )
+    api_event_gap_seconds: float = Field(
+        default=10.0,
+        description="How long an event id seen missing (its transaction still open) is "
+        "awaited by the event streams before it is given up.",
+    )
+    api_stream_heartbeat_seconds: float = Field(
+        default=15.0, description="An idle event stream sends a comment this often."
+    )
+
     openai_base_url: str = Field(
         default="https://api.openai.com/v1", description="OpenAI-compatible API root."
     )

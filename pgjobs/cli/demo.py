@@ -1,10 +1,11 @@
 """`jobctl demo`: the whole tour on the embedded (or configured) servers, in under a minute.
 
-Migrates, creates a tenant with credentials and an MCP server, starts a worker process and the
-maintenance process, enqueues a mix of jobs (progress, a retry that then succeeds, a failure,
-a cancellation while running, and the four shipped job types against a local stand-in for the
-providers), shows live progress bars until all are done, prints the final table and one job's
-event history, and stops every process it started.
+Migrates, creates a tenant with credentials and an MCP server, starts a worker process, the
+maintenance process and the HTTP API, enqueues a mix of jobs (progress, a retry that then
+succeeds, a failure, a cancellation while running, and the four shipped job types against a
+local stand-in for the providers), shows live progress bars until all are done, prints the final
+table and one job's event history, enqueues one more job over HTTP with an API token and
+streams its events, and stops every process it started.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from pgjobs.cli.demo_api import http_tour, start_api
 from pgjobs.cli.job_commands import _jobs_table, watch_jobs
 from pgjobs.cli.stand_in_providers import FakeProviders, Reply
 from pgjobs.db import migrate
@@ -80,7 +82,9 @@ def demo(keep_services: bool) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         processes.append(_spawn("worker", _worker_argv(), env, log_dir))
         processes.append(_spawn("maintenance", _maintenance_argv(), env, log_dir))
-        console.print(f"started worker and maintenance processes (logs in {log_dir})")
+        api, api_url = start_api(_spawn, env, log_dir)
+        processes.append(api)
+        console.print(f"started worker, maintenance and API processes (logs in {log_dir})")
         jobs = _enqueue(tenant_id, ids)
         console.print(f"enqueued {len(jobs)} jobs\n")
         _cancel_when_running(tenant_id, jobs["long render (cancelled)"])
@@ -91,6 +95,7 @@ def demo(keep_services: bool) -> None:
         if problem:
             raise click.ClickException(f"{problem[0]} (logs in {log_dir})")
         _report(console, tenant_id, jobs)
+        http_tour(console, tenant_id, api_url)
     finally:
         _stop(processes)
         providers.stop()

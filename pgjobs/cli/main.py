@@ -63,9 +63,19 @@ COMMANDS: dict[str, LazyCommand] = {
         "Run the relay, the rescuer and the pruner until SIGTERM/SIGINT.",
     ),
     "demo": LazyCommand("pgjobs.cli.demo", "demo", "Run the five-minute tour in under one."),
+    "api": LazyCommand(
+        "pgjobs.cli.api_commands",
+        "api",
+        "Serve the HTTP API (/v1, /docs, /healthz, /readyz) until SIGTERM/SIGINT.",
+    ),
+    "tokens": LazyCommand(
+        "pgjobs.cli.token_commands",
+        "tokens",
+        "API tokens: programmatic access to one tenant over HTTP.",
+    ),
 }
 
-SERVICES = frozenset({"worker", "maintenance"})
+SERVICES = frozenset({"worker", "maintenance", "api"})
 """Long-running commands: they log at JOBS_LOG_LEVEL; every other command is quiet."""
 
 

@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,7 +47,6 @@ def build_engine(url: str, settings: Settings | None = None, *, autocommit: bool
     (pgjobs/db/timestamps.py): one such row must not make every query that reads it fail.
     """
     settings = settings or get_settings()
-    options = f"-c statement_timeout={settings.db_statement_timeout_ms} -c enable_seqscan=off"
     engine = create_engine(
         sqlalchemy_url(url),
         isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
@@ -55,16 +55,21 @@ def build_engine(url: str, settings: Settings | None = None, *, autocommit: bool
         # No pre-ping: it costs a round trip per checkout. A connection broken by a server
         # restart fails once and is invalidated with its pool (the caller retries).
         pool_recycle=1800,
-        connect_args={
-            "options": options,
-            "application_name": "pgjobs",
-        },
+        connect_args=connection_options(settings),
     )
     read_any_timestamp(engine)
     install_query_logging(
         engine, slow_ms=settings.slow_query_ms, debug=settings.log_level.upper() == "DEBUG"
     )
     return engine
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """psycopg connection options of every pool, threaded or asyncio (see :func:`build_engine`)."""
+    return {
+        "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c enable_seqscan=off",
+        "application_name": "pgjobs",
+    }
 
 
 def get_engine() -> Engine:

@@ -3,12 +3,21 @@
 The state machine's transitions and the status API's hottest reads are module-level statements
 built once. Executing them through SQLAlchemy costs more client CPU than the statement itself
 costs the server; :func:`execute` compiles each once and runs it on the driver connection.
+
+Calls that must work from threads and from asyncio alike (``pgjobs.producer`` and
+``pgjobs.aio``) are written once, as *plans*: generators that validate their input, yield each
+:class:`Step` (a statement and its parameters), receive its rows, and return the result. Only
+the shell that runs a plan differs: :func:`run` on a SQLAlchemy connection, :func:`arun` on a
+psycopg ``AsyncConnection``. The statements, their parameters, the reading of their rows and
+the errors are the same objects on both sides.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import namedtuple_row
@@ -20,6 +29,65 @@ from pgjobs.db.query_log import observe_query
 
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 _COMPILED: dict[ClauseElement, str] = {}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One statement of a plan. ``params`` given: a statement built once (module level),
+    compiled once and cached. ``params`` None: a statement built for this call (a filtered
+    list), which carries its own values and is compiled each time, never cached."""
+
+    statement: ClauseElement
+    params: dict[str, Any] | None = None
+
+
+Plan = Generator[Step, list[Any], T]
+"""A call written once for both shells: yields steps, is sent each step's rows, returns."""
+
+
+def _prepared(step: Step) -> tuple[str, dict[str, Any]]:
+    """(SQL text, driver parameters) of a step."""
+    if step.params is None:
+        compiled = step.statement.compile(
+            dialect=_DIALECT, compile_kwargs={"render_postcompile": True}
+        )
+        return str(compiled), dict(compiled.params)
+    sql = _COMPILED.get(step.statement)
+    if sql is None:
+        sql = _COMPILED[step.statement] = str(step.statement.compile(dialect=_DIALECT))
+    params = {k: array_literal(v) if isinstance(v, list) else v for k, v in step.params.items()}
+    return sql, params
+
+
+def run(conn: Connection, plan: Plan[T]) -> T:
+    """Run a plan on a SQLAlchemy connection (the thread shell)."""
+    try:
+        step = next(plan)
+        while True:
+            sql, params = _prepared(step)
+            rows = _execute_sql(conn, sql, params).fetchall()
+            step = plan.send(rows)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def arun(conn: psycopg.AsyncConnection[Any], plan: Plan[T]) -> T:
+    """Run a plan on a psycopg ``AsyncConnection`` (the asyncio shell)."""
+    try:
+        step = next(plan)
+        while True:
+            sql, params = _prepared(step)
+            started = time.perf_counter()
+            cursor = conn.cursor(row_factory=namedtuple_row)
+            await cursor.execute(sql, params)
+            rows = await cursor.fetchall()
+            observe_query(sql, (time.perf_counter() - started) * 1000, cursor.rowcount)
+            step = plan.send(rows)
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
 def execute(
@@ -33,12 +101,12 @@ def execute(
     connection invalidated in the pool, slow statements logged without their parameters.
     Driver errors leave through ``db.errors.wrap_db_errors`` of the caller's context.
     """
-    sql = _COMPILED.get(statement)
-    if sql is None:
-        sql = _COMPILED[statement] = str(statement.compile(dialect=_DIALECT))
+    return _execute_sql(conn, *_prepared(Step(statement, params)))
+
+
+def _execute_sql(conn: Connection, sql: str, params: dict[str, Any]) -> psycopg.Cursor[Any]:
     driver = conn.connection.driver_connection
     assert driver is not None
-    params = {k: array_literal(v) if isinstance(v, list) else v for k, v in params.items()}
     started = time.perf_counter()
     try:
         cursor = driver.cursor(row_factory=namedtuple_row)

@@ -79,4 +79,10 @@ def read_any_timestamp(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _register(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.adapters.register_loader(_TIMESTAMPTZ, BoundedTimestamptzLoader)
+        use_bounded_loader(dbapi_connection)
+
+
+def use_bounded_loader(connection: psycopg.BaseConnection[Any]) -> None:
+    """Make one psycopg connection (threaded or asyncio) read timestamps with
+    :class:`BoundedTimestamptzLoader`."""
+    connection.adapters.register_loader(_TIMESTAMPTZ, BoundedTimestamptzLoader)

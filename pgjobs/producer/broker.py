@@ -108,13 +108,10 @@ class JobsBroker(RedisBroker):
         the per-message script call: packing a dozen script arguments per message was most of
         the producer's CPU for a batch.
         """
-        by_queue: dict[str, dict[str, bytes]] = {}
-        for queue, message_id, body in messages:
-            by_queue.setdefault(queue, {})[message_id] = body
         pipe = self.client.pipeline(transaction=True)
-        for queue, bodies in by_queue.items():
-            pipe.hset(f"{self.namespace}:{queue}.msgs", mapping=bodies)  # type: ignore[arg-type]
-            pipe.rpush(f"{self.namespace}:{queue}", *bodies)
+        for key, bodies in stored_layout(self.namespace, messages):
+            pipe.hset(f"{key}.msgs", mapping=bodies)  # type: ignore[arg-type]
+            pipe.rpush(key, *bodies)
         pipe.execute()
 
     def ack_many(self, queue_name: str, message_ids: Sequence[str]) -> None:
@@ -159,6 +156,18 @@ class JobsBroker(RedisBroker):
     @functools.cached_property
     def _fetch_script(self) -> Any:
         return self.client.register_script(_FETCH_LUA)
+
+
+def stored_layout(
+    namespace: str, messages: Sequence[tuple[str, str, bytes]]
+) -> list[tuple[str, dict[str, bytes]]]:
+    """Where ``(queue, message id, encoded message)`` triples go, per queue: the queue's list
+    key (its ids are RPUSHed there) and the bodies by id (HSET into ``<key>.msgs``). The
+    threaded and the asyncio senders write exactly this."""
+    by_queue: dict[str, dict[str, bytes]] = {}
+    for queue, message_id, body in messages:
+        by_queue.setdefault(f"{namespace}:{queue}", {})[message_id] = body
+    return list(by_queue.items())
 
 
 _broker: JobsBroker | None = None
@@ -261,16 +270,30 @@ def send(outgoing: Sequence[Outgoing]) -> None:
     """
     if not outgoing:
         return
-    broker = get_broker()
-    messages = [item.to_message() for item in outgoing]
-    hooked = _enqueue_hooked(broker)
-    if hooked:
-        for message, item in zip(messages, outgoing, strict=True):
-            broker.emit_before("enqueue", message, item.delay_ms)
-    broker.enqueue_many([(m.queue_name, m.message_id, m.encode()) for m in messages])
-    if hooked:
-        for message, item in zip(messages, outgoing, strict=True):
-            broker.emit_after("enqueue", message, item.delay_ms)
+    sending = Sending(outgoing)
+    sending.broker.enqueue_many(sending.encoded)
+    sending.sent()
+
+
+class Sending:
+    """Messages on their way to Redis: built and encoded as stored, with the broker's enqueue
+    hooks run before (here) and after (:meth:`sent`). The asyncio sender writes
+    :attr:`encoded` with its own client and calls :meth:`sent` too."""
+
+    def __init__(self, outgoing: Sequence[Outgoing]) -> None:
+        self.broker = get_broker()
+        self.outgoing = outgoing
+        self.messages = [item.to_message() for item in outgoing]
+        self.hooked = _enqueue_hooked(self.broker)
+        if self.hooked:
+            for message, item in zip(self.messages, outgoing, strict=True):
+                self.broker.emit_before("enqueue", message, item.delay_ms)
+        self.encoded = [(m.queue_name, m.message_id, m.encode()) for m in self.messages]
+
+    def sent(self) -> None:
+        if self.hooked:
+            for message, item in zip(self.messages, self.outgoing, strict=True):
+                self.broker.emit_after("enqueue", message, item.delay_ms)
 
 
 def _enqueue_hooked(broker: JobsBroker) -> bool:

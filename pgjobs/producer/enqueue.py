@@ -18,21 +18,22 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, TypedDict
 
 from pydantic import BaseModel
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
 from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import wrap_db_errors
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models.job import JobStatus
+from pgjobs.db.statements import Plan, run
 from pgjobs.db.timestamps import LATEST
 from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
 from pgjobs.logs import get_logger
 from pgjobs.producer import broker, sender
-from pgjobs.producer.errors import InvalidOption, UnknownTenant
+from pgjobs.producer.errors import InvalidOption, ProducerError, UnknownTenant
 from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
@@ -71,9 +72,21 @@ class EnqueuedJob:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class Prepared:
+    """A validated request: its row, and the queue its message goes to."""
+
     row: sm.NewJob
     queue: str
+
+
+class JobOptions(TypedDict, total=False):
+    """The per-job options of :func:`enqueue` (those of :class:`JobRequest`)."""
+
+    idempotency_key: str | None
+    delay: float | timedelta | None
+    run_at: datetime | None
+    priority: int | None
+    max_attempts: int | None
 
 
 def enqueue(
@@ -82,66 +95,85 @@ def enqueue(
     *,
     tenant_id: uuid.UUID,
     session: Session | None = None,
-    idempotency_key: str | None = None,
-    delay: float | timedelta | None = None,
-    run_at: datetime | None = None,
-    priority: int | None = None,
-    max_attempts: int | None = None,
+    actor: str | None = None,
+    **options: Unpack[JobOptions],
 ) -> EnqueuedJob:
-    """Record one job and send its message after commit.
+    """Record one job and send its message after commit. Options: ``idempotency_key``,
+    ``delay`` (seconds or a timedelta) or ``run_at``, ``priority``, ``max_attempts`` (the
+    type's by default). ``actor`` (who asked, e.g. an API token) is recorded in the job's
+    ``enqueued`` event.
 
     Raises (and writes nothing): UnknownJobType, InvalidPayload, PayloadTooLarge, InvalidOption,
     UnknownTenant.
     """
-    request = JobRequest(
-        type, payload, tenant_id, idempotency_key, delay, run_at, priority, max_attempts
-    )
-    return enqueue_many([request], session=session)[0]
+    request = JobRequest(type, payload, tenant_id, **options)
+    return enqueue_many([request], session=session, actor=actor)[0]
 
 
 def enqueue_many(
-    requests: Sequence[JobRequest], *, session: Session | None = None
+    requests: Sequence[JobRequest], *, session: Session | None = None, actor: str | None = None
 ) -> list[EnqueuedJob]:
     """Record many jobs in one statement and send their messages in one pipelined round trip.
 
-    All or nothing: one invalid request or unknown tenant raises before anything is written.
+    All or nothing: one invalid request or unknown tenant raises before anything is written
+    (the error's ``index`` says which request it is about).
     """
     if session is not None and not isinstance(session, Session):
         raise InvalidOption.for_field("session", "must be a SQLAlchemy Session")
-    try:
-        given = list(requests)
-    except TypeError:  # not iterable
-        raise InvalidOption.for_field("requests", "must be a sequence of JobRequest") from None
-    prepared = [_prepare(r) for r in given]
+    prepared = prepare_requests(requests, actor)
     if not prepared:
         return []
-    rows = [p.row for p in prepared]
     if session is None:
         with autocommit() as conn:
-            inserted = _insert(conn, rows)
-        sender.send_and_mark(_outgoing(prepared, inserted))
-        return _results(inserted)
+            inserted = run(conn, insert_plan(prepared))
+        sender.send_and_mark(outgoing_messages(prepared, inserted))
+        return results(inserted)
     with wrap_db_errors():
-        inserted = _insert(session.connection(), rows)
-    defer_until_commit(session, _outgoing(prepared, inserted))
-    return _results(inserted)
+        inserted = run(session.connection(), insert_plan(prepared))
+    defer_until_commit(session, outgoing_messages(prepared, inserted))
+    return results(inserted)
 
 
-def _insert(conn: Connection, rows: list[sm.NewJob]) -> list[sm.InsertedJob]:
-    inserted = sm.insert_pending(conn, rows)
+def prepare_requests(requests: object, actor: object = None) -> list[Prepared]:
+    """Every request validated before anything touches the database (the boundary of
+    ``enqueue_many`` here and in ``pgjobs.aio``). An error names the failing request's
+    position in ``index``."""
+    try:
+        given = list(requests)  # type: ignore[call-overload]
+    except TypeError:  # not iterable
+        raise InvalidOption.for_field("requests", "must be a sequence of JobRequest") from None
+    if actor is not None:
+        actor = as_text(actor, "actor", min_length=1, max_length=200, error=InvalidOption)
+    prepared = []
+    for index, request in enumerate(given):
+        try:
+            prepared.append(_prepare(request, actor))
+        except ProducerError as exc:
+            exc.index = index
+            raise
+    return prepared
+
+
+def insert_plan(prepared: list[Prepared]) -> Plan[list[sm.InsertedJob]]:
+    """The outbox INSERT of prepared jobs, for either shell; UnknownTenant when any tenant
+    is missing (then nothing was written)."""
+    inserted = yield from sm.insert_pending_plan([p.row for p in prepared])
     if any(job is None for job in inserted):
         raise UnknownTenant("unknown tenant")
     return [job for job in inserted if job is not None]
 
 
-def _results(inserted: list[sm.InsertedJob]) -> list[EnqueuedJob]:
+def results(inserted: list[sm.InsertedJob]) -> list[EnqueuedJob]:
+    """What ``enqueue_many`` returns for the rows written (or found by idempotency key)."""
     return [
         EnqueuedJob(j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.created)
         for j in inserted
     ]
 
 
-def _outgoing(prepared: list[_Prepared], inserted: list[sm.InsertedJob]) -> list[broker.Outgoing]:
+def outgoing_messages(
+    prepared: list[Prepared], inserted: list[sm.InsertedJob]
+) -> list[broker.Outgoing]:
     """Messages for the rows this call created (an idempotent repeat sends nothing). A job due
     beyond the scheduling horizon gets none now: the relay sends it when it comes near."""
     horizon_ms = get_settings().schedule_horizon_seconds * 1000
@@ -153,7 +185,7 @@ def _outgoing(prepared: list[_Prepared], inserted: list[sm.InsertedJob]) -> list
     return out
 
 
-def _prepare(request: object) -> _Prepared:
+def _prepare(request: object, actor: str | None) -> Prepared:
     """Validate one request completely before anything touches the database: this is the
     boundary of enqueue and enqueue_many, every argument checked here."""
     if not isinstance(request, JobRequest):
@@ -180,8 +212,9 @@ def _prepare(request: object) -> _Prepared:
         run_at=run_at,
         delay_seconds=delay_seconds,
         idempotency_key=key,
+        actor=actor,
     )
-    return _Prepared(row, job_type.queue)
+    return Prepared(row, job_type.queue)
 
 
 def _due(delay: object, run_at: object) -> tuple[datetime | None, float | None]:

@@ -21,6 +21,9 @@ __all__ = [
 class ProducerError(JobsError):
     """Base of the producer's input errors: nothing was written when one is raised."""
 
+    index: int | None = None
+    """For ``enqueue_many``: the position of the request the error is about."""
+
 
 class UnknownJobType(ProducerError):
     """No job type of that name is registered."""

@@ -136,13 +136,21 @@ def send(outgoing: Sequence[broker.Outgoing]) -> bool:
     try:
         broker.send(outgoing)
     except Exception as exc:  # noqa: BLE001 - the relay re-sends; the job is safe in PostgreSQL
-        log.warning(
-            "enqueue.send_failed",
-            job_ids=[o.job_id for o in outgoing],
-            error_type=type(exc).__name__,
-        )
+        send_failed(outgoing, exc)
         return False
     return True
+
+
+def send_failed(outgoing: Sequence[broker.Outgoing], exc: BaseException) -> None:
+    """Say that a send failed (the rows stay pending; the relay sends them)."""
+    log.warning(
+        "enqueue.send_failed", job_ids=[o.job_id for o in outgoing], error_type=type(exc).__name__
+    )
+
+
+def mark_soon(job_ids: Sequence[int]) -> None:
+    """Have these sent jobs marked queued by the process's marker (not now, not here)."""
+    _marker.add(job_ids)
 
 
 def send_and_mark(outgoing: Sequence[broker.Outgoing], engine: Engine | None = None) -> None:

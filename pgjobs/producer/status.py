@@ -3,6 +3,9 @@
 Lists are newest first and paginated by keyset on ``id`` (cursor = last id seen), so inserts
 happening meanwhile never make a page skip or repeat a job. Each query is one statement served
 by an index of pgjobs/db/models/job.py (tests assert on EXPLAIN).
+
+Each query is a plan (pgjobs/db/statements.py): the functions here run it in a thread,
+``pgjobs.aio`` runs the very same plan on an asyncio connection.
 """
 
 from __future__ import annotations
@@ -14,19 +17,22 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypedDict, TypeVar
 
 from sqlalchemy import Select, bindparam, func, select
+from typing_extensions import Unpack
 
 from pgjobs.db.engine import autocommit
 from pgjobs.db.models import ContentJob, JobEvent, JobStatus
+from pgjobs.db.schemas.common import ReadModel
 from pgjobs.db.schemas.job import JobEventRead, JobRead
-from pgjobs.db.statements import execute
+from pgjobs.db.statements import Plan, Step, run
 from pgjobs.db.validation import BIGINT_MAX, as_aware, as_id, as_int, as_text, as_uuid
 from pgjobs.producer.errors import InvalidOption, JobNotFound
 from pgjobs.settings import get_settings
 
 T = TypeVar("T")
+R = TypeVar("R", bound=ReadModel)
 jobs_t = ContentJob.__table__
 events_t = JobEvent.__table__
 
@@ -87,12 +93,21 @@ def _optional_aware(value: object, field: str) -> datetime | None:
 
 def get_job(tenant_id: uuid.UUID, job_id: int) -> JobRead:
     """One job with its last progress and last error. JobNotFound for another tenant's id."""
-    tenant_id, job_id = job_ref(tenant_id, job_id)
+    plan = get_job_plan(tenant_id, job_id)
     with autocommit() as conn:
-        row = execute(conn, GET_JOB, {"job_id": job_id, "tenant_id": tenant_id}).fetchone()
-    if row is None:
+        return run(conn, plan)
+
+
+def get_job_plan(tenant_id: object, job_id: object) -> Plan[JobRead]:
+    """:func:`get_job` for either shell: arguments checked now, the statement when run."""
+    return _get_job(*job_ref(tenant_id, job_id))
+
+
+def _get_job(tenant_id: uuid.UUID, job_id: int) -> Plan[JobRead]:
+    rows = yield Step(GET_JOB, {"job_id": job_id, "tenant_id": tenant_id})
+    if not rows:
         raise JobNotFound(f"job {job_id} not found")
-    return JobRead.model_validate(row)
+    return JobRead.model_validate(rows[0])
 
 
 @dataclass(frozen=True)
@@ -135,8 +150,30 @@ def list_jobs_query(
     return query.order_by(ordering).limit(_limit(limit) + 1)
 
 
-def list_jobs(
-    tenant_id: uuid.UUID,
+class ListOptions(TypedDict, total=False):
+    """The filters, cursor and page of :func:`list_jobs` (every one optional)."""
+
+    status: JobStatus | str | Iterable[JobStatus | str] | None
+    type: str | None
+    created_after: datetime | None
+    created_before: datetime | None
+    idempotency_key: str | None
+    cursor: str | None
+    limit: int
+    order: Literal["newest", "oldest"]
+
+
+def list_jobs(tenant_id: uuid.UUID, **options: Unpack[ListOptions]) -> Page[JobRead]:
+    """Jobs of a tenant, newest first (or ``order="oldest"``), one page of at most ``limit``
+    (50), filtered by ``status`` (one or several), ``type``, ``created_after``,
+    ``created_before`` and ``idempotency_key``, from ``cursor`` (a page's ``next_cursor``)."""
+    plan = list_jobs_plan(tenant_id, **options)
+    with autocommit() as conn:
+        return run(conn, plan)
+
+
+def list_jobs_plan(
+    tenant_id: object,
     *,
     status: JobStatus | str | Iterable[JobStatus | str] | None = None,
     type: str | None = None,
@@ -146,8 +183,8 @@ def list_jobs(
     cursor: str | None = None,
     limit: int = 50,
     order: Literal["newest", "oldest"] = "newest",
-) -> Page[JobRead]:
-    """Jobs of a tenant, newest first (or oldest), filtered, one page of at most ``limit``."""
+) -> Plan[Page[JobRead]]:
+    """:func:`list_jobs` for either shell: arguments checked now, the statement when run."""
     tenant_id = as_uuid(tenant_id, "tenant_id", InvalidOption)
     filters = JobFilters(
         _statuses(status),
@@ -160,11 +197,15 @@ def list_jobs(
         raise InvalidOption.for_field("order", "must be 'newest' or 'oldest'")
     limit = _limit(limit)
     query = list_jobs_query(tenant_id, filters, cursor=cursor, limit=limit, order=order)
-    with autocommit() as conn:
-        rows = conn.execute(query).all()
-    items = [JobRead.model_validate(r) for r in rows[:limit]]
+    return _page(Step(query), JobRead, limit)
+
+
+def _page(step: Step, shape: type[R], limit: int) -> Plan[Page[R]]:
+    """One page read by ``step`` (which asks for one row more than ``limit``)."""
+    rows = yield step
+    items = [shape.model_validate(r) for r in rows[:limit]]
     more = len(rows) > limit
-    return Page(items, encode_cursor(items[-1].id) if more and items else None)
+    return Page(items, encode_cursor(rows[limit - 1].id) if more and items else None)
 
 
 def _statuses(
@@ -185,9 +226,23 @@ def get_job_events(
 ) -> Page[JobEventRead]:
     """A job's events in order. Follow a job by passing back ``next_cursor`` (or, at the end,
     the last event's cursor from :func:`event_cursor`) until it is terminal."""
+    plan = get_job_events_plan(tenant_id, job_id, cursor=cursor, limit=limit)
+    with autocommit() as conn:
+        return run(conn, plan)
+
+
+def get_job_events_plan(
+    tenant_id: object, job_id: object, *, cursor: str | None = None, limit: int = 100
+) -> Plan[Page[JobEventRead]]:
+    """:func:`get_job_events` for either shell: arguments checked now, statements when run."""
     tenant_id, job_id = job_ref(tenant_id, job_id)
     after = 0 if cursor is None or cursor == "" else decode_cursor(cursor)
-    limit = _limit(limit)
+    return _events_page(tenant_id, job_id, after, _limit(limit))
+
+
+def _events_page(
+    tenant_id: uuid.UUID, job_id: int, after: int, limit: int
+) -> Plan[Page[JobEventRead]]:
     query = (
         select(events_t)
         .where(
@@ -196,19 +251,14 @@ def get_job_events(
             events_t.c.id > after,
         )
         .order_by(events_t.c.id)
-        .limit(_limit(limit) + 1)
+        .limit(limit + 1)
     )
-    with autocommit() as conn:
-        rows = conn.execute(query).all()
-        if not rows:
-            exists = conn.execute(
-                select(jobs_t.c.id).where(jobs_t.c.id == job_id, jobs_t.c.tenant_id == tenant_id)
-            ).first()
-            if exists is None:
-                raise JobNotFound(f"job {job_id} not found")
-    items = [JobEventRead.model_validate(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    return Page(items, encode_cursor(items[-1].id) if more and items else None)
+    page = yield from _page(Step(query), JobEventRead, limit)
+    if not page.items:
+        exists = select(jobs_t.c.id).where(jobs_t.c.id == job_id, jobs_t.c.tenant_id == tenant_id)
+        if not (yield Step(exists)):
+            raise JobNotFound(f"job {job_id} not found")
+    return page
 
 
 def event_cursor(event: JobEventRead) -> str:
@@ -218,12 +268,22 @@ def event_cursor(event: JobEventRead) -> str:
 
 def count_jobs_by_status(tenant_id: uuid.UUID, *, type: str | None = None) -> dict[JobStatus, int]:
     """How many jobs of the tenant are in each status (every status present, zeros included)."""
+    plan = count_jobs_plan(tenant_id, type=type)
+    with autocommit() as conn:
+        return run(conn, plan)
+
+
+def count_jobs_plan(tenant_id: object, *, type: str | None = None) -> Plan[dict[JobStatus, int]]:
+    """:func:`count_jobs_by_status` for either shell."""
     tenant_id = as_uuid(tenant_id, "tenant_id", InvalidOption)
     type = _optional_text(type, "type")
-    query = select(jobs_t.c.status, func.count()).where(jobs_t.c.tenant_id == tenant_id)
+    query = select(jobs_t.c.status, func.count().label("n")).where(jobs_t.c.tenant_id == tenant_id)
     if type is not None:
         query = query.where(jobs_t.c.type == type)
-    query = query.group_by(jobs_t.c.status)
-    with autocommit() as conn:
-        counts = {JobStatus(s): int(n) for s, n in conn.execute(query).all()}
+    return _counts(query.group_by(jobs_t.c.status))
+
+
+def _counts(query: Select[tuple[object, ...]]) -> Plan[dict[JobStatus, int]]:
+    rows = yield Step(query)
+    counts = {JobStatus(r.status): int(r.n) for r in rows}
     return {s: counts.get(s, 0) for s in JobStatus}

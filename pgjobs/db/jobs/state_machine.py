@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from pgjobs.db.models.job import JobStatus
+from pgjobs.db.statements import Plan, Step, run
 from pgjobs.db.statements import execute as _run
 
 # Legal (from, to) pairs of content_jobs.status. The tests replay every recorded event
@@ -63,6 +64,8 @@ class NewJob:
     """An explicit due time, or None: due now plus ``delay_seconds`` by the database clock."""
     delay_seconds: float | None
     idempotency_key: str | None
+    actor: str | None = None
+    """Who asked (an API token's id), recorded in the ``enqueued`` event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,8 @@ _INSERT_REST = f"""
     INSERT INTO job_events (job_id, tenant_id, event_type, data)
     SELECT id, tenant_id, 'enqueued',
            jsonb_strip_nulls(jsonb_build_object(
-               'type', type, 'run_at', run_at, 'idempotency_key', idempotency_key))
+               'type', type, 'run_at', run_at, 'idempotency_key', idempotency_key,
+               'actor', CAST(:actor AS text)))
     FROM inserted
 )
 -- due_in_ms: the delay the message gets, by the database clock (never a client's)
@@ -173,6 +177,13 @@ def insert_pending(conn: Connection, jobs: Sequence[NewJob]) -> list[InsertedJob
     key was taken (``created=False``). When any tenant does not exist nothing is inserted and
     the entries of the jobs not found by idempotency key are ``None``.
     """
+    return run(conn, insert_pending_plan(jobs))
+
+
+def insert_pending_plan(jobs: Sequence[NewJob]) -> Plan[list[InsertedJob | None]]:
+    """:func:`insert_pending` for either shell (pgjobs/db/statements.py). One actor per call:
+    the first job's."""
+    actor = jobs[0].actor if jobs else None
     if len(jobs) == 1:
         (job,) = jobs
         one = {
@@ -185,22 +196,22 @@ def insert_pending(conn: Connection, jobs: Sequence[NewJob]) -> list[InsertedJob
             "run_at": job.run_at,
             "delay": job.delay_seconds,
             "idempotency_key": job.idempotency_key,
+            "actor": actor,
         }
-        rows = _run(conn, INSERT_ONE_PENDING, one).fetchall()
+        rows = yield Step(INSERT_ONE_PENDING, one)
     else:
-        rows = _run(conn, INSERT_PENDING, _many_params(jobs)).fetchall()
+        rows = yield Step(INSERT_PENDING, _many_params(jobs) | {"actor": actor})
     by_message = {r.queue_job_id: _inserted(r, created=True) for r in rows}
     results: list[InsertedJob | None] = [by_message.get(j.message_id) for j in jobs]
     missing = [(i, j) for i, j in enumerate(jobs) if results[i] is None and j.idempotency_key]
     if missing:
-        existing = _run(
-            conn,
+        existing = yield Step(
             SELECT_BY_IDEMPOTENCY_KEYS,
             {
                 "tenant_ids": [j.tenant_id for _, j in missing],
                 "keys": [j.idempotency_key for _, j in missing],
             },
-        ).fetchall()
+        )
         by_key = {(r.tenant_id, r.idempotency_key): _inserted(r, created=False) for r in existing}
         for i, j in missing:
             results[i] = by_key.get((j.tenant_id, j.idempotency_key))
@@ -368,6 +379,7 @@ CANCEL = text(
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'cancelled',
                jsonb_build_object('reason', CAST(:reason AS text), 'while_running', false)
+               || jsonb_strip_nulls(jsonb_build_object('actor', CAST(:actor AS text)))
         FROM cancelled
     )
     SELECT t.status AS previous,
@@ -390,13 +402,20 @@ class CancelOutcome:
 def cancel(
     conn: Connection, job_id: int, tenant_id: uuid.UUID, reason: str | None
 ) -> CancelOutcome | None:
-    """Cancel a pending/queued job at once, or ask a running one to stop (``reason`` is kept
-    for the event it writes when it stops). ``None``: no such job for this tenant. A terminal
-    job is left as it is (``cancelled=requested=False``)."""
-    params = {"id": job_id, "tenant_id": tenant_id, "reason": reason}
-    row = _run(conn, CANCEL, params).fetchone()
-    if row is None:
+    """Cancel a pending/queued job at once, or ask a running one to stop. ``None``: no such job
+    for this tenant. A terminal job is left as it is (``cancelled=requested=False``)."""
+    return run(conn, cancel_plan(job_id, tenant_id, reason))
+
+
+def cancel_plan(
+    job_id: int, tenant_id: uuid.UUID, reason: str | None, actor: str | None = None
+) -> Plan[CancelOutcome | None]:
+    """:func:`cancel` for either shell; ``actor`` goes into the ``cancelled`` event."""
+    params = {"id": job_id, "tenant_id": tenant_id, "reason": reason, "actor": actor}
+    rows = yield Step(CANCEL, params)
+    if not rows:
         return None
+    row = rows[0]
     return CancelOutcome(JobStatus(row.previous), row.cancelled, row.requested)
 
 
@@ -416,7 +435,8 @@ MANUAL_RETRY = text(
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'retry',
                jsonb_strip_nulls(jsonb_build_object('attempt', attempts, 'manual', true,
-                                                    'error', error_message))
+                                                    'error', error_message,
+                                                    'actor', CAST(:actor AS text)))
         FROM moved
     )
     SELECT id, type, attempts, max_attempts FROM moved
@@ -438,9 +458,19 @@ def manual_retry(
     """failed/cancelled -> pending for one more attempt (the attempt budget grows by one if it
     was used up), with a ``retry`` event marked manual. None when the job is not failed or
     cancelled (or not there)."""
-    params = {"id": job_id, "tenant_id": tenant_id, "message_id": message_id}
-    row = _run(conn, MANUAL_RETRY, params).fetchone()
-    return None if row is None else RetriedJob(str(row.type), row.attempts, row.max_attempts)
+    return run(conn, manual_retry_plan(job_id, tenant_id, message_id))
+
+
+def manual_retry_plan(
+    job_id: int, tenant_id: uuid.UUID, message_id: str, actor: str | None = None
+) -> Plan[RetriedJob | None]:
+    """:func:`manual_retry` for either shell; ``actor`` goes into the ``retry`` event."""
+    params = {"id": job_id, "tenant_id": tenant_id, "message_id": message_id, "actor": actor}
+    rows = yield Step(MANUAL_RETRY, params)
+    if not rows:
+        return None
+    row = rows[0]
+    return RetriedJob(str(row.type), row.attempts, row.max_attempts)
 
 
 # --- worker side --------------------------------------------------------------------------------

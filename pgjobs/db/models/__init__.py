@@ -1,5 +1,6 @@
 """The tables (docs/architecture.md), one module each. Import from here."""
 
+from pgjobs.db.models.api_token import ApiToken, TokenScope
 from pgjobs.db.models.base import Base
 from pgjobs.db.models.credential import AppCredential, CredentialStatus, Provider
 from pgjobs.db.models.job import TERMINAL_STATUSES, ContentJob, JobStatus
@@ -9,6 +10,7 @@ from pgjobs.db.models.tenant import Tenant
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "ApiToken",
     "AppCredential",
     "AuthType",
     "Base",
@@ -21,4 +23,5 @@ __all__ = [
     "McpServerStatus",
     "Provider",
     "Tenant",
+    "TokenScope",
 ]

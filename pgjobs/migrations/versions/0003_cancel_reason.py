@@ -4,7 +4,7 @@ A running job stops at its next checkpoint, in the worker; the reason given with
 has to wait in the row until then, for the job's ``cancelled`` event. A nullable column
 without a default: adding it rewrites nothing, on any size of table.
 
-Revision ID: 0005
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-04 10:36:42
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,0 +1,138 @@
+"""Request and response bodies of the HTTP API that are not the library's own shapes.
+
+Jobs, events, credentials and MCP servers are answered with the library's read models
+(``JobRead``, ``JobEventRead``, ``CredentialRead``, ``McpServerRead``): the API adds no second
+description of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from pgjobs.db.models import CredentialStatus, JobStatus, Provider
+
+T = TypeVar("T")
+
+BATCH_MAX = 1_000
+"""Jobs one ``POST /v1/jobs/batch`` may carry."""
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobCreate(_Body):
+    """``POST /v1/jobs``. The idempotency key comes in the ``Idempotency-Key`` header."""
+
+    type: str = Field(description="A registered job type (GET /v1/job-types).")
+    payload: dict[str, Any] = Field(description="Validated against the type's payload schema.")
+    delay: float | None = Field(default=None, description="Seconds from now (or give run_at).")
+    run_at: datetime | None = Field(default=None, description="When to run (or give delay).")
+    priority: int | None = None
+    max_attempts: int | None = None
+
+
+class BatchItem(JobCreate):
+    idempotency_key: str | None = None
+
+
+class BatchCreate(_Body):
+    """``POST /v1/jobs/batch``: all or nothing."""
+
+    jobs: list[BatchItem] = Field(min_length=1, max_length=BATCH_MAX)
+
+
+class JobQuery(_Body):
+    """``GET /v1/jobs``: the filters, cursor and page size of ``pgjobs.list_jobs``."""
+
+    status: list[JobStatus] | None = None
+    type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    idempotency_key: str | None = None
+    cursor: str | None = None
+    limit: int = 50
+    order: Literal["newest", "oldest"] = "newest"
+
+
+class EnqueuedOut(BaseModel):
+    """What enqueueing answers: the job as recorded (``created`` false: the idempotency key
+    matched a job that exists, which is returned instead)."""
+
+    id: int
+    type: str
+    status: JobStatus
+    run_at: datetime
+    created: bool
+
+
+class BatchOut(BaseModel):
+    jobs: list[EnqueuedOut]
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="Pass back as `cursor`; null on the last page.")
+
+
+class CancelIn(_Body):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class CancelOut(BaseModel):
+    job_id: int
+    status: JobStatus
+    stop_requested: bool
+
+
+class JobTypeOut(BaseModel):
+    name: str
+    queue: str
+    priority: int
+    max_attempts: int
+    time_limit_seconds: float
+    description: str
+    payload_schema: dict[str, Any]
+
+
+class CredentialIn(_Body):
+    provider: Provider
+    name: str
+    secret: SecretStr = Field(json_schema_extra={"writeOnly": True})
+
+
+class SecretIn(_Body):
+    secret: SecretStr = Field(json_schema_extra={"writeOnly": True})
+
+
+class RenameIn(_Body):
+    name: str
+
+
+class MarkIn(_Body):
+    status: CredentialStatus = Field(description="valid or invalid")
+
+
+class McpServerIn(_Body):
+    label: str
+    base_url: str
+    auth_type: str = "none"
+    auth_ref: uuid.UUID | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class McpServerPatchIn(_Body):
+    label: str | None = None
+    base_url: str | None = None
+    auth_type: str | None = None
+    auth_ref: uuid.UUID | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
