@@ -9,6 +9,8 @@ What an application needs is here::
     job = pgjobs.enqueue(thumbnail, {"image_id": 42}, tenant_id=tenant.id)
     pgjobs.get_job(tenant.id, job.id).status
 
+Periodic jobs: ``pgjobs.schedule(...)`` declares one in code, ``pgjobs.schedules`` is their API.
+
 The subpackages hold the rest: ``pgjobs.producer`` (enqueue, status, the relay), ``pgjobs.worker``
 (the Dramatiq app, handlers), ``pgjobs.vault`` (credentials and keys), ``pgjobs.mcp`` (MCP
 servers), ``pgjobs.db`` (tables, the state machine), ``pgjobs.services`` (finding PostgreSQL and
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
         get_job_events,
         list_jobs,
     )
+    from pgjobs.schedules.declared import schedule
     from pgjobs.worker.context import JobContext
     from pgjobs.worker.errors import PermanentError
     from pgjobs.worker.handlers.registry import handles
@@ -77,6 +80,8 @@ _HOMES: dict[str, str] = {
     "retry_job": "pgjobs.producer.control",
     "CancelResult": "pgjobs.producer.control",
     "flush": "pgjobs.producer.sender",
+    # periodic jobs (``pgjobs.schedules`` is the module of their API)
+    "schedule": "pgjobs.schedules.declared",
     # status
     "get_job": "pgjobs.producer.status",
     "list_jobs": "pgjobs.producer.status",
@@ -147,11 +152,15 @@ __all__ = [
     "list_jobs",
     "list_tenants",
     "retry_job",
+    "schedule",
+    "schedules",
 ]
 
 
 def __getattr__(name: str) -> Any:
     """Load a public name from the module that defines it, on first use (PEP 562)."""
+    if name == "schedules":  # the subpackage itself
+        return importlib.import_module("pgjobs.schedules")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'pgjobs' has no attribute {name!r}")

@@ -100,6 +100,19 @@ class Settings(BaseSettings):
         default=30.0, description="Terminal jobs (and their events) older than this are pruned."
     )
     prune_batch_size: int = Field(default=1000, description="Jobs deleted per pruning statement.")
+    scheduler_interval_seconds: float = Field(
+        default=0.25,
+        description="How often the maintenance process looks for schedules with a slot due "
+        "(an idle look is one indexed query).",
+    )
+    schedule_batch_size: int = Field(
+        default=1000, description="Schedules fired per transaction by the scheduler."
+    )
+    schedule_misfire_grace_seconds: float = Field(
+        default=60.0,
+        description="A slot found later than this after its time is missed: its schedule's "
+        "misfire policy decides what happens to it. Slots within it always fire.",
+    )
     imports: str = Field(
         default="",
         description="Comma-separated modules that declare job types and handlers; workers "

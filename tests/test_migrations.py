@@ -12,7 +12,14 @@ from pgjobs.cli.main import cli
 from pgjobs.db import migrate
 from pgjobs.db.models import Base
 
-TABLES = {"tenants", "app_credentials", "mcp_servers", "content_jobs", "job_events"}
+TABLES = {
+    "tenants",
+    "app_credentials",
+    "mcp_servers",
+    "content_jobs",
+    "job_events",
+    "job_schedules",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -65,7 +72,7 @@ def test_cli_db_check_and_upgrade(use_fresh_db: str) -> None:
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "0002" in result.output
+    assert "(head)" in result.output
 
 
 def test_cli_refuses_non_local_database_without_flag(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("pgjobs.cli.mcp_commands", "mcp"),
     ("pgjobs.cli.job_commands", "enqueue"),
     ("pgjobs.cli.job_commands", "jobs"),
+    ("pgjobs.cli.schedule_commands", "schedules"),
     ("pgjobs.cli.worker_commands", "worker"),
     ("pgjobs.cli.worker_commands", "maintenance"),
     ("pgjobs.cli.demo", "demo"),

@@ -3,7 +3,8 @@
 * relay (pgjobs/producer/relay.py): pending rows not sent, scheduled rows now due, lost messages;
 * rescuer: expired leases go back to queued (``rescued``) or to failed when attempts are used up;
 * pruner: terminal jobs older than the retention, with their events (cascade);
-* broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers).
+* broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers);
+* scheduler (pgjobs/worker/scheduler.py): due schedule slots become jobs.
 
 Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
 processes split the work instead of doing it twice (River elects a leader instead; row locks
@@ -27,6 +28,7 @@ from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import get_job_type, queues
 from pgjobs.producer.relay import relay_once
 from pgjobs.settings import get_settings
+from pgjobs.worker.scheduler import fire_due
 
 log = structlog.get_logger(__name__)
 
@@ -93,12 +95,17 @@ def broker_housekeeping_once() -> None:
     broker.run_broker_maintenance(queues())
 
 
-# (name, pass, period in seconds; None: every tick of the loop)
-SERVICES: list[tuple[str, Callable[[], object], float | None]] = [
+def scheduler_period() -> float:
+    return get_settings().scheduler_interval_seconds
+
+
+# (name, pass, period: seconds, a function of the settings giving them, or None: every tick)
+SERVICES: list[tuple[str, Callable[[], object], float | Callable[[], float] | None]] = [
     ("broker", broker_housekeeping_once, None),
     ("relay", relay_once, None),
     ("rescuer", rescue_once, None),
     ("pruner", prune_once, 60.0),
+    ("scheduler", fire_due, scheduler_period),
 ]
 
 
@@ -106,14 +113,17 @@ def run_maintenance(stop: threading.Event, *, interval: float | None = None) -> 
     """Run every service on its period until ``stop`` is set. A failing service is logged
     and tried again on its next period; it never stops the others."""
     tick = interval if interval is not None else get_settings().maintenance_interval_seconds
-    due = {name: 0.0 for name, _, _ in SERVICES}
-    log.info("maintenance.started", services=[name for name, _, _ in SERVICES])
+    periods = {
+        name: period() if callable(period) else (period or tick) for name, _, period in SERVICES
+    }
+    due = {name: 0.0 for name in periods}
+    log.info("maintenance.started", services=list(periods))
     while not stop.is_set():
         now = time.monotonic()
-        for name, service, period in SERVICES:
+        for name, service, _ in SERVICES:
             if now < due[name]:
                 continue
-            due[name] = now + (period or tick)
+            due[name] = now + periods[name]
             started = time.perf_counter()
             try:
                 service()
@@ -124,5 +134,5 @@ def run_maintenance(stop: threading.Event, *, interval: float | None = None) -> 
             elapsed = (time.perf_counter() - started) * 1000
             if elapsed > 1000:
                 log.info("maintenance.slow_pass", service=name, duration_ms=round(elapsed, 1))
-        stop.wait(tick)
+        stop.wait(max(0.0, min(due.values()) - time.monotonic()))
     log.info("maintenance.stopped")
