@@ -19,7 +19,7 @@ from typing import Any, Unpack
 import structlog
 
 from pgjobs.db.engine import session_scope, transaction
-from pgjobs.db.errors import UniqueViolation, UnknownTenant
+from pgjobs.db.errors import UniqueViolation, UnknownTenant, wrap_db_errors
 from pgjobs.db.models.job_schedule import MisfirePolicy, ScheduleStatus
 from pgjobs.db.schemas.schedule import ScheduleRead
 from pgjobs.db.statements import execute
@@ -86,9 +86,10 @@ def insert_schedule(
     next_run = None if paused else first_slot(definition.timing, st.clock(conn))
     status = ScheduleStatus.PAUSED if paused else ScheduleStatus.ACTIVE
     try:
-        row = st.insert(
-            conn, tenant_id, definition, status=status, next_run_at=next_run, declared=declared
-        )
+        with wrap_db_errors():
+            row = st.insert(
+                conn, tenant_id, definition, status=status, next_run_at=next_run, declared=declared
+            )
     except UniqueViolation:
         raise ScheduleExists(f"a schedule named {definition.name!r} exists") from None
     if row is None:
@@ -181,14 +182,15 @@ def update(
         if status is ScheduleStatus.ACTIVE and definition.timing != _timing_of(row):
             next_run = first_slot(definition.timing, row.db_now)
         try:
-            written = st.write(
-                conn,
-                schedule_id,
-                definition,
-                status=status,
-                next_run_at=next_run,
-                declared=row.declared,
-            )
+            with wrap_db_errors():
+                written = st.write(
+                    conn,
+                    schedule_id,
+                    definition,
+                    status=status,
+                    next_run_at=next_run,
+                    declared=row.declared,
+                )
         except UniqueViolation:
             raise ScheduleExists(f"a schedule named {definition.name!r} exists") from None
     log.info("schedule.updated", tenant_id=str(tenant_id), schedule_id=str(schedule_id))
