@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         description="How often the maintenance process looks for schedules with a slot due "
         "(an idle look is one indexed query).",
     )
+    scheduler_threads: int = Field(
+        default=2,
+        description="Threads a scheduler pass fires its batches with once more than one batch "
+        "is due (one waits for PostgreSQL while another prepares jobs).",
+    )
     schedule_batch_size: int = Field(
         default=1000, description="Schedules fired per transaction by the scheduler."
     )

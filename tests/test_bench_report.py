@@ -107,3 +107,27 @@ def test_a_dump_from_before_the_floor_still_loads(tmp_path: Path) -> None:
     page = render(load(dump), "benchmarks.png")
 
     assert "INSERT alone" not in page
+
+
+def test_schedule_goals_are_judged_and_rendered() -> None:
+    from bench.results import ScheduleResult
+
+    suite = _suite()
+    suite.schedules = [
+        ScheduleResult(10_000, 100, 3, 30_000, True, 0.6, 1.2, 1.3, 0.4, 0.9, 1.1, 0.3, 20.0)
+    ]
+    rows = {row.measure.split(" (")[0]: row for row in summary_rows(suite)}
+    assert rows["6. scheduler wall time per minute p99"].met is False  # 1.2 s against <= 1 s
+    assert rows["6. firing delay p99"].met is True  # 0.9 s against <= 2 s
+    page = render(suite, "x.png")
+    assert "## Periodic schedules" in page and "30,000" in page
+    dumped = json.loads(json.dumps(dataclasses.asdict(suite), default=str))
+    assert load_dump(dumped).schedules == suite.schedules
+
+
+def load_dump(data: dict[str, object]) -> Suite:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        json.dump(data, out)
+    return load(Path(out.name))

@@ -36,7 +36,13 @@ _KEY = re.compile(
 
 def slot_key(schedule_id: uuid.UUID, slot: datetime) -> str:
     """The idempotency key of the job for ``slot`` of a schedule."""
-    return f"{KEY_PREFIX}{schedule_id}:{slot.astimezone(UTC).strftime(_SLOT_FORMAT)}"
+    return f"{KEY_PREFIX}{schedule_id}:{_slot_text(slot)}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _slot_text(slot: datetime) -> str:
+    """A slot as its keys write it (a pass's schedules mostly share their slots)."""
+    return slot.astimezone(UTC).strftime(_SLOT_FORMAT)
 
 
 def run_now_key(schedule_id: uuid.UUID) -> str:

@@ -226,10 +226,19 @@ def lock_due(
 def advance(conn: Connection, advances: Sequence[Advance]) -> None:
     if not advances:
         return
+    # A batch's schedules mostly share their times: each is written out once.
+    texts: dict[datetime | None, str | None] = {None: None}
+
+    def stamp(moment: datetime | None) -> str | None:
+        found = texts.get(moment)
+        if found is None and moment is not None:
+            found = texts[moment] = moment.isoformat()
+        return found
+
     params = {
-        "ids": [a.schedule_id for a in advances],
-        "next_runs": [a.next_run_at for a in advances],
-        "last_runs": [a.last_run_at for a in advances],
+        "ids": [str(a.schedule_id) for a in advances],
+        "next_runs": [stamp(a.next_run_at) for a in advances],
+        "last_runs": [stamp(a.last_run_at) for a in advances],
         "last_jobs": [a.last_job_id for a in advances],
     }
     execute(conn, ADVANCE, params)

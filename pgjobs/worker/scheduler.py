@@ -20,6 +20,7 @@ no two maintenance machines disagree about what is due.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -69,45 +70,58 @@ class _Due:
     plan: Plan
 
 
+@dataclass
+class _Pass:
+    """One pass's shared state: its threads fire batches side by side."""
+
+    now: datetime | None
+    limit: int
+    grace: timedelta
+    batches_left: int
+    result: FireResult = field(default_factory=FireResult)
+    unfireable: list[uuid.UUID] = field(default_factory=list)
+    misfired: list[uuid.UUID] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 def fire_due(
-    *, now: datetime | None = None, batch_size: int | None = None, max_batches: int = 1000
+    *,
+    now: datetime | None = None,
+    batch_size: int | None = None,
+    max_batches: int = 1000,
+    threads: int | None = None,
 ) -> FireResult:
     """Fire every due slot, batch after batch until none is due. ``now`` replaces the
-    database's clock (tests); every other caller leaves it out."""
+    database's clock (tests); every other caller leaves it out.
+
+    When the first batch comes back full, ``threads`` (``JOBS_SCHEDULER_THREADS``) fire the
+    rest side by side, each its own batches (``SKIP LOCKED`` splits them): while one waits for
+    PostgreSQL or Redis, another prepares its jobs."""
     settings = get_settings()
-    limit = batch_size or settings.schedule_batch_size
-    grace = timedelta(seconds=settings.schedule_misfire_grace_seconds)
-    result = FireResult()
-    unfireable: list[uuid.UUID] = []
-    misfired: list[uuid.UUID] = []
+    state = _Pass(
+        now,
+        batch_size or settings.schedule_batch_size,
+        timedelta(seconds=settings.schedule_misfire_grace_seconds),
+        max_batches,
+    )
     started = time.perf_counter()
-    for _ in range(max_batches):
-        opened = time.perf_counter()
-        with session_scope() as session:
-            rows = st.lock_due(session.connection(), now, limit, unfireable)
-            if not rows:
-                break
-            clock = rows[0].db_now
-            due = [_Due(row, _plan(row, clock, grace)) for row in rows]
-            fired = _fire(session, due, unfireable)
-        committed = time.perf_counter() - opened
-        result.schedules += len(fired)
-        result.unfireable = len(unfireable)
-        for entry, jobs in fired:
-            result.misfired += entry.plan.missed
-            for slot, job in zip(entry.plan.slots, jobs, strict=True):
-                if job.created:
-                    result.jobs += 1
-                    result.delays.append((clock - slot).total_seconds() + committed)
-            if entry.plan.missed:
-                misfired.append(entry.row.id)
-        if len(rows) < limit:
-            break
-    if misfired:
+    if _fire_batches(state, first_only=True):
+        helpers = [
+            threading.Thread(target=_fire_batches, args=(state,), name=f"pgjobs-scheduler-{n}")
+            for n in range(max(1, threads or settings.scheduler_threads) - 1)
+        ]
+        for helper in helpers:
+            helper.start()
+        _fire_batches(state)
+        for helper in helpers:
+            helper.join()
+    result = state.result
+    result.unfireable = len(state.unfireable)
+    if state.misfired:
         log.warning(
             "scheduler.misfired",
-            schedules=len(misfired),
-            schedule_ids=[str(i) for i in misfired[:20]],
+            schedules=len(state.misfired),
+            schedule_ids=[str(i) for i in state.misfired[:20]],
             grace_s=settings.schedule_misfire_grace_seconds,
         )
     if result.jobs:
@@ -120,18 +134,66 @@ def fire_due(
     return result
 
 
-def _plan(row: Any, clock: datetime, grace: timedelta) -> Plan:
-    timing = Timing(row.cron, row.interval_seconds, row.timezone)
-    policy = MisfirePolicy(row.misfire_policy)
-    return plan(timing, row.next_run_at, clock, policy, row.catch_up_limit, grace)
+def _fire_batches(state: _Pass, *, first_only: bool = False) -> bool:
+    """Fire batches until none is due (or one, with ``first_only``). True when the last batch
+    was full: more may be due."""
+    full = False
+    while True:
+        with state.lock:
+            if state.batches_left <= 0:
+                return False
+            state.batches_left -= 1
+            skip = list(state.unfireable)
+        opened = time.perf_counter()
+        with session_scope() as session:
+            rows = st.lock_due(session.connection(), state.now, state.limit, skip)
+            if not rows:
+                return False
+            clock = rows[0].db_now
+            plans: dict[tuple[Any, ...], Plan] = {}
+            due = [_Due(row, _plan(row, clock, state.grace, plans)) for row in rows]
+            fired = _fire(session, due, state)
+        committed = time.perf_counter() - opened
+        _count(state, fired, clock, committed)
+        full = len(rows) >= state.limit
+        if first_only or not full:
+            return full
 
 
-def _fire(
-    session: Session, due: list[_Due], unfireable: list[uuid.UUID]
-) -> list[tuple[_Due, list[EnqueuedJob]]]:
+def _count(
+    state: _Pass, fired: list[tuple[_Due, list[EnqueuedJob]]], clock: datetime, committed: float
+) -> None:
+    with state.lock:
+        result = state.result
+        result.schedules += len(fired)
+        for entry, jobs in fired:
+            result.misfired += entry.plan.missed
+            for slot, job in zip(entry.plan.slots, jobs, strict=True):
+                if job.created:
+                    result.jobs += 1
+                    result.delays.append((clock - slot).total_seconds() + committed)
+            if entry.plan.missed:
+                state.misfired.append(entry.row.id)
+
+
+def _plan(row: Any, clock: datetime, grace: timedelta, plans: dict[tuple[Any, ...], Plan]) -> Plan:
+    """The row's plan; rows of a batch with the same timing, policy and next run share one."""
+    key = (
+        row.cron, row.interval_seconds, row.timezone, row.misfire_policy, row.catch_up_limit,
+        row.next_run_at,
+    )  # fmt: skip
+    found = plans.get(key)
+    if found is None:
+        timing = Timing(row.cron, row.interval_seconds, row.timezone)
+        policy = MisfirePolicy(row.misfire_policy)
+        found = plans[key] = plan(timing, row.next_run_at, clock, policy, row.catch_up_limit, grace)
+    return found
+
+
+def _fire(session: Session, due: list[_Due], state: _Pass) -> list[tuple[_Due, list[EnqueuedJob]]]:
     """Enqueue the planned slots' jobs and advance the schedules, in the session's
-    transaction. Schedules whose jobs cannot be enqueued here are left out (and added to
-    ``unfireable``); the others fire."""
+    transaction. Schedules whose jobs cannot be enqueued here are left out (and added to the
+    pass's ``unfireable``); the others fire."""
     requests = {entry.row.id: _requests(entry) for entry in due}
     try:
         jobs = _enqueue(session, [r for entry in due for r in requests[entry.row.id]])
@@ -139,7 +201,8 @@ def _fire(
         bad = {entry.row.id for entry in due if not _fireable(entry.row)}
         if not bad:
             raise
-        unfireable.extend(bad)
+        with state.lock:
+            state.unfireable.extend(bad)
         due = [entry for entry in due if entry.row.id not in bad]
         jobs = _enqueue(session, [r for entry in due for r in requests[entry.row.id]])
     fired = []
