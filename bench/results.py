@@ -121,4 +121,5 @@ class ScheduleResult:
     """Writing the schedules (``sync``, one transaction per tenant)."""
     enqueue_many_s: float = float("nan")
     """Diagnostic: as many jobs through ``enqueue_many`` alone (batches of 1,000, each in a
-    transaction, sent after commit), in the same database after the run."""
+    transaction, sent after commit, one thread), half-way through each measured minute
+    (median)."""

@@ -26,7 +26,7 @@ from bench.noop_jobs import noop
 from bench.procs import WorkerShape
 from bench.results import ScheduleResult
 from bench.services import Servers, scratch
-from bench.stats import percentile
+from bench.stats import median, percentile
 from pgjobs import schedules
 from pgjobs.db.tenants import create_tenant
 from pgjobs.schedules.definition import define
@@ -45,8 +45,8 @@ def run(
     workers: bool = False,
     progress: Callable[[str], None] = print,
 ) -> ScheduleResult:
-    """Write the schedules, run the maintenance loop for ``minutes`` whole minutes, then
-    time ``enqueue_many`` alone for as many jobs (the floor under a pass)."""
+    """Write the schedules, run the maintenance loop for ``minutes`` whole minutes, and time
+    ``enqueue_many`` alone for as many jobs half-way through each (the floor under a pass)."""
     with scratch(srv) as env:
         started = time.perf_counter()
         per_tenant = schedule_count // tenants
@@ -62,6 +62,7 @@ def run(
         if group is not None:
             group.start()
         passes: list[tuple[float, float, FireResult]] = []  # (start, seconds, result)
+        floors: list[float] = []
 
         def timed() -> FireResult:
             begun = time.time()
@@ -79,14 +80,18 @@ def run(
         try:
             loop.start()
             first_minute = int(time.time() // 60) + 1  # the first whole minute
-            time.sleep((first_minute + minutes) * 60 - time.time() + 20)
+            for minute in range(first_minute, first_minute + minutes):
+                # half-way through each minute, the pass done: the floor, in the same conditions
+                time.sleep(max(0.0, minute * 60 + 30 - time.time()))
+                floors.append(_enqueue_many_alone(per_tenant * tenants))
+            time.sleep(max(0.0, (first_minute + minutes) * 60 + 20 - time.time()))
         finally:
             stop.set()
             loop.join(60)
             maintenance.SERVICES[:] = saved
             if group is not None:
                 group.stop()
-        floor_s = _enqueue_many_alone(env.database_url, per_tenant * tenants)
+        floor_s = median(floors)
         progress(f"diagnostic: enqueue_many alone, {per_tenant * tenants:,} jobs: {floor_s:.2f} s")
         measured = [p for p in passes if first_minute <= p[0] // 60 < first_minute + minutes]
         per_minute: dict[int, float] = {}
@@ -117,9 +122,10 @@ def run(
         )
 
 
-def _enqueue_many_alone(database_url: str, jobs: int) -> float:
+def _enqueue_many_alone(jobs: int) -> float:
     """The same number of jobs through ``enqueue_many`` alone, in batches of the scheduler's
-    size, each in a transaction with its send after commit: the floor under a pass."""
+    size, each in a transaction with its send after commit, in one thread: the floor under a
+    pass, measured half-way through each minute so it shares the pass's conditions."""
     from pgjobs.db.engine import session_scope
     from pgjobs.producer import JobRequest, enqueue_many
 

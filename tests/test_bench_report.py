@@ -114,7 +114,7 @@ def test_schedule_goals_are_judged_and_rendered() -> None:
 
     suite = _suite()
     suite.schedules = [
-        ScheduleResult(10_000, 100, 3, 30_000, True, 0.6, 1.2, 1.3, 0.4, 0.9, 1.1, 0.3, 20.0)
+        ScheduleResult(10_000, 100, 3, 30_000, True, 0.6, 1.2, 1.3, 0.4, 0.9, 1.1, 0.3, 20.0, 0.5)
     ]
     rows = {row.measure.split(" (")[0]: row for row in summary_rows(suite)}
     assert rows["6. scheduler wall time per minute p99"].met is False  # 1.2 s against <= 1 s

@@ -197,7 +197,8 @@ def _fire(session: Session, due: list[_Due], state: _Pass) -> list[tuple[_Due, l
     requests = {entry.row.id: _requests(entry) for entry in due}
     try:
         jobs = _enqueue(session, [r for entry in due for r in requests[entry.row.id]])
-    except ProducerError:  # raised before anything was written: find who, fire the others
+    except ProducerError:  # before its call wrote anything (a chunk written earlier is found
+        # again by its keys): find who cannot be fired, fire the others
         bad = {entry.row.id for entry in due if not _fireable(entry.row)}
         if not bad:
             raise
