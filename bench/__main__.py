@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import api, churn, dataset, ours, queries, raw
+from bench import schedules as schedule_bench
 from bench.procs import WorkerShape
 from bench.report import HALF_LOAD, HALF_OF_DRAIN, SAME_RATE_AS_RAW, Suite, write
 from bench.report import load as load_suite
 from bench.services import Servers, scratch, servers
 from bench.stats import median
 
-MEASURES = ("drain", "enqueue", "many", "latency", "queries", "churn", "api")
+MEASURES = ("drain", "enqueue", "many", "latency", "queries", "churn", "api", "schedules")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +46,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--api-dataset-jobs", type=int, default=1_000_000, help="GET's table")
     p.add_argument("--churn-max-minutes", type=float, default=None, help="stop churn early")
     p.add_argument("--autovacuum", choices=("default", "tuned"), default="default")
+    p.add_argument("--schedules", type=int, default=10_000, help="schedules firing every minute")
+    p.add_argument("--schedule-tenants", type=int, default=100)
+    p.add_argument("--schedule-minutes", type=int, default=3, help="whole minutes measured")
+    p.add_argument(
+        "--schedule-workers", action="store_true", help="run our workers during the schedules"
+    )
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--poll-ms", type=int, default=None, help="default: JOBS_WORKER_POLL_MS")
@@ -62,6 +69,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.dataset_jobs, args.dataset_events = 100_000, 1_000_000
         args.query_calls, args.churn_jobs = 300, 1_000
         args.api_seconds, args.api_stream_seconds, args.api_dataset_jobs = 3.0, 5.0, 20_000
+        args.schedules, args.schedule_tenants, args.schedule_minutes = 1_000, 10, 1
         args.no_diagnostics = True
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = set(args.only) - set(MEASURES)
@@ -234,6 +242,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"{suite.churn.jobs:,} of the {args.churn_jobs:,} jobs asked for "
                 "(`--churn-max-minutes`)."
             )
+    if "schedules" in args.only:
+        say(f"schedules: {args.schedules:,} across {args.schedule_tenants} tenants, every minute")
+        suite.schedules.append(
+            schedule_bench.run(
+                srv,
+                shape,
+                log_dir,
+                schedule_count=args.schedules,
+                tenants=args.schedule_tenants,
+                minutes=args.schedule_minutes,
+                workers=args.schedule_workers,
+                progress=say,
+            )
+        )
+        result = suite.schedules[-1]
+        say(
+            f"schedules: wall per minute p99 {result.wall_p99_s:.3f} s, firing delay p99 "
+            f"{result.delay_p99_s:.3f} s ({result.jobs:,} jobs)"
+        )
     api_section = None
     if "api" in args.only:
         measured = api.run_all(srv, shape, args, log_dir, say)

@@ -94,3 +94,32 @@ class ChurnResult:
     samples: list[ChurnSample]
     autovacuum: str
     """'default' or the per-table settings applied for the run."""
+
+
+@dataclass
+class ScheduleResult:
+    """Periodic schedules firing every minute (bench/schedules.py)."""
+
+    schedules: int
+    tenants: int
+    minutes: int
+    jobs: int
+    """Jobs the measured minutes' passes created."""
+    workers: bool
+    """Our workers ran the jobs meanwhile."""
+    wall_p50_s: float
+    """The scheduler's wall time per minute (the passes that fired jobs, added up)."""
+    wall_p99_s: float
+    wall_max_s: float
+    delay_p50_s: float
+    """From a job's slot to the commit that enqueued it."""
+    delay_p99_s: float
+    delay_max_s: float
+    idle_pass_ms: float
+    """A pass that found nothing due (median)."""
+    write_seconds: float
+    """Writing the schedules (``sync``, one transaction per tenant)."""
+    enqueue_many_s: float = float("nan")
+    """Diagnostic: as many jobs through ``enqueue_many`` alone (batches of 1,000, each in a
+    transaction, sent after commit, one thread), half-way through each measured minute
+    (median)."""

@@ -9,6 +9,8 @@ What an application needs is here::
     job = pgjobs.enqueue(thumbnail, {"image_id": 42}, tenant_id=tenant.id)
     pgjobs.wait_for_job(tenant.id, job.id).status
 
+Periodic jobs: ``pgjobs.schedule(...)`` declares one in code, ``pgjobs.schedules`` is their API.
+
 The subpackages hold the rest: ``pgjobs.producer`` (enqueue, status, the relay), ``pgjobs.worker``
 (the Dramatiq app, handlers), ``pgjobs.vault`` (credentials and keys), ``pgjobs.mcp`` (MCP
 servers), ``pgjobs.db`` (tables, the state machine), ``pgjobs.services`` (finding PostgreSQL and
@@ -58,6 +60,7 @@ if TYPE_CHECKING:
         list_jobs,
     )
     from pgjobs.producer.wait import wait_for_job
+    from pgjobs.schedules.declared import schedule
     from pgjobs.services.locate import engine_url
     from pgjobs.vault.credentials import (
         CredentialExists,
@@ -89,6 +92,8 @@ _HOMES: dict[str, str] = {
     "CancelResult": "pgjobs.producer.control",
     "RetryResult": "pgjobs.producer.control",
     "flush": "pgjobs.producer.sender",
+    # periodic jobs (``pgjobs.schedules`` is the module of their API)
+    "schedule": "pgjobs.schedules.declared",
     # status
     "get_job": "pgjobs.producer.status",
     "list_jobs": "pgjobs.producer.status",
@@ -179,12 +184,16 @@ __all__ = [
     "list_jobs",
     "list_tenants",
     "retry_job",
+    "schedule",
+    "schedules",
     "wait_for_job",
 ]
 
 
 def __getattr__(name: str) -> Any:
     """Load a public name from the module that defines it, on first use (PEP 562)."""
+    if name == "schedules":  # the subpackage itself
+        return importlib.import_module("pgjobs.schedules")
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'pgjobs' has no attribute {name!r}")

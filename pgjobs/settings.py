@@ -154,6 +154,24 @@ class Settings(BaseSettings):
         description="The maintenance process warns, at most this often per job type, about "
         "jobs due this long that no running worker serves or whose type it does not know.",
     )
+    scheduler_interval_seconds: float = Field(
+        default=0.25,
+        description="How often the maintenance process looks for schedules with a slot due "
+        "(an idle look is one indexed query).",
+    )
+    scheduler_threads: int = Field(
+        default=2,
+        description="Threads a scheduler pass fires its batches with once more than one batch "
+        "is due (one waits for PostgreSQL while another prepares jobs).",
+    )
+    schedule_batch_size: int = Field(
+        default=1000, description="Schedules fired per transaction by the scheduler."
+    )
+    schedule_misfire_grace_seconds: float = Field(
+        default=60.0,
+        description="A slot found later than this after its time is missed: its schedule's "
+        "misfire policy decides what happens to it. Slots within it always fire.",
+    )
     imports: str = Field(
         default="",
         description="Comma-separated modules that declare your job types (for workers: and "

@@ -121,3 +121,27 @@ def test_the_cli_startup_section_survives_a_new_report() -> None:
 
 
 _STARTUP = [("jobctl --help", [0.08, 0.09, 0.1]), ("jobctl --version", [0.1, 0.1, 0.1])]
+
+
+def test_schedule_goals_are_judged_and_rendered() -> None:
+    from bench.results import ScheduleResult
+
+    suite = _suite()
+    suite.schedules = [
+        ScheduleResult(10_000, 100, 3, 30_000, True, 0.6, 1.2, 1.3, 0.4, 0.9, 1.1, 0.3, 20.0, 0.5)
+    ]
+    rows = {row.measure.split(" (")[0]: row for row in summary_rows(suite)}
+    assert rows["6. scheduler wall time per minute p99"].met is False  # 1.2 s against <= 1 s
+    assert rows["6. firing delay p99"].met is True  # 0.9 s against <= 2 s
+    page = render(suite, "x.png")
+    assert "## Periodic schedules" in page and "30,000" in page
+    dumped = json.loads(json.dumps(dataclasses.asdict(suite), default=str))
+    assert load_dump(dumped).schedules == suite.schedules
+
+
+def load_dump(data: dict[str, object]) -> Suite:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
+        json.dump(data, out)
+    return load(Path(out.name))

@@ -13,7 +13,15 @@ from pgjobs.cli.main import cli
 from pgjobs.db import migrate
 from pgjobs.db.models import Base
 
-TABLES = {"tenants", "app_credentials", "mcp_servers", "content_jobs", "job_events", "api_tokens"}
+TABLES = {
+    "tenants",
+    "app_credentials",
+    "mcp_servers",
+    "content_jobs",
+    "job_events",
+    "api_tokens",
+    "job_schedules",
+}
 
 
 def _tables(url: str) -> set[str]:

@@ -129,7 +129,7 @@ def _status(status: JobStatus) -> Text:
 # --- enqueue --------------------------------------------------------------------------------------
 
 
-def _read_payload(payload: str | None, payload_file: IO[bytes] | None) -> dict[str, Any]:
+def read_payload(payload: str | None, payload_file: IO[bytes] | None) -> dict[str, Any]:
     """The payload object from exactly one source. A JSON error names the position, not the
     text around it: the payload may hold secrets."""
     if payload is not None and payload_file is not None:
@@ -189,7 +189,7 @@ def enqueue(
     try:
         job = enqueue_job(
             job_type,
-            _read_payload(payload, payload_file),
+            read_payload(payload, payload_file),
             tenant_id=tenant_id,
             idempotency_key=idempotency_key,
             delay=delay,

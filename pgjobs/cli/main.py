@@ -52,6 +52,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "jobs": LazyCommand(
         "pgjobs.cli.job_commands", "jobs", "List, inspect, follow, cancel and retry jobs."
     ),
+    "schedules": LazyCommand(
+        "pgjobs.cli.schedule_commands",
+        "schedules",
+        "Periodic jobs: schedules that fire one job per slot (docs/schedules.md).",
+    ),
     "worker": LazyCommand(
         "pgjobs.cli.worker_commands",
         "worker",

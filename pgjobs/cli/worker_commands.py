@@ -77,7 +77,7 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
 @click.command()
 @click.option("--interval", type=float, default=None, help="Seconds between passes.")
 def maintenance(interval: float | None) -> None:
-    """Run the relay, the rescuer and the pruner until SIGTERM/SIGINT."""
+    """Run the relay, the rescuer, the pruner and the scheduler until SIGTERM/SIGINT."""
     from pgjobs.worker.maintenance import run_maintenance
 
     import_user_modules()  # the relay needs your job types' queues

@@ -223,7 +223,8 @@ def _due(delay: object, run_at: object) -> tuple[datetime | None, float | None]:
     if delay is not None and run_at is not None:
         raise InvalidOption("give delay or run_at, not both")
     if run_at is not None:
-        return as_moment(run_at, "run_at", InvalidOption), None
+        # In UTC: an offset with seconds or microseconds has no text PostgreSQL reads back.
+        return as_moment(run_at, "run_at", InvalidOption).astimezone(UTC), None
     if delay is None:
         return None, None
     try:

@@ -6,6 +6,7 @@
 * broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers);
 * unserved: a warning per job type and ``JOBS_UNSERVED_WARNING_SECONDS`` for due jobs that no
   running worker serves, or whose type this process does not know (pgjobs/producer/served.py).
+* scheduler (pgjobs/worker/scheduler.py): due schedule slots become jobs.
 
 Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
 processes split the work instead of doing it twice (River elects a leader instead; row locks
@@ -29,6 +30,7 @@ from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import get_job_type, queues
 from pgjobs.producer.relay import relay_once
 from pgjobs.settings import get_settings
+from pgjobs.worker.scheduler import fire_due
 
 log = get_logger(__name__)
 
@@ -141,13 +143,18 @@ def _every_warning_interval() -> float:
     return get_settings().unserved_warning_seconds
 
 
-# (name, pass, period in seconds, or a function giving it; None: every tick of the loop)
+def scheduler_period() -> float:
+    return get_settings().scheduler_interval_seconds
+
+
+# (name, pass, period: seconds, a function of the settings giving them, or None: every tick)
 SERVICES: list[tuple[str, Callable[[], object], float | Callable[[], float] | None]] = [
     ("broker", broker_housekeeping_once, None),
     ("relay", relay_once, None),
     ("rescuer", rescue_once, None),
     ("pruner", prune_once, 60.0),
     ("unserved", report_unserved_once, _every_warning_interval),
+    ("scheduler", fire_due, scheduler_period),
 ]
 
 
@@ -155,14 +162,17 @@ def run_maintenance(stop: threading.Event, *, interval: float | None = None) -> 
     """Run every service on its period until ``stop`` is set. A failing service is logged
     and tried again on its next period; it never stops the others."""
     tick = interval if interval is not None else get_settings().maintenance_interval_seconds
-    due = {name: 0.0 for name, _, _ in SERVICES}
-    log.info("maintenance.started", services=[name for name, _, _ in SERVICES])
+    periods = {
+        name: period() if callable(period) else (period or tick) for name, _, period in SERVICES
+    }
+    due = {name: 0.0 for name in periods}
+    log.info("maintenance.started", services=list(periods))
     while not stop.is_set():
         now = time.monotonic()
-        for name, service, period in SERVICES:
+        for name, service, _ in SERVICES:
             if now < due[name]:
                 continue
-            due[name] = now + ((period() if callable(period) else period) or tick)
+            due[name] = now + periods[name]
             started = time.perf_counter()
             try:
                 service()
@@ -173,5 +183,5 @@ def run_maintenance(stop: threading.Event, *, interval: float | None = None) -> 
             elapsed = (time.perf_counter() - started) * 1000
             if elapsed > 1000:
                 log.info("maintenance.slow_pass", service=name, duration_ms=round(elapsed, 1))
-        stop.wait(tick)
+        stop.wait(max(0.0, min(due.values()) - time.monotonic()))
     log.info("maintenance.stopped")

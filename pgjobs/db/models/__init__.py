@@ -5,6 +5,7 @@ from pgjobs.db.models.base import Base
 from pgjobs.db.models.credential import AppCredential, CredentialStatus, Provider
 from pgjobs.db.models.job import TERMINAL_STATUSES, ContentJob, JobStatus
 from pgjobs.db.models.job_event import EventType, JobEvent
+from pgjobs.db.models.job_schedule import JobSchedule, MisfirePolicy, ScheduleStatus
 from pgjobs.db.models.mcp_server import AuthType, McpServer, McpServerStatus
 from pgjobs.db.models.tenant import Tenant
 
@@ -18,10 +19,13 @@ __all__ = [
     "CredentialStatus",
     "EventType",
     "JobEvent",
+    "JobSchedule",
     "JobStatus",
     "McpServer",
     "McpServerStatus",
+    "MisfirePolicy",
     "Provider",
+    "ScheduleStatus",
     "Tenant",
     "TokenScope",
 ]
