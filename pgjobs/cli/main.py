@@ -65,7 +65,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "maintenance": LazyCommand(
         "pgjobs.cli.worker_commands",
         "maintenance",
-        "Run the relay, the rescuer and the pruner until SIGTERM/SIGINT.",
+        "Run the relay, the rescuer, the pruner and the scheduler until SIGTERM/SIGINT.",
     ),
     "demo": LazyCommand("pgjobs.cli.demo", "demo", "Run the five-minute tour in under one."),
     "api": LazyCommand(
