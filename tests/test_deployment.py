@@ -63,13 +63,13 @@ def test_check_jobctl_refuses_what_jobctl_refuses() -> None:
 
 def test_compose_services_wait_for_what_they_need() -> None:
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "worker", "maintenance"}
+    assert set(services) == {"postgres", "redis", "migrate", "worker", "maintenance", "api"}
     for name in ("postgres", "redis"):
         assert services[name]["healthcheck"]["test"][0] == "CMD"
     # Over TCP: the image's first-start initialisation answers on the unix socket only.
     postgres_check = services["postgres"]["healthcheck"]["test"]
     assert "pg_isready" in postgres_check and "-h" in postgres_check
-    for name in ("migrate", "worker", "maintenance"):
+    for name in ("migrate", "worker", "maintenance", "api"):
         needs = services[name]["depends_on"]
         if name == "migrate":
             assert needs["postgres"]["condition"] == "service_healthy"
@@ -77,6 +77,7 @@ def test_compose_services_wait_for_what_they_need() -> None:
         else:
             assert needs["migrate"]["condition"] == "service_completed_successfully"
     assert services["worker"]["stop_grace_period"] == "40s"
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
 
 
 def test_compose_migration_retries_until_postgres_accepts() -> None:
@@ -101,10 +102,11 @@ def test_every_command_of_the_deployment_files_is_a_jobctl_command() -> None:
     procfile = {}
     for line in (REPO / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
+        command = shell_defaults(command)
         procfile[name] = shlex.split(command)
         found += jobctl_lines(command.strip())
     assert procfile["release"] == ["jobctl", "db", "upgrade", "--yes-really"]
-    assert {"worker", "maintenance"} <= set(procfile)
+    assert {"worker", "maintenance", "api"} <= set(procfile)
     commands = {
         line.split()[0]: json.loads(re.sub(r"^.*?CMD ", "", line))
         for line in dockerfile_instructions()
@@ -115,6 +117,12 @@ def test_every_command_of_the_deployment_files_is_a_jobctl_command() -> None:
     assert len(found) >= 8
     for argv in found:
         check_jobctl(argv)
+
+
+def shell_defaults(command: str) -> str:
+    """``command`` with each ``${VAR:-default}`` replaced by its default, as a shell without
+    VAR set would run it (the Procfile's ``$PORT``)."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", command)
 
 
 def dockerfile_instructions() -> list[str]:
