@@ -5,7 +5,8 @@ Every measure runs the real ``jobctl api`` process against a scratch database an
 with bench/http_load.py from this process (on the same cores: the report says so):
 
 * ``GET /v1/jobs/{id}``, 64 keep-alive connections, on a 1,000,000-job table (bench/dataset.py),
-  one API process and two;
+  one API process and two, and beside them the floor under it (bench/api_floor_app.py: the
+  same server with no framework, answering a fixed body, then one SELECT by primary key);
 * ``POST /v1/jobs`` from 64 connections against ``pgjobs.enqueue`` from 64 threads;
 * 1,000 event streams open on one API process while the workers drain at half their maximum
   rate: delay from an event's ``created_at`` to its arrival on the stream;
@@ -126,28 +127,38 @@ def api_process(
     import sys
 
     port = _free_port()
+    argv = [sys.executable, "-m", "pgjobs.cli.main", "api", "--host", HOST, "--port", str(port)]
+    with _serving(env, log_dir, port, [*argv, "--workers", str(workers)], settings) as group:
+        yield group, port
+
+
+@contextmanager
+def floor_process(env: Env, log_dir: Path) -> Iterator[tuple[WorkerGroup, int]]:
+    """bench/api_floor_app.py under uvicorn with ``jobctl api``'s server options."""
+    import sys
+
+    port = _free_port()
+    argv = [sys.executable, "-m", "uvicorn", "bench.api_floor_app:app", "--host", HOST]
+    argv += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    argv += ["--no-access-log", "--log-level", "warning"]
+    with _serving(env, log_dir, port, argv, {}) as group:
+        yield group, port
+
+
+@contextmanager
+def _serving(
+    env: Env, log_dir: Path, port: int, argv: list[str], settings: dict[str, str]
+) -> Iterator[WorkerGroup]:
     proc_env = env.worker_env()
     proc_env.update(API_SETTINGS)
     proc_env.update(settings)
-    argv = [
-        sys.executable,
-        "-m",
-        "pgjobs.cli.main",
-        "api",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
     group = WorkerGroup(f"api-{env.namespace}-{port}", argv, proc_env, log_dir)
     group.start()
     try:
         ok = wait_until(lambda: _healthy(port), 60, 0.1)
         if not ok:
             raise RuntimeError("the API did not start:\n" + group.tail())
-        yield group, port
+        yield group
     finally:
         group.stop(timeout=15)
 
@@ -232,6 +243,19 @@ def get_rates(
                     f"api: GET, {workers} process(es): {figures.rate:,.0f}/s, "
                     f"p99 {figures.p99_ms:.1f} ms"
                 )
+        with floor_process(env, log_dir) as (group, port):
+            cpu = ServerCpu(srv.redis_url, env.database_url)
+            floors = {
+                "floor: uvicorn, fixed JSON": [Request("GET", "/static")],
+                "floor: uvicorn + one SELECT": [
+                    Request("GET", f"/row/{tenants[mine]}/{r.path.rsplit('/', 1)[1]}")
+                    for r in requests
+                ],
+            }
+            for label, floor_requests in floors.items():
+                figures = _load(label, 1, group, cpu, port, token, floor_requests, seconds)
+                out.append(figures)
+                progress(f"api: {label}: {figures.rate:,.0f}/s, p99 {figures.p99_ms:.1f} ms")
     return out
 
 
@@ -477,6 +501,8 @@ def summary(suite: ApiSuite) -> list[tuple[str, str, str, bool | None]]:
     """(measure, figure, goal, met) rows of the goals."""
     rows: list[tuple[str, str, str, bool | None]] = []
     for g in suite.gets:
+        if g.label.startswith("floor"):
+            continue
         rows.append(
             (
                 f"GET /v1/jobs/{{id}}, 64 connections, {g.workers} API process(es)",
@@ -563,7 +589,12 @@ def render(suite: ApiSuite) -> str:
         )
     lines += [
         "",
-        "For `enqueue()` the API CPU column is the producer process's own CPU.",
+        "For `enqueue()` the API CPU column is the producer process's own CPU. The floor rows "
+        "are bench/api_floor_app.py, served by the same uvicorn with the same options and "
+        "loaded by the same generator: no framework, no token, no model; first a fixed body, "
+        "then one SELECT of the job's columns by primary key on an async psycopg pool. What "
+        "`GET /v1/jobs/{id}` costs above the second is the token check, the rate limit and the "
+        "response model.",
         "",
         "### Event streams",
         "",

@@ -9,6 +9,7 @@ serves every event stream it holds (pgjobs/aio/feed.py). The OpenAPI document is
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,6 +41,8 @@ token decides the tenant. Errors are RFC 9457 problem details (`application/prob
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     feed = get_feed()  # started now: streams opened later find it reading
+    gc.collect()
+    gc.freeze()  # the application's own objects: never scanned again by the collector
     log.info("api.started", job_types=len(all_job_types()))
     yield
     await feed.stop()
