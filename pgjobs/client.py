@@ -90,6 +90,34 @@ class EventsPage(_Answer):
     next_cursor: str | None
 
 
+class Schedule(_Answer):
+    """A periodic job's schedule as ``/v1/schedules`` answers it."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    name: str
+    job_type: str
+    payload: dict[str, Any]
+    cron: str | None
+    interval_seconds: int | None
+    timezone: str
+    status: Literal["active", "paused", "archived"]
+    misfire_policy: Literal["skip", "run_once", "catch_up"]
+    catch_up_limit: int | None
+    jitter_seconds: int
+    declared: bool
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SchedulesPage(_Answer):
+    items: list[Schedule]
+    next_cursor: str | None
+
+
 class ApiError(Exception):
     """The API refused a request: ``status``, the typed ``error`` name (e.g.
     ``InvalidPayload``), ``detail`` and ``errors`` (field paths and messages)."""
@@ -272,6 +300,84 @@ class Client:
         types: list[dict[str, Any]] = self._call("GET", "/v1/job-types")
         return types
 
+    # --- schedules ---------------------------------------------------------------------------
+
+    def create_schedule(
+        self,
+        name: str,
+        type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        misfire: Literal["skip", "run_once", "catch_up"] | None = None,
+        catch_up_limit: int | None = None,
+        jitter: float | None = None,
+        paused: bool | None = None,
+    ) -> Schedule:
+        """``POST /v1/schedules``: the arguments of ``pgjobs.schedules.create``."""
+        body = _given(
+            name=name,
+            type=type,
+            payload=None if payload is None else dict(payload),
+            cron=cron,
+            every=every,
+            tz=tz,
+            misfire=misfire,
+            catch_up_limit=catch_up_limit,
+            jitter=jitter,
+            paused=paused,
+        )
+        return Schedule.model_validate(self._call("POST", "/v1/schedules", json=body))
+
+    def list_schedules(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> SchedulesPage:
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        params: list[tuple[str, str]] = [("status", s) for s in statuses]
+        params += [(k, str(v)) for k, v in _given(cursor=cursor, limit=limit).items()]
+        return SchedulesPage.model_validate(self._call("GET", "/v1/schedules", params=params))
+
+    def get_schedule(self, schedule_id: uuid.UUID | str) -> Schedule:
+        return Schedule.model_validate(self._call("GET", f"/v1/schedules/{schedule_id}"))
+
+    def get_schedule_by_name(self, name: str) -> Schedule:
+        return Schedule.model_validate(self._call("GET", f"/v1/schedules/by-name/{name}"))
+
+    def update_schedule(self, schedule_id: uuid.UUID | str, **changes: Any) -> Schedule:
+        """``PATCH /v1/schedules/{id}`` with the fields given (``name``, ``type``,
+        ``payload``, ``cron``, ``every``, ``tz``, ``misfire``, ``catch_up_limit``,
+        ``jitter``)."""
+        answer = self._call("PATCH", f"/v1/schedules/{schedule_id}", json=changes)
+        return Schedule.model_validate(answer)
+
+    def pause_schedule(self, schedule_id: uuid.UUID | str) -> Schedule:
+        return self._schedule_action(schedule_id, "pause")
+
+    def resume_schedule(self, schedule_id: uuid.UUID | str) -> Schedule:
+        return self._schedule_action(schedule_id, "resume")
+
+    def archive_schedule(self, schedule_id: uuid.UUID | str) -> Schedule:
+        return self._schedule_action(schedule_id, "archive")
+
+    def run_schedule_now(self, schedule_id: uuid.UUID | str) -> Enqueued:
+        """One job now, beside the slots (Conflict unless the schedule is active)."""
+        return Enqueued.model_validate(self._call("POST", f"/v1/schedules/{schedule_id}/run-now"))
+
+    def upcoming_slots(self, schedule_id: uuid.UUID | str, count: int = 10) -> list[datetime]:
+        answer = self._call("GET", f"/v1/schedules/{schedule_id}/upcoming", params={"count": count})
+        return [datetime.fromisoformat(slot) for slot in answer["slots"]]
+
+    def _schedule_action(self, schedule_id: uuid.UUID | str, action: str) -> Schedule:
+        return Schedule.model_validate(self._call("POST", f"/v1/schedules/{schedule_id}/{action}"))
+
+    # --- event streams -----------------------------------------------------------------------
+
     def stream_events(
         self, job_id: int, *, last_event_id: int | None = None, read_timeout: float | None = None
     ) -> Iterator[JobEvent]:
@@ -325,16 +431,13 @@ def _job_body(
     priority: int | None,
     max_attempts: int | None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": type, "payload": dict(payload)}
-    for name, value in (
-        ("delay", delay),
-        ("run_at", run_at),
-        ("priority", priority),
-        ("max_attempts", max_attempts),
-    ):
-        if value is not None:
-            body[name] = _jsonable(value)
-    return body
+    given = _given(delay=delay, run_at=run_at, priority=priority, max_attempts=max_attempts)
+    return {"type": type, "payload": dict(payload), **given}
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The arguments that were given (not None), as JSON values."""
+    return {name: _jsonable(value) for name, value in values.items() if value is not None}
 
 
 def _jsonable(value: Any) -> Any:

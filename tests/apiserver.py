@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from processes import Proc, Processes, free_port
+import redis as redis_lib
+from conftest import RUN_ID
+from helpers import KEY_A
+from processes import Proc, Processes, free_port, worker_env
 
 from pgjobs.auth.store import create_token
 from pgjobs.db.models import TokenScope
@@ -81,3 +86,34 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, str]]:
         else:
             name, _, value = line.partition(":")
             fields[name] = value.removeprefix(" ")
+
+
+@contextmanager
+def api_stack(server_urls: tuple[str, str], database_url: str, log_dir: Path) -> Iterator[Stack]:
+    """An API process and a worker process (4 threads) serving tests/api_jobs.py and
+    tests/fault_jobs.py, in a Redis namespace of their own, deleted afterwards."""
+    namespace = f"pgjobs-test-{RUN_ID}-api-{secrets.token_hex(3)}"
+    procs = Processes(log_dir)
+    env = worker_env(
+        database_url=database_url,
+        redis_url=server_urls[1],
+        namespace=namespace,
+        imports="api_jobs,fault_jobs",
+        encryption_keys=f"ka:{KEY_A}",
+        progress_interval_seconds=0,
+        heartbeat_seconds=0.2,
+        api_token_cache_seconds=1,
+        api_event_poll_ms=20,
+        api_stream_heartbeat_seconds=1,
+    )
+    try:
+        api, url = start_api(procs, env)
+        procs.worker(env, threads=4)
+        yield Stack(url, procs, env, namespace, api)
+    finally:
+        procs.stop_all()
+        client = redis_lib.Redis.from_url(server_urls[1])
+        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -239,3 +239,15 @@ def other_tenant(keys: None) -> uuid.UUID:
     from helpers import make_tenant
 
     return make_tenant()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    server_urls: tuple[str, str], session_db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """A real ``jobctl api`` process and a worker process for the module's tests
+    (tests/apiserver.py)."""
+    from apiserver import api_stack  # it imports this module
+
+    with api_stack(server_urls, session_db_url, tmp_path_factory.mktemp("api-logs")) as stack:
+        yield stack

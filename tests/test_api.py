@@ -5,23 +5,19 @@ kept apart, problem details, body limits, event streams."""
 from __future__ import annotations
 
 import json
-import secrets
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis as redis_lib
 from apiserver import Stack, sse_events, start_api, token_for
-from conftest import RUN_ID
-from helpers import KEY_A, make_tenant
-from processes import Processes, worker_env
+from helpers import make_tenant
+from processes import Processes
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -35,37 +31,6 @@ pytestmark = pytest.mark.usefixtures("keys")
 
 READ, WRITE, ADMIN = TokenScope.JOBS_READ, TokenScope.JOBS_WRITE, TokenScope.ADMIN
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture(scope="module")
-def stack(
-    server_urls: tuple[str, str], session_db_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    namespace = f"pgjobs-test-{RUN_ID}-api-{secrets.token_hex(3)}"
-    procs = Processes(tmp_path_factory.mktemp("api-logs"))
-    env = worker_env(
-        database_url=session_db_url,
-        redis_url=server_urls[1],
-        namespace=namespace,
-        imports="api_jobs,fault_jobs",
-        encryption_keys=f"ka:{KEY_A}",
-        progress_interval_seconds=0,
-        heartbeat_seconds=0.2,
-        api_token_cache_seconds=1,
-        api_event_poll_ms=20,
-        api_stream_heartbeat_seconds=1,
-    )
-    try:
-        api, url = start_api(procs, env)
-        procs.worker(env, threads=4)
-        yield Stack(url, procs, env, namespace, api)
-    finally:
-        procs.stop_all()
-        client = redis_lib.Redis.from_url(server_urls[1])
-        keys = list(client.scan_iter(match=f"{namespace}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.fixture

@@ -22,7 +22,15 @@ from pgjobs.aio.feed import get_feed
 from pgjobs.api import problems
 from pgjobs.api.auth import ApiRefusal, Gate, on_refusal
 from pgjobs.api.fast_read import JobReadFastPath
-from pgjobs.api.routes import credentials, health, job_types, jobs, mcp_servers, streams
+from pgjobs.api.routes import (
+    credentials,
+    health,
+    job_types,
+    jobs,
+    mcp_servers,
+    schedules,
+    streams,
+)
 from pgjobs.logs import configure_logging, get_logger
 from pgjobs.producer.job_types import all_job_types
 from pgjobs.producer.user_modules import import_user_modules
@@ -75,6 +83,7 @@ def create_app() -> FastAPI:
     app.include_router(job_types.router)
     app.include_router(credentials.router)
     app.include_router(mcp_servers.router)
+    app.include_router(schedules.router)
     return app
 
 

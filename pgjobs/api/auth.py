@@ -14,9 +14,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from pgjobs.api.problems import problem, unauthorized
 from pgjobs.api.rate_limit import RateLimiter
@@ -167,3 +167,10 @@ async def on_refusal(request: Request, exc: Exception) -> Any:
 READ = require(TokenScope.JOBS_READ)
 WRITE = require(TokenScope.JOBS_WRITE)
 ADMIN = require(TokenScope.ADMIN)
+
+Caller = Annotated[Principal, Depends(READ)]
+"""A route's parameter: the caller, admitted with ``jobs:read``."""
+Writer = Annotated[Principal, Depends(WRITE)]
+"""... with ``jobs:write``."""
+Admin = Annotated[Principal, Depends(ADMIN)]
+"""... with ``admin``."""

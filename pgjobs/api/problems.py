@@ -43,6 +43,7 @@ from pgjobs.producer.errors import (
     ProducerError,
     UnknownJobType,
 )
+from pgjobs.schedules.errors import ScheduleExists
 from pgjobs.vault.cipher import CredentialCryptoError
 from pgjobs.vault.credentials import CredentialInUse
 
@@ -164,6 +165,8 @@ def jobs_error_response(request: Request, exc: Exception) -> ProblemResponse:  #
         return problem(404, name, f"no such {_thing(exc)}")
     if isinstance(exc, InvalidTransition):
         return problem(409, name, str(exc))
+    if isinstance(exc, ScheduleExists):
+        return problem(409, name, "another schedule of this tenant has this name")
     if isinstance(exc, UniqueViolation):
         return problem(409, name, f"another {_thing(exc)} of this tenant has this name")
     if isinstance(exc, CredentialInUse):

@@ -136,3 +136,46 @@ class McpServerPatchIn(_Body):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ScheduleCreate(_Body):
+    """``POST /v1/schedules``: the arguments of ``pgjobs.schedules.create``."""
+
+    name: str = Field(description="Unique per tenant: lowercase letters, digits, '.', '_', '-'.")
+    type: str = Field(description="A registered job type (GET /v1/job-types).")
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="Validated against the type's payload schema."
+    )
+    cron: str | None = Field(default=None, description="Five fields, or @hourly and the like.")
+    every: float | None = Field(default=None, description="Or a fixed interval, in seconds.")
+    tz: str = Field(default="UTC", description="The cron expression's IANA time zone.")
+    misfire: Literal["skip", "run_once", "catch_up"] = "skip"
+    catch_up_limit: int | None = Field(default=None, description="Required with catch_up.")
+    jitter: float = Field(default=0, description="Each job runs up to this many seconds late.")
+    paused: bool = False
+
+
+class ScheduleUpdate(_Body):
+    """``PATCH /v1/schedules/{id}``: what is given changes, the rest stays."""
+
+    name: str | None = None
+    type: str | None = None
+    payload: dict[str, Any] | None = None
+    cron: str | None = None
+    every: float | None = None
+    tz: str | None = None
+    misfire: Literal["skip", "run_once", "catch_up"] | None = None
+    catch_up_limit: int | None = None
+    jitter: float | None = None
+
+
+class ScheduleQuery(_Body):
+    """``GET /v1/schedules``: active and paused ones unless ``status`` names others."""
+
+    status: list[Literal["active", "paused", "archived"]] | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+class UpcomingOut(BaseModel):
+    slots: list[datetime]

@@ -244,10 +244,13 @@ def _set_status(
     return ScheduleRead.model_validate(written)
 
 
-def run_now(tenant_id: uuid.UUID, schedule_id: uuid.UUID) -> EnqueuedJob:
+def run_now(
+    tenant_id: uuid.UUID, schedule_id: uuid.UUID, *, actor: str | None = None
+) -> EnqueuedJob:
     """One job for the schedule now, beside its slots (they go on as before), through the
-    ordinary enqueue path; its key is ``schedule:<id>:manual:<hex>``. The schedule must be
-    active: a paused or archived one is ScheduleNotActive, and nothing is written."""
+    ordinary enqueue path; its key is ``schedule:<id>:manual:<hex>``; ``actor`` is named in
+    its ``enqueued`` event, as for ``enqueue``. The schedule must be active: a paused or
+    archived one is ScheduleNotActive, and nothing is written."""
     tenant_id, schedule_id = _ref(tenant_id, schedule_id)
     with session_scope() as session:
         conn = session.connection()
@@ -257,7 +260,7 @@ def run_now(tenant_id: uuid.UUID, schedule_id: uuid.UUID) -> EnqueuedJob:
         request = JobRequest(
             row.job_type, row.payload, tenant_id, idempotency_key=run_now_key(schedule_id)
         )
-        (job,) = enqueue_many([request], session=session)
+        (job,) = enqueue_many([request], session=session, actor=actor)
         execute(conn, st.RECORD_RUN_NOW, {"id": schedule_id, "job_id": job.id})
     log.info(
         "schedule.run_now", tenant_id=str(tenant_id), schedule_id=str(schedule_id), job_id=job.id

@@ -8,20 +8,17 @@ vault's own transactions (pgjobs/vault/credentials.py), off the event loop.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from pgjobs.api.audit import audit
-from pgjobs.api.auth import ADMIN
+from pgjobs.api.auth import Admin
 from pgjobs.api.schemas import CredentialIn, MarkIn, RenameIn, SecretIn
-from pgjobs.auth.store import Principal
 from pgjobs.db.models import Provider
 from pgjobs.db.schemas.credential import CredentialRead
 from pgjobs.vault import credentials as vault
 
 router = APIRouter(prefix="/v1/credentials", tags=["credentials"])
-Admin = Annotated[Principal, Depends(ADMIN)]
 
 
 @router.post("", status_code=201, response_model=CredentialRead)

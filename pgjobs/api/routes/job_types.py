@@ -6,7 +6,7 @@ from functools import cache
 
 from fastapi import APIRouter
 
-from pgjobs.api.routes.jobs import Caller
+from pgjobs.api.auth import Caller
 from pgjobs.api.schemas import JobTypeOut
 from pgjobs.producer.job_types import all_job_types
 

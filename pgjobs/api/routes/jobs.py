@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel
 
 from pgjobs import aio
 from pgjobs.api.audit import audit
-from pgjobs.api.auth import READ, WRITE
+from pgjobs.api.auth import Caller, Writer
 from pgjobs.api.schemas import (
     BATCH_MAX,
     BatchCreate,
@@ -25,7 +25,6 @@ from pgjobs.api.schemas import (
     JobQuery,
     PageOut,
 )
-from pgjobs.auth.store import Principal
 from pgjobs.db.models import JobStatus
 from pgjobs.db.schemas.job import JobEventRead, JobRead
 from pgjobs.producer.enqueue import EnqueuedJob, JobRequest
@@ -36,8 +35,6 @@ router = APIRouter(prefix="/v1", tags=["jobs"])
 batch_router = APIRouter(prefix="/v1", tags=["jobs"])
 """Its own router: the app gives it a larger body limit (``JOBS_API_MAX_BATCH_BODY_BYTES``)."""
 
-Caller = Annotated[Principal, Depends(READ)]
-Writer = Annotated[Principal, Depends(WRITE)]
 
 PROBLEMS: dict[int | str, dict[str, object]] = {
     401: {"description": "Missing or invalid token (problem details)"},

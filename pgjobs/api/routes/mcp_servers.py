@@ -4,22 +4,20 @@ enqueues the built-in ``mcp_ping`` job, whose outcome lands on the server's row.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
 from pgjobs import aio
 from pgjobs.api.audit import audit
-from pgjobs.api.auth import ADMIN
+from pgjobs.api.auth import Admin
 from pgjobs.api.routes.jobs import json_response
 from pgjobs.api.schemas import EnqueuedOut, McpServerIn, McpServerPatchIn
-from pgjobs.auth.store import Principal
 from pgjobs.db.schemas.mcp_server import McpServerRead
 from pgjobs.mcp import registry
 
 router = APIRouter(prefix="/v1/mcp-servers", tags=["MCP servers"])
-Admin = Annotated[Principal, Depends(ADMIN)]
 
 
 @router.post("", status_code=201, response_model=McpServerRead)

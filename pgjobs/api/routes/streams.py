@@ -21,8 +21,8 @@ from fastapi.responses import StreamingResponse
 
 from pgjobs import aio
 from pgjobs.aio.feed import TERMINAL_EVENTS, Subscription, get_feed
-from pgjobs.api.auth import Gate, bearer
-from pgjobs.api.routes.jobs import PROBLEMS, Caller
+from pgjobs.api.auth import Caller, Gate, bearer
+from pgjobs.api.routes.jobs import PROBLEMS
 from pgjobs.db.models import TERMINAL_STATUSES
 from pgjobs.db.schemas.job import JobEventRead
 from pgjobs.db.validation import BIGINT_MAX
