@@ -187,8 +187,13 @@ class Settings(BaseSettings):
     )
     worker_poll_ms: int = Field(
         default=10,
-        description="Longest pause of an idle worker between two polls of Redis "
-        "(Dramatiq's worker_timeout; its default is 1000).",
+        description="Longest pause of a busy consumer waiting for room for its next fetch.",
+    )
+    worker_idle_wait_ms: int = Field(
+        default=1000,
+        description="Longest an idle consumer blocks on its doorbell before it looks at its "
+        "queue again (writers ring it; this catches what nobody rang for, such as messages "
+        "requeued from a dead worker); also Dramatiq's worker_timeout for `jobctl worker`.",
     )
 
     api_host: str = Field(default="127.0.0.1", description="Address `jobctl api` listens on.")

@@ -15,6 +15,7 @@ def _full_consumer(
 ) -> SafeRedisConsumer:
     broker = types.SimpleNamespace(worker_threads=threads) if threads else None
     consumer = SafeRedisConsumer(broker, "q", prefetch=prefetch, timeout=timeout_ms)
+    consumer._poll_seconds = timeout_ms / 1000  # (JOBS_WORKER_POLL_MS) how long room is awaited
     consumer.queued_message_ids.update(f"m{i}" for i in range(prefetch))
     return consumer
 

@@ -21,10 +21,13 @@ async def send_and_mark(outgoing: Sequence[broker.Outgoing]) -> None:
         return
     try:
         sending = broker.Sending(outgoing)
+        layout = broker.stored_layout(sending.broker.namespace, sending.encoded)
         async with get_redis().pipeline(transaction=True) as pipe:
-            for key, bodies in broker.stored_layout(sending.broker.namespace, sending.encoded):
+            for key, bodies in layout:
                 pipe.hset(f"{key}.msgs", mapping=bodies)  # type: ignore[arg-type]
                 pipe.rpush(key, *bodies)
+            rung = [broker.sleepers_key(key) for key, _ in layout]
+            pipe.eval(broker.RING_LUA, len(rung), *rung, broker.DOORBELL_TTL_MS)
             await pipe.execute()
         sending.sent()
     except Exception as exc:  # noqa: BLE001 - the relay re-sends; the job is safe in PostgreSQL

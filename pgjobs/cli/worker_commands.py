@@ -18,12 +18,13 @@ from pgjobs.settings import get_settings
 
 
 def worker_env() -> dict[str, str]:
-    """Environment for worker processes. Idle consumers poll Redis at most this many ms apart,
-    so an idle system picks a new job up quickly (Dramatiq's default is 1000 ms). With
+    """Environment for worker processes. Dramatiq's ``worker_timeout`` is how long an idle
+    thread waits before it looks again (and so how soon it sees a stop); consumers wait on
+    their doorbells, not on this (pgjobs/worker/consumer.py). With
     ``JOBS_METRICS_PORT``, every process writes its metrics to one multiprocess directory that
     Dramatiq's exposition server reads (ours and Dramatiq's alike)."""
     settings = get_settings()
-    env = {"dramatiq_worker_timeout": str(settings.worker_poll_ms)}
+    env = {"dramatiq_worker_timeout": str(settings.worker_idle_wait_ms)}
     if settings.metrics_port is not None:
         metrics_dir = Path(settings.dev_dir).resolve() / "metrics" / str(settings.metrics_port)
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -55,7 +55,34 @@ for i = 1, #ids do
 end
 return out
 """
+RING_LUA = """
+local woken = 0
+for i = 1, #KEYS do
+    local sleepers = redis.call("smembers", KEYS[i])
+    if #sleepers > 0 then
+        redis.call("del", KEYS[i])
+        for j = 1, #sleepers do
+            redis.call("rpush", sleepers[j], "1")
+            redis.call("pexpire", sleepers[j], ARGV[1])
+        end
+        woken = woken + #sleepers
+    end
+end
+return woken
+"""
+"""KEYS: the sleepers sets of the queues just written to (:func:`sleepers_key`). Wakes every
+consumer waiting on one of them (a push on its doorbell list, which expires in ARGV[1] ms if
+nobody takes it) and empties the sets: a consumer registers again before its next wait."""
+DOORBELL_TTL_MS = 60_000
 RedisArg = str | bytes | int | float
+
+
+def sleepers_key(queue_key: str) -> str:
+    """The set of doorbells of the consumers waiting on ``<ns>:<queue>`` (``queue_key``):
+    pgjobs/worker/consumer.py adds its own before it blocks; every writer of that queue rings
+    them in the same round trip as its write (:meth:`JobsBroker.enqueue_many`,
+    :meth:`JobsBroker.enqueue`, pgjobs/aio/sending.py)."""
+    return f"{queue_key}.sleepers"
 
 
 class JobsBroker(RedisBroker):
@@ -69,9 +96,16 @@ class JobsBroker(RedisBroker):
     def enqueue(
         self, message: dramatiq.Message[None], *, delay: int | None = None
     ) -> dramatiq.Message[None]:
+        """Stock ``enqueue`` (one ``dispatch.lua`` call) with the queue's doorbells rung in
+        the same round trip. Dramatiq's workers send through here when a delayed message
+        becomes due and when a message is retried."""
         message = self.keyed(message, delay)
         self.emit_before("enqueue", message, delay)
-        self.do_enqueue(message.queue_name, message.message_id, message.encode())
+        pipe = self.client.pipeline(transaction=False)
+        encoded = message.encode()
+        self.dispatch("enqueue", message.queue_name, message.message_id, encoded, client=pipe)
+        self.ring([f"{self.namespace}:{message.queue_name}"], pipe)
+        pipe.execute()
         self.emit_after("enqueue", message, delay)
         return message
 
@@ -82,10 +116,15 @@ class JobsBroker(RedisBroker):
         return message.copy(queue_name=queue, options=options)
 
     def dispatch(
-        self, command: str, queue_name: str, *args: RedisArg, maintenance: bool = False
+        self,
+        command: str,
+        queue_name: str,
+        *args: RedisArg,
+        maintenance: bool = False,
+        client: Any = None,
     ) -> Any:
         """Run one command of Dramatiq's ``dispatch.lua``, with the arguments its header
-        documents."""
+        documents (on ``client``, a pipeline, when given)."""
         argv = [
             command,
             int(time.time() * 1000),
@@ -97,7 +136,7 @@ class JobsBroker(RedisBroker):
             self._max_unpack_size(),
             *args,
         ]
-        return self.scripts["dispatch"](keys=[self.namespace], args=argv)
+        return self.scripts["dispatch"](keys=[self.namespace], args=argv, client=client)
 
     def enqueue_many(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
         """Store ``(queue, message id, encoded message)`` triples in one MULTI/EXEC round trip:
@@ -109,10 +148,19 @@ class JobsBroker(RedisBroker):
         the producer's CPU for a batch.
         """
         pipe = self.client.pipeline(transaction=True)
-        for key, bodies in stored_layout(self.namespace, messages):
+        layout = stored_layout(self.namespace, messages)
+        for key, bodies in layout:
             pipe.hset(f"{key}.msgs", mapping=bodies)  # type: ignore[arg-type]
             pipe.rpush(key, *bodies)
+        self.ring([key for key, _ in layout], pipe)
         pipe.execute()
+
+    def ring(self, queue_keys: Sequence[str], pipe: Any) -> None:
+        """Wake the consumers waiting on these queues (``<ns>:<queue>`` keys), as one more
+        command of ``pipe``: a script call that costs one set lookup per queue when nobody
+        waits (a busy system)."""
+        keys = [sleepers_key(key) for key in queue_keys]
+        self._ring_script(keys=keys, args=[DOORBELL_TTL_MS], client=pipe)
 
     def ack_many(self, queue_name: str, message_ids: Sequence[str]) -> None:
         """Ack many messages of one queue in one script call: what ``dispatch.lua``'s ``ack``
@@ -156,6 +204,10 @@ class JobsBroker(RedisBroker):
     @functools.cached_property
     def _fetch_script(self) -> Any:
         return self.client.register_script(_FETCH_LUA)
+
+    @functools.cached_property
+    def _ring_script(self) -> Any:
+        return self.client.register_script(RING_LUA)
 
 
 def stored_layout(

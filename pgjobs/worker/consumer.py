@@ -22,22 +22,35 @@ Dramatiq's default of twice the threads) and the writer claims them in one round
 that woken by the acks. Stock Dramatiq fetches whenever one message of room is free, about two
 messages per fetch and per claim round, which doubled PostgreSQL's CPU per job
 (docs/performance.md).
+
+An empty queue is waited on, not polled: the consumer adds its own doorbell (a Redis list) to
+the queue's sleepers set, fetches once more (a message written before it registered is found
+there), then blocks on its doorbell until a writer of the queue rings it
+(pgjobs/producer/broker.py: every write of messages rings in the same round trip) or
+``JOBS_WORKER_IDLE_WAIT_MS`` passes. Stock Dramatiq polls every ``worker_timeout``: with a
+10 ms timeout, each queue and delay queue of every process cost an idle worker a fetch every
+10 ms. A delay queue's consumer waits no longer than the earliest eta of the messages it has
+handed to its thread, which moves them when due. On shutdown every waiting consumer of the
+process is rung, so stopping does not wait out the idle wait.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+import uuid
+import weakref
 from typing import Any
 
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import _RedisConsumer
-from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from pgjobs.logs import get_logger
+from pgjobs.producer.broker import sleepers_key
 from pgjobs.settings import get_settings
 from pgjobs.worker.messages import Refused, check
 from pgjobs.worker.runner import claim_ahead, state_writer
@@ -45,12 +58,40 @@ from pgjobs.worker.runner import claim_ahead, state_writer
 log = get_logger(__name__)
 
 _MAX_ID_LOGGED = 100  # a junk entry's Redis id can be anything, of any length
+_SHORTEST_WAIT = 0.005
+
+
+_consumers: weakref.WeakSet[SafeRedisConsumer] = weakref.WeakSet()
+_stopping = threading.Event()
+
+
+def worker_booting() -> None:
+    """A worker starts in this process: its consumers wait on their doorbells."""
+    _stopping.clear()
+
+
+def wake_all_for_shutdown() -> None:
+    """The worker is stopping: no consumer of this process waits on its doorbell any more,
+    and those waiting are rung now (their threads then see that they must stop)."""
+    _stopping.set()
+    for consumer in list(_consumers):
+        consumer.wake()
 
 
 class SafeRedisConsumer(_RedisConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._room = threading.Condition()  # notified whenever a message stops counting
+        settings = get_settings()
+        self._poll_seconds = settings.worker_poll_ms / 1000
+        # a consumer writes this worker's broker heartbeat with each fetch: wait well within it
+        idle_ms = min(settings.worker_idle_wait_ms, settings.broker_heartbeat_timeout_ms / 4)
+        self._idle_seconds = idle_ms / 1000
+        self._doorbell_id = uuid.uuid4()
+        self._delays = self.queue_name.endswith(".DQ")
+        self._etas: dict[str, float] = {}
+        """Delay queue: eta (epoch ms) of each message handed out and not yet acked."""
+        _consumers.add(self)
 
     def __next__(self) -> Any:
         """The parent's loop (serve the prefetched cache, else fetch, else back off), with
@@ -62,6 +103,8 @@ class SafeRedisConsumer(_RedisConsumer):
                     message = self.message_cache.pop(0)
                     self.misses = 0
                     self.queued_message_ids.add(message.message_id)
+                    if self._delays:
+                        self._etas[message.message_id] = _eta(message)
                     return MessageProxy(message)
                 # after a poll timeout without enough room, fetch what room there is (as stock
                 # Dramatiq would): a count that does not come down never stalls the consumer
@@ -71,16 +114,61 @@ class SafeRedisConsumer(_RedisConsumer):
                     and self.outstanding_message_count >= self.prefetch
                 ):
                     return None
-                fetched = self.broker.fetch_many(
-                    self.queue_name, self.prefetch - self.outstanding_message_count
-                )
+                fetched = self._fetch() or self._doze()
                 if not fetched:
-                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                    time.sleep(backoff_ms / 1000)
                     return None
                 self.message_cache = self._accept(fetched)
         except redis.ConnectionError as exc:
             raise ConnectionClosed(exc) from None
+
+    def _fetch(self) -> list[tuple[bytes, bytes | None]]:
+        return self.broker.fetch_many(  # type: ignore[no-any-return]
+            self.queue_name, self.prefetch - self.outstanding_message_count
+        )
+
+    def _doze(self) -> list[tuple[bytes, bytes | None]]:
+        """The queue was empty: register this consumer's doorbell, look once more, then wait
+        for a ring (and fetch) or the idle wait (nothing: the caller returns to its thread,
+        which moves due delayed messages and checks whether it must stop)."""
+        seconds = self._poll_seconds if _stopping.is_set() else self._wait_seconds()
+        if _stopping.is_set() or seconds < _SHORTEST_WAIT:
+            time.sleep(max(0.0, seconds))  # (Redis reads a blocking timeout under 1 ms as 0:
+            return []  # for ever)
+        client = self.broker.client
+        client.sadd(self._sleepers, self._doorbell)
+        try:
+            fetched = self._fetch()
+            if fetched:
+                return fetched
+            if client.blpop([self._doorbell], timeout=seconds) is None:
+                return []
+        finally:
+            client.srem(self._sleepers, self._doorbell)
+        return self._fetch()
+
+    @functools.cached_property
+    def _doorbell(self) -> str:
+        return f"{self.broker.namespace}:__doorbell__.{self._doorbell_id}"
+
+    @functools.cached_property
+    def _sleepers(self) -> str:
+        return sleepers_key(f"{self.broker.namespace}:{self.queue_name}")
+
+    def _wait_seconds(self) -> float:
+        """How long an empty queue is waited on: the idle wait; less on a delay queue whose
+        thread holds a message due sooner."""
+        seconds = self._idle_seconds
+        if self._etas:
+            seconds = min(seconds, (min(list(self._etas.values())) - time.time() * 1000) / 1000)
+        return seconds
+
+    def wake(self) -> None:
+        """Ring this consumer's own doorbell."""
+        try:
+            self.broker.client.rpush(self._doorbell, "1")
+            self.broker.client.pexpire(self._doorbell, 60_000)
+        except redis.RedisError:
+            pass
 
     def _fetch_at_most_out(self) -> int:
         """Fetch only while no more than this many messages are out: the worker's thread count
@@ -105,7 +193,7 @@ class SafeRedisConsumer(_RedisConsumer):
             return bool(
                 self._room.wait_for(
                     lambda: self.outstanding_message_count <= limit,
-                    timeout=self.timeout / 1000,
+                    timeout=self._poll_seconds,
                 )
             )
 
@@ -114,12 +202,14 @@ class SafeRedisConsumer(_RedisConsumer):
             self._room.notify()
 
     def ack(self, message: Any) -> None:
+        self._etas.pop(message.message_id, None)
         self._release_untaken(message)
         if not state_writer().defer_ack(self, message):
             super().ack(message)
         self._freed()
 
     def nack(self, message: Any) -> None:
+        self._etas.pop(message.message_id, None)
         self._release_untaken(message)
         super().nack(message)
         self._freed()
@@ -134,6 +224,8 @@ class SafeRedisConsumer(_RedisConsumer):
         """Dramatiq gives back the messages a stopping worker did not run: release their
         jobs if they were claimed ahead."""
         messages = list(messages)
+        for message in messages:
+            self._etas.pop(message.message_id, None)
         claim_ahead().release(messages, requeued=True)
         super().requeue(messages)
 
@@ -177,3 +269,9 @@ class SafeRedisConsumer(_RedisConsumer):
             size=0 if body is None else len(body),
             reason=reason,
         )
+
+
+def _eta(message: Message[Any]) -> float:
+    """A delayed message's eta (epoch ms); now when it has none a thread can use."""
+    eta = message.options.get("eta")
+    return float(eta) if isinstance(eta, int | float) else time.time() * 1000

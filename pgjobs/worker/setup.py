@@ -36,6 +36,7 @@ from pgjobs.producer.job_types import actor_name_for, queues
 from pgjobs.producer.user_modules import import_user_modules
 from pgjobs.services.locate import redis_url
 from pgjobs.settings import get_settings
+from pgjobs.worker import consumer
 from pgjobs.worker.consumer import SafeRedisConsumer
 from pgjobs.worker.presence import Presence
 from pgjobs.worker.runner import lease_keeper, run_job
@@ -63,10 +64,15 @@ class ThreadCount(Middleware):
 
 
 class GracefulShutdown(Middleware):
-    """On SIGTERM, start the grace period after which running jobs are released."""
+    """On SIGTERM, start the grace period after which running jobs are released, and wake the
+    consumers waiting on empty queues so they see the stop at once."""
+
+    def before_worker_boot(self, broker: Any, worker: Any) -> None:
+        consumer.worker_booting()
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         lease_keeper().begin_shutdown()
+        consumer.wake_all_for_shutdown()
 
 
 def retry_infrastructure_errors(retries: int, exception: BaseException) -> bool:
