@@ -108,6 +108,42 @@ def test_an_import_error_inside_the_module_is_its_own(
         import_user_modules()
 
 
+def test_the_worker_command_finds_the_modules_without_importing_them(app_dir: Path) -> None:
+    """`jobctl worker` checks JOBS_IMPORTS before it starts the worker processes, without
+    importing the application or the library's database layer (each worker process does):
+    the launch is that much shorter."""
+    probe = (
+        "import sys; from pgjobs.cli.worker_commands import find_user_modules; "
+        "find_user_modules(); "
+        "print(sorted(m for m in ('myapp.jobs', 'sqlalchemy', 'pgjobs.producer') "
+        "if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP_PREFIXES)}
+    ok = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=app_dir,
+        env={**env, "JOBS_IMPORTS": "myapp.jobs"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0 and ok.stdout.strip() == "[]", ok.stderr
+    for missing in ("nosuch", "myapp.nosuch"):
+        wrong = subprocess.run(
+            [JOBCTL, "worker"],
+            cwd=app_dir,
+            env={**env, "JOBS_IMPORTS": missing, "DATABASE_URL": "postgresql://x@127.0.0.1:1/x",
+                 "REDIS_URL": "redis://127.0.0.1:1/0"},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )  # fmt: skip
+        assert wrong.returncode == 1, wrong.stderr
+        assert f"JOBS_IMPORTS: cannot find '{missing}' in {app_dir}" in wrong.stderr
+        assert "Traceback" not in wrong.stderr
+
+
 # --- jobctl as a real process -----------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -12,8 +13,6 @@ from types import FrameType
 
 import click
 
-from pgjobs.producer.user_modules import import_user_modules
-from pgjobs.services.local import ensure_local_services
 from pgjobs.settings import get_settings
 
 
@@ -58,6 +57,27 @@ def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[s
     return argv
 
 
+def find_user_modules() -> None:
+    """Each module ``JOBS_IMPORTS`` names can be found from the current directory (found, not
+    imported: pgjobs/producer/user_modules.py imports them in every worker process)."""
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == here for entry in sys.path):
+        sys.path.insert(0, here)
+    for name in filter(None, (n.strip() for n in get_settings().imports.split(","))):
+        try:
+            found = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            from pgjobs.db.errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"JOBS_IMPORTS: cannot find {name[:100]!r} in {here} or on the Python path: run "
+                "the command from the directory that holds it, or add that directory to "
+                "PYTHONPATH"
+            )
+
+
 @click.command()
 @click.option("--processes", "-p", type=int, default=None, help="Worker processes.")
 @click.option("--threads", "-t", type=int, default=None, help="Threads per process.")
@@ -65,9 +85,14 @@ def worker_argv(processes: int, threads: int, queues: tuple[str, ...]) -> list[s
 def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) -> None:
     """Run worker processes (replaces this process with `dramatiq worker.app ...`)."""
     settings = get_settings()
-    import_user_modules()  # here first: a wrong JOBS_IMPORTS is one line, not a traceback each
-    database_url, redis_url = ensure_local_services(schema=True)
-    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
+    # Found here, imported by each worker process: a wrong JOBS_IMPORTS is one line, and the
+    # launch does not pay for importing the application (and the library) one more time.
+    find_user_modules()
+    if not (settings.database_url and settings.redis_url):
+        from pgjobs.services.local import ensure_local_services
+
+        database_url, redis_url = ensure_local_services(schema=True)
+        os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     os.environ.update(worker_env())
     argv = worker_argv(
         processes or settings.worker_processes, threads or settings.worker_threads, queues
@@ -79,6 +104,8 @@ def worker(processes: int | None, threads: int | None, queues: tuple[str, ...]) 
 @click.option("--interval", type=float, default=None, help="Seconds between passes.")
 def maintenance(interval: float | None) -> None:
     """Run the relay, the rescuer, the pruner and the scheduler until SIGTERM/SIGINT."""
+    from pgjobs.producer.user_modules import import_user_modules
+    from pgjobs.services.local import ensure_local_services
     from pgjobs.worker.maintenance import run_maintenance
 
     import_user_modules()  # the relay needs your job types' queues
