@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api, churn, dataset, ours, queries, raw
+from bench import api, churn, dataset, idle, ours, queries, raw, sections
 from bench import schedules as schedule_bench
 from bench.procs import WorkerShape
 from bench.report import HALF_LOAD, HALF_OF_DRAIN, SAME_RATE_AS_RAW, Suite, write
@@ -24,7 +24,9 @@ from bench.report import load as load_suite
 from bench.services import Servers, scratch, servers
 from bench.stats import median
 
-MEASURES = ("drain", "enqueue", "many", "latency", "queries", "churn", "api", "schedules")
+MEASURES = (
+    "drain", "enqueue", "many", "latency", "queries", "churn", "api", "schedules", "idle",
+)  # fmt: skip
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +54,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--schedule-workers", action="store_true", help="run our workers during the schedules"
     )
+    p.add_argument("--idle-seconds", type=float, default=10.0, help="idle CPU measured over")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--poll-ms", type=int, default=None, help="default: JOBS_WORKER_POLL_MS")
@@ -70,6 +73,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.query_calls, args.churn_jobs = 300, 1_000
         args.api_seconds, args.api_stream_seconds, args.api_dataset_jobs = 3.0, 5.0, 20_000
         args.schedules, args.schedule_tenants, args.schedule_minutes = 1_000, 10, 1
+        args.idle_seconds = 3.0
         args.no_diagnostics = True
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = set(args.only) - set(MEASURES)
@@ -269,21 +273,33 @@ def main(argv: list[str] | None = None) -> int:
             api_json = args.json.with_suffix(".api.json")
             api_json.write_text(json.dumps(dataclasses.asdict(measured), indent=1, default=str))
         api_section = api.render(measured)
+    idle_section = None
+    if "idle" in args.only:
+        measured_idle = idle.run_all(srv, args, log_dir, say)
+        measured_idle.meta.update(command=command.strip(), date=env["date"])
+        if args.json:
+            idle_json = args.json.with_suffix(".idle.json")
+            idle_json.write_text(json.dumps(dataclasses.asdict(measured_idle), indent=1))
+        idle_section = idle.render(measured_idle)
     previous = args.out.read_text() if args.out.exists() else ""
-    if set(args.only) == {"api"}:  # the rest of the page stays as it was
-        assert api_section is not None
-        args.out.write_text(api.splice(previous, api_section))
-        say(f"wrote the API section of {args.out}")
-        print(api_section)
+    if set(args.only) <= {"api", "idle"}:  # the rest of the page stays as it was
+        page = previous
+        for name, section in (("api", api_section), ("idle", idle_section)):
+            if section is not None:
+                page = sections.splice(page, section, name)
+                print(section)
+        args.out.write_text(page)
+        say(f"wrote the {' and '.join(args.only)} section(s) of {args.out}")
         return 0
     suite.meta["environment"]["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     suite.meta["environment"]["duration"] = f"{(time.monotonic() - started) / 60:.1f} min"
     if args.json:  # first: a failed render must not lose the measurements
         args.json.write_text(json.dumps(dataclasses.asdict(suite), indent=1, default=str))
     png = write(suite, args.out)
-    kept = api_section or api.existing_section(previous)
-    if kept is not None:
-        args.out.write_text(api.splice(args.out.read_text(), kept))
+    for name, section in (("api", api_section), ("idle", idle_section)):
+        kept = section or sections.existing(previous, name)
+        if kept is not None:
+            args.out.write_text(sections.splice(args.out.read_text(), kept, name))
     say(f"wrote {args.out} and {png}")
     print(args.out.read_text().split("## Machine")[0])
     return 0

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench import dataset, ours
+from bench import dataset, ours, sections
 from bench.http_load import Request, StreamStats, closed_loop, follow, use_uvloop
 from bench.latency import open_loop
 from bench.noop_jobs import noop
@@ -629,22 +629,13 @@ def render(suite: ApiSuite) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-MARK_START, MARK_END = "<!-- api-bench:start -->", "<!-- api-bench:end -->"
-
-
 def splice(page: str, section: str) -> str:
     """``page`` with its API section replaced (or added at the end)."""
-    block = f"{MARK_START}\n{section}{MARK_END}\n"
-    if MARK_START in page and MARK_END in page:
-        head, rest = page.split(MARK_START, 1)
-        return head + block + rest.split(MARK_END, 1)[1].lstrip("\n")
-    return page.rstrip() + "\n\n" + block
+    return sections.splice(page, section, "api")
 
 
 def existing_section(page: str) -> str | None:
-    if MARK_START in page and MARK_END in page:
-        return page.split(MARK_START, 1)[1].split(MARK_END, 1)[0].lstrip("\n")
-    return None
+    return sections.existing(page, "api")
 
 
 def run_all(srv: Servers, shape: WorkerShape, args: Any, log_dir: Path, progress: Any) -> ApiSuite:

@@ -145,3 +145,32 @@ def load_dump(data: dict[str, object]) -> Suite:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as out:
         json.dump(data, out)
     return load(Path(out.name))
+
+
+def test_sections_of_their_own_are_replaced_and_kept() -> None:
+    from bench import sections
+
+    page = "# Benchmarks\n\nbody\n"
+    once = sections.splice(page, "## Idle\nfirst\n", "idle")
+    assert sections.existing(once, "idle") == "## Idle\nfirst\n"
+    twice = sections.splice(
+        sections.splice(once, "## API\nx\n", "api"), "## Idle\nsecond\n", "idle"
+    )
+    assert twice.count("## Idle") == 1 and "second" in twice and "first" not in twice
+    assert sections.existing(twice, "api") == "## API\nx\n" and twice.startswith(page.rstrip())
+
+
+def test_idle_goals_are_judged_on_our_side() -> None:
+    from bench.idle import IdleResult, IdleSuite, render
+
+    def result(side: str, launch: float, idle_pct: float) -> IdleResult:
+        return IdleResult(side, 3, launch, 0.4, idle_pct, 100.0)
+
+    met = render(IdleSuite({}, [result("ours", 0.7, 0.4), result("raw Dramatiq", 0.1, 0.2)]))
+    assert "| launch to first job finished | 0.10 s | 0.70 s | ≤ 1.0 s | yes |" in met
+    missed = render(IdleSuite({}, [result("ours", 1.3, 12.7), result("raw Dramatiq", 0.1, 0.2)]))
+    assert "| 1.30 s | ≤ 1.0 s | **no** |" in missed
+    assert (
+        "| idle CPU per worker process | 0.20% of a core | 12.70% of a core | ≤ 2% | **no** |"
+        in missed
+    )
