@@ -47,10 +47,12 @@ if TYPE_CHECKING:
         JobNotFound,
         PayloadTooLarge,
         ProducerError,
+        QuotaExceeded,
         UnknownJobType,
         UnknownTenant,
     )
     from pgjobs.producer.job_types import Backoff, JobType, job_type
+    from pgjobs.producer.quotas import QuotaUsage, quota_usage, remove_quota, set_quota
     from pgjobs.producer.sender import flush
     from pgjobs.producer.status import (
         Page,
@@ -108,6 +110,11 @@ _HOMES: dict[str, str] = {
     "create_tenant": "pgjobs.db.tenants",
     "list_tenants": "pgjobs.db.tenants",
     "TenantRead": "pgjobs.db.schemas.tenant",
+    # daily quotas per tenant
+    "set_quota": "pgjobs.producer.quotas",
+    "remove_quota": "pgjobs.producer.quotas",
+    "quota_usage": "pgjobs.producer.quotas",
+    "QuotaUsage": "pgjobs.producer.quotas",
     # credentials (stored encrypted; a job's payload carries only the id)
     "create_credential": "pgjobs.vault.credentials",
     "find_credential": "pgjobs.vault.credentials",
@@ -133,6 +140,7 @@ _HOMES: dict[str, str] = {
     "InvalidOption": "pgjobs.producer.errors",
     "InvalidTransition": "pgjobs.producer.errors",
     "JobNotFound": "pgjobs.producer.errors",
+    "QuotaExceeded": "pgjobs.producer.errors",
 }
 
 __all__ = [
@@ -161,6 +169,8 @@ __all__ = [
     "PayloadTooLarge",
     "PermanentError",
     "ProducerError",
+    "QuotaExceeded",
+    "QuotaUsage",
     "RetryResult",
     "TenantRead",
     "UnknownJobType",
@@ -183,9 +193,12 @@ __all__ = [
     "list_credentials",
     "list_jobs",
     "list_tenants",
+    "quota_usage",
+    "remove_quota",
     "retry_job",
     "schedule",
     "schedules",
+    "set_quota",
     "wait_for_job",
 ]
 

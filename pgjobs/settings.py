@@ -193,7 +193,8 @@ class Settings(BaseSettings):
         default=1000,
         description="Longest an idle consumer blocks on its doorbell before it looks at its "
         "queue again (writers ring it; this catches what nobody rang for, such as messages "
-        "requeued from a dead worker); also Dramatiq's worker_timeout for `jobctl worker`.",
+        "requeued from a dead worker); also Dramatiq's worker_timeout for `jobctl worker`. "
+        "Capped at a quarter of JOBS_BROKER_HEARTBEAT_TIMEOUT_MS.",
     )
 
     api_host: str = Field(default="127.0.0.1", description="Address `jobctl api` listens on.")

@@ -21,6 +21,8 @@ TABLES = {
     "job_events",
     "api_tokens",
     "job_schedules",
+    "tenant_quotas",
+    "tenant_quota_usage",
 }
 
 

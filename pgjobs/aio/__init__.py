@@ -47,6 +47,7 @@ from pgjobs.producer.enqueue import (
     results,
 )
 from pgjobs.producer.job_types import JobType
+from pgjobs.producer.quotas import quota_refusals
 from pgjobs.producer.status import (
     ListOptions,
     Page,
@@ -105,7 +106,8 @@ async def enqueue_many(
     prepared = prepare_requests(requests, actor)
     if not prepared:
         return []
-    inserted = await _run(insert_plan(prepared))
+    with quota_refusals():
+        inserted = await _run(insert_plan(prepared))
     await send_and_mark(outgoing_messages(prepared, inserted))
     return results(inserted)
 

@@ -15,8 +15,10 @@ payload over its limit, 422 for a body that was read but is invalid, 429 over th
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -41,6 +43,7 @@ from pgjobs.producer.errors import (
     JobNotFound,
     PayloadTooLarge,
     ProducerError,
+    QuotaExceeded,
     UnknownJobType,
 )
 from pgjobs.schedules.errors import ScheduleExists
@@ -145,6 +148,15 @@ def jobs_error_response(request: Request, exc: Exception) -> ProblemResponse:  #
         return problem(
             422, name, f"the payload does not fit job type {exc.job_type}", errors=errors
         )
+    if isinstance(exc, QuotaExceeded):
+        wait = max(1, math.ceil((exc.resets_at - datetime.now(UTC)).total_seconds()))
+        return problem(
+            429,
+            name,
+            "a daily quota of this tenant would be exceeded; nothing was written",
+            headers={"Retry-After": str(wait)},
+            resets_at=exc.resets_at.isoformat(),
+        )
     if isinstance(exc, PayloadTooLarge):
         return problem(413, name, str(exc))
     if isinstance(exc, UnknownJobType):
@@ -163,20 +175,28 @@ def jobs_error_response(request: Request, exc: Exception) -> ProblemResponse:  #
         )
     if isinstance(exc, JobNotFound | NotFound):
         return problem(404, name, f"no such {_thing(exc)}")
-    if isinstance(exc, InvalidTransition):
-        return problem(409, name, str(exc))
-    if isinstance(exc, ScheduleExists):
-        return problem(409, name, "another schedule of this tenant has this name")
-    if isinstance(exc, UniqueViolation):
-        return problem(409, name, f"another {_thing(exc)} of this tenant has this name")
-    if isinstance(exc, CredentialInUse):
-        return problem(409, name, "the credential is used by an MCP server")
+    conflict = _conflict(exc)
+    if conflict is not None:
+        return problem(409, name, conflict)
     if isinstance(exc, DatabaseUnavailable):
         return problem(503, name, "the database cannot be reached; try again later")
     if isinstance(exc, ProducerError):
         return problem(422, name, str(exc))
     log.error("api.error", error_type=name)
     return problem(500, "InternalError", "the request failed; the error was logged")
+
+
+def _conflict(exc: Exception) -> str | None:
+    """The detail of a 409: the resource's state or a name in use refused the change."""
+    if isinstance(exc, InvalidTransition):
+        return str(exc)
+    if isinstance(exc, ScheduleExists):
+        return "another schedule of this tenant has this name"
+    if isinstance(exc, UniqueViolation):
+        return f"another {_thing(exc)} of this tenant has this name"
+    if isinstance(exc, CredentialInUse):
+        return "the credential is used by an MCP server"
+    return None
 
 
 def _thing(exc: Exception) -> str:

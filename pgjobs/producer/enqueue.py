@@ -37,6 +37,7 @@ from pgjobs.producer.errors import InvalidOption, ProducerError, UnknownTenant
 from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
+from pgjobs.producer.quotas import quota_refusals
 from pgjobs.settings import get_settings
 
 log = get_logger(__name__)
@@ -104,7 +105,7 @@ def enqueue(
     ``enqueued`` event.
 
     Raises (and writes nothing): UnknownJobType, InvalidPayload, PayloadTooLarge, InvalidOption,
-    UnknownTenant.
+    UnknownTenant, QuotaExceeded.
     """
     request = JobRequest(type, payload, tenant_id, **options)
     return enqueue_many([request], session=session, actor=actor)[0]
@@ -124,11 +125,11 @@ def enqueue_many(
     if not prepared:
         return []
     if session is None:
-        with autocommit() as conn:
+        with quota_refusals(), autocommit() as conn:
             inserted = run(conn, insert_plan(prepared))
         sender.send_and_mark(outgoing_messages(prepared, inserted))
         return results(inserted)
-    with wrap_db_errors():
+    with quota_refusals(), wrap_db_errors():
         inserted = run(session.connection(), insert_plan(prepared))
     defer_until_commit(session, outgoing_messages(prepared, inserted))
     return results(inserted)

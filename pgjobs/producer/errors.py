@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Self
 
 from pgjobs.db.errors import InvalidInput, JobsError, UnknownTenant
@@ -13,6 +14,7 @@ __all__ = [
     "JobNotFound",
     "PayloadTooLarge",
     "ProducerError",
+    "QuotaExceeded",
     "UnknownJobType",
     "UnknownTenant",
 ]
@@ -61,3 +63,13 @@ class JobNotFound(ProducerError):
 
 class InvalidTransition(ProducerError):
     """The job is not in a state that allows this (e.g. retrying a running job)."""
+
+
+class QuotaExceeded(ProducerError):
+    """The jobs would take a tenant past one of its daily quotas (``jobctl tenants set-quota``);
+    nothing was written. ``resets_at``: the next midnight UTC, when the day's counts start
+    again."""
+
+    def __init__(self, message: str, resets_at: datetime) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at

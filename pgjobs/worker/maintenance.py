@@ -2,7 +2,8 @@
 
 * relay (pgjobs/producer/relay.py): pending rows not sent, scheduled rows now due, lost messages;
 * rescuer: expired leases go back to queued (``rescued``) or to failed when attempts are used up;
-* pruner: terminal jobs older than the retention, with their events (cascade);
+* pruner: terminal jobs older than the retention, with their events (cascade), and quota
+  counts of days before yesterday (pgjobs/producer/quotas.py);
 * broker housekeeping: Dramatiq's own Redis maintenance (messages held by dead workers);
 * unserved: a warning per job type and ``JOBS_UNSERVED_WARNING_SECONDS`` for due jobs that no
   running worker serves, or whose type this process does not know (pgjobs/producer/served.py).
@@ -28,6 +29,7 @@ from pgjobs.logs import get_logger
 from pgjobs.producer import broker, served
 from pgjobs.producer.errors import UnknownJobType
 from pgjobs.producer.job_types import get_job_type, queues
+from pgjobs.producer.quotas import PRUNE_USAGE
 from pgjobs.producer.relay import relay_once
 from pgjobs.settings import get_settings
 from pgjobs.worker.scheduler import fire_due
@@ -87,6 +89,8 @@ def prune_once(*, max_batches: int = 100) -> int:
         deleted += batch
         if batch < settings.prune_batch_size:
             break
+    with autocommit() as conn:
+        conn.execute(PRUNE_USAGE)
     if deleted:
         log.info("pruner.deleted", jobs=deleted)
     return deleted

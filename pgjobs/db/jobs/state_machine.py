@@ -117,6 +117,16 @@ _INSERT_REST = f"""
                'type', type, 'run_at', run_at, 'idempotency_key', idempotency_key,
                'actor', CAST(:actor AS text)))
     FROM inserted
+), counted AS (
+    -- the jobs created count against the tenant's quotas, if it has any: a count that would
+    -- pass its quota breaks the usage row's CHECK and PostgreSQL refuses the whole statement
+    INSERT INTO tenant_quota_usage AS u (tenant_id, day, job_type, used, per_day)
+    SELECT q.tenant_id, CAST(timezone('UTC', now()) AS date), q.job_type, sum(c.n), q.per_day
+    FROM (SELECT tenant_id, type, count(*) AS n FROM inserted GROUP BY tenant_id, type) c
+    JOIN tenant_quotas q ON q.tenant_id = c.tenant_id AND q.job_type IN (c.type, '*')
+    GROUP BY q.tenant_id, q.job_type, q.per_day
+    ON CONFLICT (tenant_id, day, job_type)
+    DO UPDATE SET used = u.used + EXCLUDED.used, per_day = EXCLUDED.per_day
 )
 -- due_in_ms: the delay the message gets, by the database clock (never a client's)
 SELECT *, {_DUE_IN_MS}

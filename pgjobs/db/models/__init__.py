@@ -8,8 +8,10 @@ from pgjobs.db.models.job_event import EventType, JobEvent
 from pgjobs.db.models.job_schedule import JobSchedule, MisfirePolicy, ScheduleStatus
 from pgjobs.db.models.mcp_server import AuthType, McpServer, McpServerStatus
 from pgjobs.db.models.tenant import Tenant
+from pgjobs.db.models.tenant_quota import ALL_TYPES, TenantQuota, TenantQuotaUsage
 
 __all__ = [
+    "ALL_TYPES",
     "TERMINAL_STATUSES",
     "ApiToken",
     "AppCredential",
@@ -27,5 +29,7 @@ __all__ = [
     "Provider",
     "ScheduleStatus",
     "Tenant",
+    "TenantQuota",
+    "TenantQuotaUsage",
     "TokenScope",
 ]
