@@ -67,9 +67,22 @@ class InvalidTransition(ProducerError):
 
 class QuotaExceeded(ProducerError):
     """The jobs would take a tenant past one of its daily quotas (``jobctl tenants set-quota``);
-    nothing was written. ``resets_at``: the next midnight UTC, when the day's counts start
-    again."""
+    nothing was written. ``resets_at``: the next midnight UTC of the database clock, when the
+    day's counts start again; ``quota``: that quota's jobs per day (None if unknown);
+    ``job_type``: its job type (None: all the tenant's types); ``count``: today's count the
+    call would have reached (over ``quota``)."""
 
-    def __init__(self, message: str, resets_at: datetime) -> None:
+    def __init__(
+        self,
+        message: str,
+        resets_at: datetime,
+        *,
+        quota: int | None = None,
+        job_type: str | None = None,
+        count: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.resets_at = resets_at
+        self.quota = quota
+        self.job_type = job_type
+        self.count = count
