@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -244,3 +247,55 @@ def test_the_api_answers_429_with_when_the_quota_resets(stack: Any, tenant_id: u
     wait = int(refused.headers["Retry-After"])
     assert 0 < wait <= 86400
     assert count(tenant_id) == 1
+
+
+PRODUCER = """
+import json, sys, threading, uuid
+from pydantic import BaseModel
+from pgjobs.producer import enqueue
+from pgjobs.producer.errors import QuotaExceeded
+from pgjobs.producer.job_types import job_type
+
+class Note(BaseModel):
+    n: int = 0
+
+note = job_type("quota_note", Note, queue="quotas", description="quota tests")
+tenant = uuid.UUID(sys.argv[1])
+outcomes = []
+start = threading.Barrier(10)
+
+def produce() -> None:
+    start.wait()
+    for n in range(6):
+        try:
+            enqueue(note, {"n": n}, tenant_id=tenant)
+            outcomes.append("created")
+        except QuotaExceeded:
+            outcomes.append("refused")
+
+threads = [threading.Thread(target=produce) for _ in range(10)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({k: outcomes.count(k) for k in ("created", "refused")}))
+"""
+
+
+def test_two_producer_processes_never_pass_the_quota(tenant_id: uuid.UUID) -> None:
+    limit = 83
+    set_quota(tenant_id, limit)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PRODUCER, str(tenant_id)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for _ in range(2)
+    ]
+    outcomes = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert sum(o["created"] for o in outcomes) == limit
+    assert sum(o["refused"] for o in outcomes) == 2 * 10 * 6 - limit
+    assert count(tenant_id) == limit and quota_usage(tenant_id)[0].used == limit
