@@ -71,6 +71,7 @@ def test_a_quota_refuses_the_job_that_would_pass_it_and_writes_nothing(
     assert refused.value.resets_at == next_midnight_utc()
     assert refused.value.resets_at - datetime.now(UTC) <= timedelta(days=1)
     assert (refused.value.quota, refused.value.job_type, refused.value.count) == (3, None, 4)
+    assert refused.value.tenant_id == tenant_id
     assert count(tenant_id) == 3 and count(tenant_id, "job_events") == 3
     assert quota_usage(tenant_id) == [
         QuotaUsage(job_type=None, per_day=3, used=3, resets_at=next_midnight_utc())

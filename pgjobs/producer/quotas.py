@@ -154,12 +154,13 @@ def refusal(row: str | None) -> QuotaExceeded:
         quota=int(found["per_day"]),
         job_type=None if job_type == ALL_TYPES else job_type,
         count=int(found["used"]),
+        tenant_id=uuid.UUID(found["tenant_id"]),
     )
 
 
 _FAILING_ROW = re.compile(
-    r"Failing row contains \([^,]+, (?P<day>\d{4}-\d{2}-\d{2}), (?P<job_type>.+), "
-    r"(?P<used>\d+), (?P<per_day>\d+)\)\."
+    r"Failing row contains \((?P<tenant_id>[0-9a-f-]{36}), (?P<day>\d{4}-\d{2}-\d{2}), "
+    r"(?P<job_type>.+), (?P<used>\d+), (?P<per_day>\d+)\)\."
 )
 
 
