@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -67,6 +70,8 @@ def test_a_quota_refuses_the_job_that_would_pass_it_and_writes_nothing(
         enqueue(note_type, {"n": 3}, tenant_id=tenant_id)
     assert refused.value.resets_at == next_midnight_utc()
     assert refused.value.resets_at - datetime.now(UTC) <= timedelta(days=1)
+    assert (refused.value.quota, refused.value.job_type, refused.value.count) == (3, None, 4)
+    assert refused.value.tenant_id == tenant_id
     assert count(tenant_id) == 3 and count(tenant_id, "job_events") == 3
     assert quota_usage(tenant_id) == [
         QuotaUsage(job_type=None, per_day=3, used=3, resets_at=next_midnight_utc())
@@ -85,11 +90,17 @@ def test_a_job_types_quota_and_the_tenants_apply_together(tenant_id: uuid.UUID) 
     set_quota(tenant_id, 3)
     enqueue(note_type, {}, tenant_id=tenant_id)
     enqueue(note_type, {}, tenant_id=tenant_id)
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaExceeded) as by_type:
         enqueue(note_type, {}, tenant_id=tenant_id)
+    assert (by_type.value.quota, by_type.value.job_type, by_type.value.count) == (
+        2,
+        "quota_note",
+        3,
+    )
     enqueue(other_type, {}, tenant_id=tenant_id)  # its own type has no quota; the tenant's: 3
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaExceeded) as tenant_wide:
         enqueue(other_type, {}, tenant_id=tenant_id)
+    assert (tenant_wide.value.quota, tenant_wide.value.job_type) == (3, None)
     used = {u.job_type: u.used for u in quota_usage(tenant_id)}
     assert used == {None: 3, "quota_note": 2}
     assert count(tenant_id) == 3
@@ -100,8 +111,9 @@ def test_a_batch_is_all_or_nothing_and_a_known_key_is_not_counted_again(
 ) -> None:
     set_quota(tenant_id, 3)
     batch = [JobRequest(note_type, {"n": n}, tenant_id) for n in range(4)]
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(QuotaExceeded) as refused:
         enqueue_many(batch)
+    assert (refused.value.quota, refused.value.count) == (3, 4)
     assert count(tenant_id) == 0 and quota_usage(tenant_id)[0].used == 0
     keyed = [JobRequest(note_type, {"n": n}, tenant_id, idempotency_key=f"k{n}") for n in range(3)]
     assert all(job.created for job in enqueue_many(keyed))
@@ -231,7 +243,60 @@ def test_the_api_answers_429_with_when_the_quota_resets(stack: Any, tenant_id: u
     assert refused.status_code == 429 and batch.status_code == 429, refused.text
     problem = refused.json()
     assert problem["error"] == "QuotaExceeded"
+    assert (problem["quota"], problem["job_type"], problem["count"]) == (1, None, 2)
     assert datetime.fromisoformat(problem["resets_at"]) == next_midnight_utc()
     wait = int(refused.headers["Retry-After"])
     assert 0 < wait <= 86400
     assert count(tenant_id) == 1
+
+
+PRODUCER = """
+import json, sys, threading, uuid
+from pydantic import BaseModel
+from pgjobs.producer import enqueue
+from pgjobs.producer.errors import QuotaExceeded
+from pgjobs.producer.job_types import job_type
+
+class Note(BaseModel):
+    n: int = 0
+
+note = job_type("quota_note", Note, queue="quotas", description="quota tests")
+tenant = uuid.UUID(sys.argv[1])
+outcomes = []
+start = threading.Barrier(10)
+
+def produce() -> None:
+    start.wait()
+    for n in range(6):
+        try:
+            enqueue(note, {"n": n}, tenant_id=tenant)
+            outcomes.append("created")
+        except QuotaExceeded:
+            outcomes.append("refused")
+
+threads = [threading.Thread(target=produce) for _ in range(10)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({k: outcomes.count(k) for k in ("created", "refused")}))
+"""
+
+
+def test_two_producer_processes_never_pass_the_quota(tenant_id: uuid.UUID) -> None:
+    limit = 83
+    set_quota(tenant_id, limit)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PRODUCER, str(tenant_id)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for _ in range(2)
+    ]
+    outcomes = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert sum(o["created"] for o in outcomes) == limit
+    assert sum(o["refused"] for o in outcomes) == 2 * 10 * 6 - limit
+    assert count(tenant_id) == limit and quota_usage(tenant_id)[0].used == limit

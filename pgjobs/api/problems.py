@@ -156,6 +156,9 @@ def jobs_error_response(request: Request, exc: Exception) -> ProblemResponse:  #
             "a daily quota of this tenant would be exceeded; nothing was written",
             headers={"Retry-After": str(wait)},
             resets_at=exc.resets_at.isoformat(),
+            quota=exc.quota,
+            job_type=exc.job_type,
+            count=exc.count,
         )
     if isinstance(exc, PayloadTooLarge):
         return problem(413, name, str(exc))

@@ -94,9 +94,12 @@ class DatabaseUnavailable(DatabaseError):
 class IntegrityViolation(DatabaseError):
     """A constraint refused a row. ``constraint`` is its name (see pgjobs/db/models/base.py)."""
 
-    def __init__(self, message: str, constraint: str | None = None) -> None:
+    def __init__(self, message: str, constraint: str | None = None, row: str | None = None) -> None:
         super().__init__(message)
         self.constraint = constraint
+        self.row = row
+        """PostgreSQL's text of the refused row, kept only for tables in ``ROWS_KEPT`` (never
+        in the message: other rows can hold payloads or secrets)."""
 
 
 class UniqueViolation(IntegrityViolation):
@@ -114,6 +117,10 @@ class CheckViolation(IntegrityViolation):
 class NotNullViolation(IntegrityViolation):
     """A required column was left empty."""
 
+
+ROWS_KEPT = frozenset({"tenant_quota_usage"})
+"""Tables whose refused rows hold only counts and names, which the caller may read back (a
+quota's refusal says which quota and its count)."""
 
 _BY_SQLSTATE: dict[str, tuple[type[IntegrityViolation], str]] = {
     "23505": (UniqueViolation, "duplicate value violates unique constraint"),
@@ -136,7 +143,10 @@ def translate(exc: sqlalchemy.exc.DBAPIError | psycopg.Error) -> DatabaseError:
             column = getattr(diag, "column_name", None)
             table = getattr(diag, "table_name", None)
             return cls(f"{text}: {table}.{column}", constraint=None)
-        return cls(f"{text} {constraint}", constraint=constraint)
+        row = None
+        if getattr(diag, "table_name", None) in ROWS_KEPT:
+            row = getattr(diag, "message_detail", None)
+        return cls(f"{text} {constraint}", constraint=constraint, row=row)
     if isinstance(exc, sqlalchemy.exc.OperationalError) and exc.connection_invalidated:
         return DatabaseUnavailable("lost the connection to PostgreSQL")
     if isinstance(exc, sqlalchemy.exc.OperationalError | psycopg.OperationalError) and (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Self
 
@@ -67,9 +68,25 @@ class InvalidTransition(ProducerError):
 
 class QuotaExceeded(ProducerError):
     """The jobs would take a tenant past one of its daily quotas (``jobctl tenants set-quota``);
-    nothing was written. ``resets_at``: the next midnight UTC, when the day's counts start
-    again."""
+    nothing was written. ``resets_at``: the next midnight UTC of the database clock, when the
+    day's counts start again; ``quota``: that quota's jobs per day (None if unknown);
+    ``job_type``: its job type (None: all the tenant's types); ``count``: today's count the
+    call would have reached (over ``quota``); ``tenant_id``: whose quota (a batch may hold
+    several tenants' jobs)."""
 
-    def __init__(self, message: str, resets_at: datetime) -> None:
+    def __init__(
+        self,
+        message: str,
+        resets_at: datetime,
+        *,
+        quota: int | None = None,
+        job_type: str | None = None,
+        count: int | None = None,
+        tenant_id: uuid.UUID | None = None,
+    ) -> None:
         super().__init__(message)
         self.resets_at = resets_at
+        self.quota = quota
+        self.job_type = job_type
+        self.count = count
+        self.tenant_id = tenant_id

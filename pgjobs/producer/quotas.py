@@ -12,6 +12,7 @@ A tenant without quotas pays one join against an empty index per enqueue.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -134,10 +135,33 @@ def quota_refusals() -> Iterator[None]:
     except CheckViolation as exc:
         if not (exc.constraint or "").endswith(QUOTA_CHECK):
             raise
-        raise QuotaExceeded(
-            "a daily quota of the tenant would be exceeded (nothing was written)",
-            next_midnight_utc(),
-        ) from None
+        raise refusal(exc.row) from None
+
+
+def refusal(row: str | None) -> QuotaExceeded:
+    """QuotaExceeded for a refused usage row, as PostgreSQL wrote it in the error's detail:
+    ``Failing row contains (tenant_id, day, job_type, used, per_day).`` The day is the database
+    clock's, so ``resets_at`` is too; an unreadable detail falls back to this host's clock."""
+    message = "a daily quota of the tenant would be exceeded (nothing was written)"
+    found = _FAILING_ROW.fullmatch((row or "").strip())
+    if found is None:
+        return QuotaExceeded(message, next_midnight_utc())
+    day = datetime.fromisoformat(found["day"]).replace(tzinfo=UTC)
+    job_type = found["job_type"]
+    return QuotaExceeded(
+        message,
+        day + timedelta(days=1),
+        quota=int(found["per_day"]),
+        job_type=None if job_type == ALL_TYPES else job_type,
+        count=int(found["used"]),
+        tenant_id=uuid.UUID(found["tenant_id"]),
+    )
+
+
+_FAILING_ROW = re.compile(
+    r"Failing row contains \((?P<tenant_id>[0-9a-f-]{36}), (?P<day>\d{4}-\d{2}-\d{2}), "
+    r"(?P<job_type>.+), (?P<used>\d+), (?P<per_day>\d+)\)\."
+)
 
 
 def next_midnight_utc(now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> datetime:

@@ -33,7 +33,7 @@ from pgjobs.db.engine import session_scope
 from pgjobs.db.models.job_schedule import MisfirePolicy
 from pgjobs.logs import get_logger
 from pgjobs.producer.enqueue import EnqueuedJob, JobRequest, enqueue_many
-from pgjobs.producer.errors import ProducerError
+from pgjobs.producer.errors import ProducerError, QuotaExceeded
 from pgjobs.producer.job_types import get_job_type
 from pgjobs.producer.payloads import validated_payload
 from pgjobs.schedules import statements as st
@@ -81,6 +81,9 @@ class _Pass:
     result: FireResult = field(default_factory=FireResult)
     unfireable: list[uuid.UUID] = field(default_factory=list)
     misfired: list[uuid.UUID] = field(default_factory=list)
+    over_quota: set[uuid.UUID] = field(default_factory=set)
+    """Schedules whose jobs a tenant's daily quota refused in this pass: their due slots are
+    dropped (the schedule advances without a job), the others fire."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -145,14 +148,20 @@ def _fire_batches(state: _Pass, *, first_only: bool = False) -> bool:
             state.batches_left -= 1
             skip = list(state.unfireable)
         opened = time.perf_counter()
-        with session_scope() as session:
-            rows = st.lock_due(session.connection(), state.now, state.limit, skip)
-            if not rows:
-                return False
-            clock = rows[0].db_now
-            plans: dict[tuple[Any, ...], Plan] = {}
-            due = [_Due(row, _plan(row, clock, state.grace, plans)) for row in rows]
-            fired = _fire(session, due, state)
+        try:
+            with session_scope() as session:
+                rows = st.lock_due(session.connection(), state.now, state.limit, skip)
+                if not rows:
+                    return False
+                clock = rows[0].db_now
+                plans: dict[tuple[Any, ...], Plan] = {}
+                due = [_Due(row, _plan(row, clock, state.grace, plans)) for row in rows]
+                fired = _fire(session, due, state)
+        except _OverQuota as over:  # the batch rolled back (its messages too): again without
+            with state.lock:  # the refused schedules' jobs
+                state.over_quota |= over.schedule_ids
+                state.batches_left += 1
+            continue
         committed = time.perf_counter() - opened
         _count(state, fired, clock, committed)
         full = len(rows) >= state.limit
@@ -168,7 +177,8 @@ def _count(
         result.schedules += len(fired)
         for entry, jobs in fired:
             result.misfired += entry.plan.missed
-            for slot, job in zip(entry.plan.slots, jobs, strict=True):
+            slots = entry.plan.slots if jobs else []  # none: dropped over a quota
+            for slot, job in zip(slots, jobs, strict=True):
                 if job.created:
                     result.jobs += 1
                     result.delays.append((clock - slot).total_seconds() + committed)
@@ -194,9 +204,23 @@ def _fire(session: Session, due: list[_Due], state: _Pass) -> list[tuple[_Due, l
     """Enqueue the planned slots' jobs and advance the schedules, in the session's
     transaction. Schedules whose jobs cannot be enqueued here are left out (and added to the
     pass's ``unfireable``); the others fire."""
-    requests = {entry.row.id: _requests(entry) for entry in due}
+    with state.lock:
+        dropped = {entry.row.id for entry in due} & state.over_quota
+    requests = {entry.row.id: [] if entry.row.id in dropped else _requests(entry) for entry in due}
     try:
         jobs = _enqueue(session, [r for entry in due for r in requests[entry.row.id]])
+    except QuotaExceeded as exc:  # the statement failed: the transaction must roll back
+        over = {entry.row.id for entry in due if _refused_by(entry.row, exc)} - dropped
+        if not over:
+            raise
+        log.warning(
+            "scheduler.over_quota",
+            tenant_id=str(exc.tenant_id),
+            job_type=exc.job_type,
+            per_day=exc.quota,
+            schedule_ids=[str(i) for i in sorted(over)[:20]],
+        )
+        raise _OverQuota(over) from None
     except ProducerError:  # before its call wrote anything (a chunk written earlier is found
         # again by its keys): find who cannot be fired, fire the others
         bad = {entry.row.id for entry in due if not _fireable(entry.row)}
@@ -210,7 +234,7 @@ def _fire(session: Session, due: list[_Due], state: _Pass) -> list[tuple[_Due, l
     advances = []
     position = 0
     for entry in due:
-        mine = jobs[position : position + len(entry.plan.slots)]
+        mine = jobs[position : position + len(requests[entry.row.id])]
         position += len(mine)
         fired.append((entry, mine))
         last_slot = entry.plan.slots[-1] if mine else None
@@ -218,6 +242,19 @@ def _fire(session: Session, due: list[_Due], state: _Pass) -> list[tuple[_Due, l
         advances.append(st.Advance(entry.row.id, entry.plan.next_run_at, last_slot, last_job))
     st.advance(session.connection(), advances)
     return fired
+
+
+class _OverQuota(Exception):
+    """A batch's enqueue was refused by these schedules' tenants' quotas."""
+
+    def __init__(self, schedule_ids: set[uuid.UUID]) -> None:
+        super().__init__("over quota")
+        self.schedule_ids = schedule_ids
+
+
+def _refused_by(row: Any, exc: QuotaExceeded) -> bool:
+    """Whether the schedule's jobs count against the quota that refused the batch."""
+    return row.tenant_id == exc.tenant_id and exc.job_type in (None, row.job_type)
 
 
 def _requests(entry: _Due) -> list[JobRequest]:
