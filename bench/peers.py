@@ -290,7 +290,7 @@ def ours_or_raw_run(
     """This system or raw Dramatiq, through the bench's own measures, in the same run."""
     if side == "ours":
         result = PeerResult("this system")
-        drained = ours.drain(srv, shape, args.jobs, log_dir)
+        drained = ours.drain(srv, shape, args.jobs, log_dir, every_queue=True)
         single = ours.enqueue_rate(srv, args.enqueue_calls)
         many = ours.enqueue_many_rate(srv, args.many_jobs, args.batch)
         result.batch_jobs_per_s, result.batch_cpu_us_per_job = (
@@ -381,7 +381,8 @@ def render(suite: PeersSuite) -> str:
         f"{suite.meta.get('sizes', '')}. Medians of the runs.",
         "",
         "Every system in a database (or Redis namespace) of its own, its workers started the "
-        "way its docs start them: `jobctl`'s drain uses `--queues bench` (bench/ours.py); "
+        "way its docs start them: `jobctl worker -p P -t T` (every shipped queue, no "
+        "`--queues`); "
         "`dramatiq bench.raw_app`; `pgq run bench.peer_pgq_app:main` (asyncpg, one process "
         "each); `procrastinate --app=bench.peer_procrastinate_app.app worker --concurrency=T`. "
         "Drain: the jobs queued first, the clock from the launch to the system's own table (or "
