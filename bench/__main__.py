@@ -1,4 +1,5 @@
-"""``python -m bench``: raw Dramatiq against this system, one session, one machine.
+"""``python -m bench``: raw Dramatiq (and, with ``--only peers``, pgqueuer and Procrastinate)
+against this system, one session, one machine.
 
 Writes docs/benchmarks.md (and docs/benchmarks.png); ``--quick`` is a smoke test.
 """
