@@ -1,4 +1,5 @@
-"""``python -m bench``: raw Dramatiq against this system, one session, one machine.
+"""``python -m bench``: raw Dramatiq (and, with ``--only peers``, pgqueuer and Procrastinate)
+against this system, one session, one machine.
 
 Writes docs/benchmarks.md (and docs/benchmarks.png); ``--quick`` is a smoke test.
 """
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api, churn, dataset, idle, ours, queries, raw, sections
+from bench import api, churn, dataset, idle, ours, peers, queries, raw, sections
 from bench import schedules as schedule_bench
 from bench.procs import WorkerShape
 from bench.report import HALF_LOAD, HALF_OF_DRAIN, SAME_RATE_AS_RAW, Suite, write
@@ -26,6 +27,7 @@ from bench.stats import median
 
 MEASURES = (
     "drain", "enqueue", "many", "latency", "queries", "churn", "api", "schedules", "idle",
+    "peers",
 )  # fmt: skip
 
 
@@ -281,10 +283,19 @@ def main(argv: list[str] | None = None) -> int:
             idle_json = args.json.with_suffix(".idle.json")
             idle_json.write_text(json.dumps(dataclasses.asdict(measured_idle), indent=1))
         idle_section = idle.render(measured_idle)
+    peers_section = None
+    if "peers" in args.only:
+        measured_peers = peers.run_all(srv, shape, args, log_dir, say)
+        measured_peers.meta.update(command=command.strip(), date=env["date"])
+        if args.json:
+            peers_json = args.json.with_suffix(".peers.json")
+            peers_json.write_text(json.dumps(dataclasses.asdict(measured_peers), indent=1))
+        peers_section = peers.render(measured_peers)
+    spliced = (("api", api_section), ("idle", idle_section), ("peers", peers_section))
     previous = args.out.read_text() if args.out.exists() else ""
-    if set(args.only) <= {"api", "idle"}:  # the rest of the page stays as it was
+    if set(args.only) <= {"api", "idle", "peers"}:  # the rest of the page stays as it was
         page = previous
-        for name, section in (("api", api_section), ("idle", idle_section)):
+        for name, section in spliced:
             if section is not None:
                 page = sections.splice(page, section, name)
                 print(section)
@@ -296,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:  # first: a failed render must not lose the measurements
         args.json.write_text(json.dumps(dataclasses.asdict(suite), indent=1, default=str))
     png = write(suite, args.out)
-    for name, section in (("api", api_section), ("idle", idle_section)):
+    for name, section in spliced:
         kept = section or sections.existing(previous, name)
         if kept is not None:
             args.out.write_text(sections.splice(args.out.read_text(), kept, name))

@@ -36,11 +36,15 @@ def _tenant() -> uuid.UUID:
     return create_tenant(name="bench", slug=f"bench-{uuid.uuid4().hex[:8]}").id
 
 
-def _workers(env: Env, shape: WorkerShape, log_dir: Path, **settings: str) -> WorkerGroup:
+def _workers(
+    env: Env, shape: WorkerShape, log_dir: Path, every_queue: bool = False, **settings: str
+) -> WorkerGroup:
+    """``every_queue``: no ``--queues`` (every shipped queue, as ``jobctl worker`` starts)."""
     worker_env = env.worker_env()
     worker_env.update(poll_env(shape))
     worker_env.update({f"JOBS_{k.upper()}": v for k, v in settings.items()})
-    return WorkerGroup(f"ours-{env.namespace}", ours_argv(shape, QUEUE), worker_env, log_dir)
+    argv = ours_argv(shape, None if every_queue else QUEUE)
+    return WorkerGroup(f"ours-{env.namespace}", argv, worker_env, log_dir)
 
 
 def fill(tenant: uuid.UUID, jobs: int, start: int = 0) -> None:
@@ -71,6 +75,7 @@ def drain(
     log_dir: Path,
     db_settings: dict[str, str] | None = None,
     around: Around | None = None,
+    every_queue: bool = False,
     **settings: str,
 ) -> DrainResult:
     """Queue ``jobs``, start the workers, wait for the last completion. Times come from the
@@ -90,7 +95,7 @@ def drain(
         client = env.redis()
         msgs = f"{env.namespace}:{QUEUE}.msgs"
         assert client.hlen(msgs) == jobs
-        group = _workers(env, shape, log_dir, **settings)
+        group = _workers(env, shape, log_dir, every_queue, **settings)
         cpu = ServerCpu(srv.redis_url, env.database_url)
         commits, commands, polls = _commits(env), _redis_commands(client), 0
         cpu.mark()

@@ -38,8 +38,9 @@ class WorkerShape:
     poll_ms: int
 
 
-def ours_argv(shape: WorkerShape, queue: str) -> list[str]:
-    return worker_argv(shape.processes, shape.threads, (queue,))
+def ours_argv(shape: WorkerShape, queue: str | None) -> list[str]:
+    """``jobctl worker``'s command line; every shipped queue when ``queue`` is None."""
+    return worker_argv(shape.processes, shape.threads, (queue,) if queue else ())
 
 
 def raw_argv(shape: WorkerShape, queue: str) -> list[str]:

@@ -1,0 +1,38 @@
+"""The peers section of the benchmark report (bench/peers.py): medians per system, this
+system's ratio to each, every run listed, an unmeasured figure shown as such.
+
+No servers: the results are built from figures.
+"""
+
+from __future__ import annotations
+
+from bench.peers import PeerResult, PeersSuite, render
+
+
+def _result(system: str, drain_s: float, single: float, batch: float) -> PeerResult:
+    return PeerResult(system, 10_000, drain_s, 0.5, 0.7, 0.4, 0.3, single, 150.0, batch, 12.0)
+
+
+def test_ratios_are_this_systems_median_over_each_peers_median() -> None:
+    suite = PeersSuite(
+        {"command": "python -m bench --only peers", "load": "1.00", "load_end": "1.10"},
+        [
+            _result("this system", 4.0, 1_000, 20_000),
+            _result("pgqueuer", 2.0, 2_000, 40_000),
+            _result("this system", 5.0, 1_200, 20_000),
+            _result("pgqueuer", 2.0, 2_000, 40_000),
+        ],
+    )
+    page = render(suite)
+    # drain: the median of 2,500 and 2,000 jobs/s against 5,000; single 1,100 against 2,000
+    assert "| pgqueuer | 0.45x | 0.55x | 0.50x |" in page
+    assert "| 2 | pgqueuer |" in page
+    assert "python -m bench --only peers" in page
+
+
+def test_a_figure_not_measured_is_a_dash_not_nan() -> None:
+    raw = PeerResult("raw Dramatiq", 10_000, 5.0, 0.4, 0.3, 0.3, 0.1, 4_000, 60.0)
+    suite = PeersSuite({}, [_result("this system", 4.0, 1_000, 20_000), raw])
+    page = render(suite)
+    assert "nan" not in page.lower()
+    assert "| raw Dramatiq | 1.25x | 0.25x | - |" in page

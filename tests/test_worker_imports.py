@@ -1,0 +1,49 @@
+"""What a worker process imports: nothing of the HTTP API, the migrations, the HTTP client or
+the CLI's frameworks (each worker process pays every import at start-up; docs/performance.md,
+"Idle cost and start-up"). Behaviour, not timing: the modules loaded, in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+NOT_IN_A_WORKER = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "alembic",
+    "mako",
+    "typer",
+    "matplotlib",
+    "pgjobs.api",
+    "pgjobs.cli",
+    "pgjobs.mcp",
+    "pgjobs.migrations",
+)
+
+
+def test_the_worker_application_loads_none_of_the_modules_a_worker_does_not_use() -> None:
+    code = (
+        "import json, sys\n"
+        "import pgjobs.worker.app\n"
+        "heavy = sys.argv[1:]\n"
+        "print(json.dumps(sorted(m for m in sys.modules\n"
+        "    if any(m == h or m.startswith(h + '.') for h in heavy))))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *NOT_IN_A_WORKER], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == []
+
+
+def test_the_check_sees_a_module_that_is_loaded() -> None:
+    """The same probe finds what the worker does import (the check is not vacuous)."""
+    code = (
+        "import json, sys\nimport pgjobs.worker.app\nprint(json.dumps('dramatiq' in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) is True
