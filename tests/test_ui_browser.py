@@ -48,7 +48,7 @@ def sign_in(driver: Any, stack: Stack, token: str) -> None:
     driver.get(f"{stack.url}/ui/signin")
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.ID, "signin").click()
-    until(lambda: driver.current_url.endswith("/ui/jobs"))
+    until(lambda: driver.current_url.endswith("/ui/overview"))
 
 
 def enqueue(stack: Stack, token: str, **payload: Any) -> int:
@@ -78,7 +78,7 @@ def test_sign_in_and_security_headers(stack: Stack, driver: Any, tenant_a: uuid.
     assert driver.current_url.endswith("/ui/signin")  # not signed in: sent to sign in
     driver.find_element(By.ID, "token").send_keys("pgj_nothing_wrong")
     driver.find_element(By.ID, "signin").click()
-    assert "invalid token" in driver.page_source
+    until(lambda: "invalid token" in driver.page_source)
     screenshot(driver, "signin")
     sign_in(driver, stack, token_for(tenant_a))
     cookie = driver.get_cookie("pgjobs_session")
@@ -125,6 +125,10 @@ def test_filter_and_bulk_retry(stack: Stack, driver: Any, tenant_a: uuid.UUID) -
     for job_id in [*failing, good]:
         until(lambda j=job_id: status_of(stack, token, j) in {"failed", "succeeded"})
     sign_in(driver, stack, token)
+    assert driver.find_element(By.ID, "count-failed").text == "3"  # the overview's counts
+    assert driver.find_element(By.ID, "count-succeeded").text == "1"
+    screenshot(driver, "overview")
+    driver.get(f"{stack.url}/ui/jobs")
     driver.find_element(By.CSS_SELECTOR, "input[name=status][value=failed]").click()
     driver.find_element(By.ID, "apply-filter").click()
     until(lambda: "status=failed" in driver.current_url)
@@ -209,3 +213,51 @@ def test_revoked_token_ends_its_session(stack: Stack, driver: Any, tenant_a: uui
     revoke_token(tenant_a, prefix.group(1))
     driver.get(f"{stack.url}/ui/jobs")
     assert driver.current_url.endswith("/ui/signin")
+
+
+def test_credential_secret_is_never_rendered(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    secret = "sk-" + uuid.uuid4().hex + "ZZsecretZZ"
+    sign_in(driver, stack, token_for(tenant_a, TokenScope.ADMIN))
+    driver.get(f"{stack.url}/ui/credentials")
+    driver.find_element(By.ID, "name").send_keys("main")
+    driver.find_element(By.ID, "secret").send_keys(secret)
+    driver.find_element(By.ID, "save-credential").click()
+    until(lambda: driver.find_elements(By.CSS_SELECTOR, "tr.credential"))
+    row = driver.find_element(By.CSS_SELECTOR, "tr.credential").text
+    assert "main" in row and secret[-4:] in row  # the vault's mask
+    assert secret not in driver.page_source
+    screenshot(driver, "credentials")
+
+
+def test_tokens_page_shows_a_new_token_once(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(driver, stack, token_for(tenant_a, TokenScope.ADMIN))
+    driver.get(f"{stack.url}/ui/tokens")
+    driver.find_element(By.ID, "token-name").send_keys("ci")
+    driver.find_element(By.CSS_SELECTOR, "input[name=scope][value='jobs:read']").click()
+    driver.find_element(By.ID, "create").click()
+    raw = until(lambda: driver.find_elements(By.ID, "new-token"))[0].text
+    with stack.client(raw) as client:
+        assert client.get("/v1/jobs").status_code == 200
+    driver.get(f"{stack.url}/ui/tokens")
+    assert raw not in driver.page_source  # shown once only
+    prefix = raw.split("_")[1]
+    driver.find_element(By.ID, f"revoke-{prefix}").click()
+    until(lambda: "revoked" in driver.page_source)
+    screenshot(driver, "tokens")
+    with stack.client(raw) as client:  # within the API's token cache time (1 s in the tests)
+        until(lambda: client.get("/v1/jobs").status_code == 401)
+
+
+def test_read_only_token_sees_no_admin_pages(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    sign_in(driver, stack, token_for(tenant_a, READ))
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    assert httpx.get(f"{stack.url}/ui/credentials", cookies=cookies).status_code == 403
+    assert httpx.get(f"{stack.url}/ui/tokens", cookies=cookies).status_code == 403

@@ -24,11 +24,11 @@ from pgjobs.auth.store import InvalidToken, check_token, lookup_plan
 from pgjobs.auth.tokens import parse_token
 from pgjobs.db.async_pool import connection
 from pgjobs.db.errors import JobsError
-from pgjobs.db.models import JobStatus
+from pgjobs.db.models import JobStatus, TokenScope
 from pgjobs.db.statements import arun
 from pgjobs.logs import get_logger
 from pgjobs.producer.errors import JobNotFound
-from pgjobs.ui.render import redacted_json, relative
+from pgjobs.ui.render import redacted_json, relative, status_bars
 from pgjobs.ui.session import (
     COOKIE,
     SESSION_SECONDS,
@@ -94,7 +94,7 @@ class Ui:
         return await load_session(request.cookies.get(COOKIE))
 
     async def acting(
-        self, request: Request
+        self, request: Request, scope: TokenScope = TokenScope.JOBS_WRITE
     ) -> tuple[Session | None, dict[str, list[str]], Response]:
         """The session of a state-changing request with its form, or the refusal to send."""
         session = await self.session_of(request)
@@ -105,13 +105,22 @@ class Ui:
         elif not csrf_ok(session, request.headers.get("x-csrf-token") or first(form, "csrf_token")):
             refusal = self.pages.render("error.html", 403, message="missing or wrong CSRF token")
             session = None
-        elif not session.can_write():
+        elif not session.principal.allows(scope):
             refusal = self.pages.render("error.html", 403, message="this token cannot act")
             session = None
         return session, form, refusal
 
     async def home(self) -> Response:
-        return self.pages.go("/jobs")
+        return self.pages.go("/overview")
+
+    async def overview(self, request: Request) -> Response:
+        session = await self.session_of(request)
+        if session is None:
+            return self.pages.go("/signin")
+        counts = await aio.count_jobs_by_status(session.principal.tenant_id)
+        return self.pages.render(
+            "overview.html", session=session, counts=counts, chart=status_bars(counts)
+        )
 
     async def signin_form(self) -> Response:
         return self.pages.render("signin.html", session=None)
@@ -129,7 +138,7 @@ class Ui:
             return self.pages.render("signin.html", 401, session=None, error="invalid token")
         session_id = await open_session(principal, parts.prefix)
         audit(principal, "ui.signin")
-        response = self.pages.go("/jobs")
+        response = self.pages.go("/overview")
         secure = request.url.scheme == "https" if self.secure_cookie is None else self.secure_cookie
         response.set_cookie(
             COOKIE,
@@ -241,6 +250,9 @@ class Ui:
         return self.pages.go("/jobs")
 
 
+from pgjobs.ui.admin import AdminViews  # noqa: E402 - it needs Ui
+
+
 def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> FastAPI:
     """The dashboard as an ASGI app, to mount at ``prefix``; ``secure_cookie`` None marks the
     session cookie Secure when the request came over HTTPS."""
@@ -250,6 +262,13 @@ def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> 
 
     app.middleware("http")(ui.headers)
     app.add_api_route("/", ui.home, methods=["GET"])
+    app.add_api_route("/overview", ui.overview, methods=["GET"])
+    admin = AdminViews(ui)
+    app.add_api_route("/credentials", admin.credentials, methods=["GET"])
+    app.add_api_route("/credentials", admin.add_credential, methods=["POST"])
+    app.add_api_route("/tokens", admin.tokens, methods=["GET"])
+    app.add_api_route("/tokens", admin.create_token, methods=["POST"])
+    app.add_api_route("/tokens/{prefix}/revoke", admin.revoke_token, methods=["POST"])
     app.add_api_route("/signin", ui.signin_form, methods=["GET"])
     app.add_api_route("/signin", ui.signin, methods=["POST"])
     app.add_api_route("/signout", ui.signout, methods=["POST"])

@@ -27,3 +27,23 @@ def relative(when: datetime | None, now: datetime | None = None) -> str:
 def redacted_json(value: Any) -> str:
     """A JSON value with sensitive keys and known secrets masked, indented for reading."""
     return json.dumps(_redact_value(value, 0), indent=2, sort_keys=True, default=str)
+
+
+def status_bars(counts: dict[Any, int], width: int = 600, bar: int = 22) -> str:
+    """An inline SVG bar chart of jobs per status, drawn on the server (no script needed)."""
+    top = max(counts.values(), default=0) or 1
+    rows = []
+    for i, (status, n) in enumerate(sorted(counts.items(), key=lambda kv: str(kv[0]))):
+        name = getattr(status, "value", str(status))
+        y = i * (bar + 6)
+        length = int((width - 200) * n / top)
+        rows.append(
+            f'<text x="0" y="{y + bar - 6}">{name}</text>'
+            f'<rect class="s-{name}" x="110" y="{y}" width="{length}" height="{bar}"/>'
+            f'<text x="{115 + length}" y="{y + bar - 6}">{n}</text>'
+        )
+    height = max(len(rows), 1) * (bar + 6)
+    return (
+        f'<svg class="chart" role="img" aria-label="jobs per status" viewBox="0 0 {width} '
+        f'{height}" width="{width}" height="{height}">{"".join(rows)}</svg>'
+    )
