@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -101,14 +102,24 @@ def test_job_runs_with_live_progress(stack: Stack, driver: Any, tenant_a: uuid.U
     sign_in(driver, stack, token)
     job_id = enqueue(stack, token, steps=8, step_ms=400, note="hello")
     driver.get(f"{stack.url}/ui/jobs/{job_id}")
-    seen: set[int] = set()
+    seen: dict[int, float] = {}  # bar value -> when the page first showed it
 
     def finished() -> bool:
-        seen.add(int(driver.find_element(By.ID, "progress").get_attribute("value")))
+        value = int(driver.find_element(By.ID, "progress").get_attribute("value"))
+        seen.setdefault(value, time.time())
         return driver.find_element(By.ID, "status").text == "succeeded"
 
     until(finished, timeout=30)
-    assert len(seen - {0, 100}) >= 2, seen  # the bar moved while the job ran, no reload
+    assert len(set(seen) - {0, 100}) >= 2, seen  # the bar moved while the job ran, no reload
+    with stack.client(token) as client:
+        events = client.get(f"/v1/jobs/{job_id}/events").json()["items"]
+    lags = [
+        seen[e["data"]["percent"]] - datetime.fromisoformat(e["created_at"]).timestamp()
+        for e in events
+        if e["event_type"] == "progress" and e["data"]["percent"] in seen
+    ]
+    assert lags, seen
+    print(f"progress commit -> bar moved: max {max(lags):.3f} s over {len(lags)} steps")
     driver.refresh()
     assert '"steps": 8' in driver.find_element(By.ID, "result").text
     events = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table.events tr")]
