@@ -272,3 +272,22 @@ def test_read_only_token_sees_no_admin_pages(
     cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
     assert httpx.get(f"{stack.url}/ui/credentials", cookies=cookies).status_code == 403
     assert httpx.get(f"{stack.url}/ui/tokens", cookies=cookies).status_code == 403
+
+
+def test_schedules_pause_resume_and_run_now(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    import api_jobs  # noqa: F401 - registers api_steps in this process
+    from selenium.webdriver.common.by import By
+
+    from pgjobs.schedules import api as schedules
+
+    made = schedules.create(tenant_a, "every-minute", "api_steps", payload={}, every=60)
+    sign_in(driver, stack, token_for(tenant_a))
+    driver.get(f"{stack.url}/ui/schedules")
+    row = driver.find_element(By.CSS_SELECTOR, "tr.schedule[data-name=every-minute]")
+    row.find_element(By.CSS_SELECTOR, "button.run-now").click()
+    until(lambda: schedules.get(tenant_a, made.id).last_job_id is not None)
+    screenshot(driver, "schedules")
+    driver.find_element(By.CSS_SELECTOR, "button.pause").click()
+    until(lambda: schedules.get(tenant_a, made.id).status.value == "paused")
+    driver.find_element(By.CSS_SELECTOR, "button.resume").click()
+    until(lambda: schedules.get(tenant_a, made.id).status.value == "active")

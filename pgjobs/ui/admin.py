@@ -1,4 +1,5 @@
-"""The admin pages: credentials (pgjobs.vault) and API tokens (pgjobs.auth), admin scope only.
+"""The admin pages: credentials (pgjobs.vault) and API tokens (pgjobs.auth), admin scope only;
+and schedules (pgjobs.schedules), read with ``jobs:read``, acted on with ``jobs:write``.
 
 A credential's secret arrives in a password field and is never rendered back (the list shows
 the vault's mask); a new token's raw value is shown once, on the page that created it.
@@ -6,6 +7,7 @@ the vault's mask); a new token's raw value is shown once, on the page that creat
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -17,6 +19,7 @@ from pgjobs.auth import store as tokens
 from pgjobs.db.errors import JobsError
 from pgjobs.db.models import Provider, TokenScope
 from pgjobs.db.schemas.credential import CredentialRead
+from pgjobs.schedules import api as schedules
 from pgjobs.ui.session import Session
 from pgjobs.vault import credentials as vault
 
@@ -117,6 +120,40 @@ class AdminViews:
         session, revoked = done
         audit(session.principal, "token.revoke", token_id=revoked.id, via="ui")
         return self.ui.pages.go("/tokens")
+
+    async def schedules(self, request: Request) -> Response:
+        """Schedules need ``jobs:read`` to see and ``jobs:write`` to act (as the jobs pages)."""
+        session = await self.ui.session_of(request)
+        if session is None:
+            return self.ui.pages.go("/signin")
+        return await self._schedules(session)
+
+    async def _schedules(self, session: Session, error: str | None = None) -> Response:
+        page = await run_in_threadpool(schedules.list_schedules, session.principal.tenant_id)
+        return await self._listing(session, "schedules.html", error, schedules=page.items)
+
+    async def schedule_action(
+        self, request: Request, schedule_id: uuid.UUID, action: str
+    ) -> Response:
+        session, _, refusal = await self.ui.acting(request, TokenScope.JOBS_WRITE)
+        if session is None:
+            return refusal
+        tenant_id, actor = session.principal.tenant_id, session.principal.actor
+        calls: dict[str, Callable[[], object]] = {
+            "pause": lambda: schedules.pause(tenant_id, schedule_id),
+            "resume": lambda: schedules.resume(tenant_id, schedule_id),
+            "run-now": lambda: schedules.run_now(tenant_id, schedule_id, actor=actor),
+        }
+        if action not in calls:
+            return self.ui.pages.render(
+                "error.html", 404, session=session, message="no such action"
+            )
+        try:
+            await run_in_threadpool(calls[action])
+        except JobsError as exc:
+            return await self._schedules(session, error=str(exc))
+        audit(session.principal, f"schedule.{action}", schedule_id=schedule_id, via="ui")
+        return self.ui.pages.go("/schedules")
 
 
 def _create_credential(session: Session, form: Form) -> CredentialRead:

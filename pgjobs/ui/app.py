@@ -269,6 +269,8 @@ def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> 
     app.add_api_route("/tokens", admin.tokens, methods=["GET"])
     app.add_api_route("/tokens", admin.create_token, methods=["POST"])
     app.add_api_route("/tokens/{prefix}/revoke", admin.revoke_token, methods=["POST"])
+    app.add_api_route("/schedules", admin.schedules, methods=["GET"])
+    app.add_api_route("/schedules/{schedule_id}/{action}", admin.schedule_action, methods=["POST"])
     app.add_api_route("/signin", ui.signin_form, methods=["GET"])
     app.add_api_route("/signin", ui.signin, methods=["POST"])
     app.add_api_route("/signout", ui.signout, methods=["POST"])
