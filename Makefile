@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check install clean bench
+.PHONY: browser demo test lint typecheck check install clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/jobctl demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -41,3 +41,11 @@ bench: $(VENV)/.bench
 clean:
 	-$(BIN)/jobctl dev down
 	rm -rf $(VENV) .dev
+
+# The dashboard's browser tests need Chromium and its driver: installed when missing and we are
+# root on a Debian-like system; otherwise those tests skip (or fail with PGJOBS_REQUIRE_BROWSER=1).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "no chromium/chromedriver: the browser tests will skip"; fi; fi

@@ -291,7 +291,12 @@ def main(argv: list[str] | None = None) -> int:
             peers_json = args.json.with_suffix(".peers.json")
             peers_json.write_text(json.dumps(dataclasses.asdict(measured_peers), indent=1))
         peers_section = peers.render(measured_peers)
-    spliced = (("api", api_section), ("idle", idle_section), ("peers", peers_section))
+    spliced = (
+        ("api", api_section),
+        ("idle", idle_section),
+        ("peers", peers_section),
+        ("ui", None),  # bench/ui.py writes its own section; a full run keeps it
+    )
     previous = args.out.read_text() if args.out.exists() else ""
     if set(args.only) <= {"api", "idle", "peers"}:  # the rest of the page stays as it was
         page = previous

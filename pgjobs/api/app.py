@@ -84,7 +84,15 @@ def create_app() -> FastAPI:
     app.include_router(credentials.router)
     app.include_router(mcp_servers.router)
     app.include_router(schedules.router)
+    app.mount("/ui", _ui())
     return app
+
+
+def _ui() -> ASGIApp:
+    """The dashboard (pgjobs/ui), imported here only: Jinja2 stays out of other processes."""
+    from pgjobs.ui import create_ui_app
+
+    return create_ui_app("/ui")
 
 
 def create_server_app() -> ASGIApp:

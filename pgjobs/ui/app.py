@@ -1,0 +1,308 @@
+"""The dashboard's ASGI application: Jinja2 pages, sessions, CSRF and security headers.
+
+Mounted by the API at ``/ui`` (pgjobs/api/app.py); a user's own ASGI app may mount
+:func:`create_ui_app` as well. Pages call ``pgjobs.aio`` with the session's tenant and token
+as the actor, exactly as the HTTP API does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from pgjobs import aio
+from pgjobs.api.audit import audit
+from pgjobs.auth.store import InvalidToken, check_token, lookup_plan
+from pgjobs.auth.tokens import parse_token
+from pgjobs.db.async_pool import connection
+from pgjobs.db.errors import JobsError
+from pgjobs.db.models import JobStatus, TokenScope
+from pgjobs.db.statements import arun
+from pgjobs.logs import get_logger
+from pgjobs.producer.errors import JobNotFound
+from pgjobs.ui.render import redacted_json, relative, status_bars
+from pgjobs.ui.session import (
+    COOKIE,
+    SESSION_SECONDS,
+    Session,
+    close_session,
+    csrf_ok,
+    load_session,
+    open_session,
+)
+
+log = get_logger(__name__)
+HERE = Path(__file__).parent
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+PAGE_SIZE = 50
+
+
+class Pages:
+    """The templates and the mount path every link is built from."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix.rstrip("/")
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape()
+        )
+        self.env.globals.update(root=self.prefix, relative=relative, statuses=list(JobStatus))
+
+    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
+
+    def go(self, path: str) -> RedirectResponse:
+        return RedirectResponse(f"{self.prefix}{path}", status_code=303)
+
+
+async def form_of(request: Request) -> dict[str, list[str]]:
+    """An urlencoded form's fields (no multipart: the dashboard sends none)."""
+    return parse_qs((await request.body()).decode(), keep_blank_values=True)
+
+
+class Ui:
+    """The dashboard's handlers, bound to its mount path and cookie policy."""
+
+    def __init__(self, prefix: str, secure_cookie: bool | None) -> None:
+        self.prefix = prefix
+        self.secure_cookie = secure_cookie
+        self.pages = Pages(prefix)
+
+    async def headers(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if not request.url.path.startswith(f"{self.prefix}/static"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def session_of(self, request: Request) -> Session | None:
+        return await load_session(request.cookies.get(COOKIE))
+
+    async def acting(
+        self, request: Request, scope: TokenScope = TokenScope.JOBS_WRITE
+    ) -> tuple[Session | None, dict[str, list[str]], Response]:
+        """The session of a state-changing request with its form, or the refusal to send."""
+        session = await self.session_of(request)
+        form = await form_of(request)
+        refusal: Response = Response(status_code=204)
+        if session is None:
+            refusal = self.pages.go("/signin")
+        elif not csrf_ok(session, request.headers.get("x-csrf-token") or first(form, "csrf_token")):
+            refusal = self.pages.render("error.html", 403, message="missing or wrong CSRF token")
+            session = None
+        elif not session.principal.allows(scope):
+            refusal = self.pages.render("error.html", 403, message="this token cannot act")
+            session = None
+        return session, form, refusal
+
+    async def home(self) -> Response:
+        return self.pages.go("/overview")
+
+    async def overview(self, request: Request) -> Response:
+        session = await self.session_of(request)
+        if session is None:
+            return self.pages.go("/signin")
+        counts = await aio.count_jobs_by_status(session.principal.tenant_id)
+        return self.pages.render(
+            "overview.html", session=session, counts=counts, chart=status_bars(counts)
+        )
+
+    async def signin_form(self) -> Response:
+        return self.pages.render("signin.html", session=None)
+
+    async def signin(self, request: Request) -> Response:
+        raw = first(await form_of(request), "token")
+        parts = parse_token(raw)
+        try:
+            if parts is None:
+                raise InvalidToken("invalid token")
+            async with connection() as conn:
+                stored = await arun(conn, lookup_plan(parts.prefix))
+            principal = check_token(parts.secret, stored, datetime.now(UTC))
+        except InvalidToken:
+            return self.pages.render("signin.html", 401, session=None, error="invalid token")
+        session_id = await open_session(principal, parts.prefix)
+        audit(principal, "ui.signin")
+        response = self.pages.go("/overview")
+        secure = request.url.scheme == "https" if self.secure_cookie is None else self.secure_cookie
+        response.set_cookie(
+            COOKIE,
+            session_id,
+            max_age=SESSION_SECONDS,
+            path=self.prefix or "/",
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+        )
+        return response
+
+    async def signout(self, request: Request) -> Response:
+        session = await self.session_of(request)
+        form = await form_of(request)
+        if session is not None and csrf_ok(session, first(form, "csrf_token")):
+            await close_session(request.cookies.get(COOKIE, ""))
+            audit(session.principal, "ui.signout")
+        response = self.pages.go("/signin")
+        response.delete_cookie(COOKIE, path=self.prefix or "/")
+        return response
+
+    async def jobs(self, request: Request) -> Response:
+        session = await self.session_of(request)
+        if session is None:
+            return self.pages.go("/signin")
+        params = request.query_params
+        chosen = [s for s in params.getlist("status") if s in {v.value for v in JobStatus}]
+        options: dict[str, Any] = {"limit": PAGE_SIZE}
+        if chosen:
+            options["status"] = chosen
+        if params.get("type"):
+            options["type"] = params["type"]
+        if params.get("cursor"):
+            options["cursor"] = params["cursor"]
+        page = await aio.list_jobs(session.principal.tenant_id, **options)
+        keep = {k: v for k, v in options.items() if k in ("status", "type")}
+        next_url = (
+            f"{self.prefix}/jobs?{urlencode({**keep, 'cursor': page.next_cursor}, doseq=True)}"
+            if page.next_cursor
+            else None
+        )
+        return self.pages.render(
+            "jobs.html",
+            session=session,
+            jobs=page.items,
+            chosen=chosen,
+            type=params.get("type", ""),
+            next_url=next_url,
+        )
+
+    async def job(self, request: Request, job_id: int) -> Response:
+        session = await self.session_of(request)
+        if session is None:
+            return self.pages.go("/signin")
+        try:
+            found = await aio.get_job(session.principal.tenant_id, job_id)
+            events = await aio.get_job_events(session.principal.tenant_id, job_id, limit=200)
+        except JobNotFound:
+            return self.pages.render("error.html", 404, session=session, message="no such job")
+        timeline = []
+        for i, event in enumerate(events.items):
+            before = events.items[i - 1].created_at if i else None
+            gap = (event.created_at - before).total_seconds() if before else None
+            timeline.append((event, gap))
+        return self.pages.render(
+            "job.html",
+            session=session,
+            job=found,
+            payload=redacted_json(found.payload),
+            result=redacted_json(found.result),
+            timeline=timeline,
+        )
+
+    async def progress(self, request: Request, job_id: int) -> Response:
+        """What the job page's script polls: status and progress as JSON."""
+        session = await self.session_of(request)
+        if session is None:
+            return JSONResponse({"error": "signed out"}, status_code=401)
+        try:
+            found = await aio.get_job(session.principal.tenant_id, job_id)
+        except JobNotFound:
+            return JSONResponse({"error": "no such job"}, status_code=404)
+        return JSONResponse(
+            {
+                "status": found.status.value,
+                "progress": found.progress,
+                "message": found.progress_message,
+            }
+        )
+
+    async def act(self, request: Request, job_id: int, action: str) -> Response:
+        session, _, refusal = await self.acting(request)
+        if session is None:
+            return refusal
+        error = await apply(session, action, [job_id])
+        if error:
+            return self.pages.render("error.html", 409, session=session, message=error)
+        return self.pages.go(f"/jobs/{job_id}")
+
+    async def bulk(self, request: Request) -> Response:
+        session, form, refusal = await self.acting(request)
+        if session is None:
+            return refusal
+        ids = [int(v) for v in form.get("job_id", []) if v.isdigit()]
+        error = await apply(session, first(form, "action") or "", ids)
+        if error:
+            return self.pages.render("error.html", 409, session=session, message=error)
+        return self.pages.go("/jobs")
+
+
+from pgjobs.ui.admin import AdminViews  # noqa: E402 - it needs Ui
+
+
+def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> FastAPI:
+    """The dashboard as an ASGI app, to mount at ``prefix``; ``secure_cookie`` None marks the
+    session cookie Secure when the request came over HTTPS."""
+    ui = Ui(prefix, secure_cookie)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    app.middleware("http")(ui.headers)
+    app.add_api_route("/", ui.home, methods=["GET"])
+    app.add_api_route("/overview", ui.overview, methods=["GET"])
+    admin = AdminViews(ui)
+    app.add_api_route("/credentials", admin.credentials, methods=["GET"])
+    app.add_api_route("/credentials", admin.add_credential, methods=["POST"])
+    app.add_api_route("/tokens", admin.tokens, methods=["GET"])
+    app.add_api_route("/tokens", admin.create_token, methods=["POST"])
+    app.add_api_route("/tokens/{prefix}/revoke", admin.revoke_token, methods=["POST"])
+    app.add_api_route("/schedules", admin.schedules, methods=["GET"])
+    app.add_api_route("/schedules/{schedule_id}/{action}", admin.schedule_action, methods=["POST"])
+    app.add_api_route("/signin", ui.signin_form, methods=["GET"])
+    app.add_api_route("/signin", ui.signin, methods=["POST"])
+    app.add_api_route("/signout", ui.signout, methods=["POST"])
+    app.add_api_route("/jobs", ui.jobs, methods=["GET"])
+    app.add_api_route("/jobs/{job_id}", ui.job, methods=["GET"])
+    app.add_api_route("/jobs/{job_id}/progress", ui.progress, methods=["GET"])
+    app.add_api_route("/jobs/{job_id}/{action}", ui.act, methods=["POST"])
+    app.add_api_route("/bulk", ui.bulk, methods=["POST"])
+    return app
+
+
+async def apply(session: Session, action: str, job_ids: list[int]) -> str | None:
+    """Cancel or retry jobs with the session's token as actor; the first error's text."""
+    principal = session.principal
+    failures = []
+    for job_id in job_ids:
+        try:
+            if action == "cancel":
+                await aio.cancel_job(principal.tenant_id, job_id, actor=principal.actor)
+            elif action == "retry":
+                await aio.retry_job(principal.tenant_id, job_id, actor=principal.actor)
+            else:
+                return f"unknown action {action!r}"
+        except JobNotFound:
+            return "no such job"
+        except JobsError as exc:
+            failures.append(f"job {job_id}: {exc}")
+            continue
+        audit(principal, f"job.{action}", job_id=job_id, via="ui")
+    return "; ".join(failures) or None
+
+
+def first(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[0] if values else None

@@ -1,0 +1,91 @@
+"""Dashboard sessions kept in Redis: the cookie holds a random id, Redis its hash's record.
+
+A record names the tenant, the token (id and public prefix, never the secret), its scopes and
+a CSRF secret; it expires after ``SESSION_SECONDS`` and sign-out deletes it. Every request
+looks the token up again, so a revoked or expired token ends its sessions at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pgjobs.aio.redis_client import get_redis
+from pgjobs.auth.store import Principal, lookup_plan
+from pgjobs.db.async_pool import connection
+from pgjobs.db.models import TokenScope
+from pgjobs.db.statements import arun
+from pgjobs.settings import get_settings
+
+SESSION_SECONDS = 8 * 3600
+COOKIE = "pgjobs_session"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in browser: its principal and the CSRF token its forms carry."""
+
+    key: str
+    principal: Principal
+    prefix: str
+    csrf: str
+
+    def can_write(self) -> bool:
+        return self.principal.allows(TokenScope.JOBS_WRITE)
+
+
+def _key(session_id: str) -> str:
+    digest = hashlib.sha256(session_id.encode()).hexdigest()
+    return f"{get_settings().redis_namespace}:ui:session:{digest}"
+
+
+async def open_session(principal: Principal, prefix: str) -> str:
+    """A new session for ``principal``; the random id for the cookie."""
+    session_id = secrets.token_urlsafe(32)
+    record = {
+        "tenant_id": str(principal.tenant_id),
+        "token_id": str(principal.token_id),
+        "prefix": prefix,
+        "scopes": sorted(s.value for s in principal.scopes),
+        "csrf": secrets.token_urlsafe(32),
+    }
+    await get_redis().set(_key(session_id), json.dumps(record), ex=SESSION_SECONDS)
+    return session_id
+
+
+async def close_session(session_id: str) -> None:
+    await get_redis().delete(_key(session_id))
+
+
+async def load_session(session_id: str | None) -> Session | None:
+    """The live session of a cookie's id, or None (unknown, expired, or its token revoked)."""
+    if not session_id:
+        return None
+    key = _key(session_id)
+    raw = await get_redis().get(key)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    async with connection() as conn:
+        stored = await arun(conn, lookup_plan(record["prefix"]))
+    now = datetime.now(UTC)
+    if (
+        stored is None
+        or str(stored.id) != record["token_id"]
+        or stored.revoked_at is not None
+        or (stored.expires_at is not None and stored.expires_at <= now)
+    ):
+        await get_redis().delete(key)
+        return None
+    principal = Principal(stored.id, stored.tenant_id, stored.scopes, stored.expires_at)
+    assert principal.tenant_id == uuid.UUID(record["tenant_id"])
+    return Session(key, principal, record["prefix"], record["csrf"])
+
+
+def csrf_ok(session: Session, presented: str | None) -> bool:
+    return presented is not None and hmac.compare_digest(session.csrf, presented)

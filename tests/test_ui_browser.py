@@ -1,0 +1,293 @@
+"""The dashboard in a real browser: a headless Chromium against a real API process and worker
+(tests/apiserver.py, tests/browser.py)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from apiserver import Stack, token_for
+from browser import browser, screenshot
+from helpers import make_tenant
+
+from pgjobs.db.models import TokenScope
+
+pytestmark = pytest.mark.usefixtures("keys")
+READ, WRITE = TokenScope.JOBS_READ, TokenScope.JOBS_WRITE
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    yield from browser()
+
+
+@pytest.fixture
+def tenant_a(db_env: str) -> uuid.UUID:
+    return make_tenant()
+
+
+def until(check: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def sign_in(driver: Any, stack: Stack, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{stack.url}/ui/signin")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.ID, "signin").click()
+    until(lambda: driver.current_url.endswith("/ui/overview"))
+
+
+def enqueue(stack: Stack, token: str, **payload: Any) -> int:
+    with stack.client(token) as client:
+        answer = client.post("/v1/jobs", json={"type": "api_steps", "payload": payload})
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["id"])
+
+
+def status_of(stack: Stack, token: str, job_id: int) -> str:
+    with stack.client(token) as client:
+        return str(client.get(f"/v1/jobs/{job_id}").json()["status"])
+
+
+def started_twice(stack: Stack, token: str, job_id: int) -> bool:
+    """Whether the job ran again (a retry from the page)."""
+    with stack.client(token) as client:
+        events = client.get(f"/v1/jobs/{job_id}/events").json()["items"]
+    return sum(e["event_type"] == "started" for e in events) >= 2
+
+
+def test_sign_in_and_security_headers(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{stack.url}/ui/jobs")
+    assert driver.current_url.endswith("/ui/signin")  # not signed in: sent to sign in
+    driver.find_element(By.ID, "token").send_keys("pgj_nothing_wrong")
+    driver.find_element(By.ID, "signin").click()
+    until(lambda: "invalid token" in driver.page_source)
+    screenshot(driver, "signin")
+    sign_in(driver, stack, token_for(tenant_a))
+    cookie = driver.get_cookie("pgjobs_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    headers = httpx.get(f"{stack.url}/ui/signin").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+    driver.find_element(By.ID, "signout").click()
+    until(lambda: driver.current_url.endswith("/ui/signin"))
+    driver.get(f"{stack.url}/ui/jobs")
+    assert driver.current_url.endswith("/ui/signin")  # the session is gone
+
+
+def test_job_runs_with_live_progress(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    sign_in(driver, stack, token)
+    job_id = enqueue(stack, token, steps=8, step_ms=400, note="hello")
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    seen: dict[int, float] = {}  # bar value -> when the page first showed it
+
+    def finished() -> bool:
+        value = int(driver.find_element(By.ID, "progress").get_attribute("value"))
+        seen.setdefault(value, time.time())
+        return driver.find_element(By.ID, "status").text == "succeeded"
+
+    until(finished, timeout=30)
+    assert len(set(seen) - {0, 100}) >= 2, seen  # the bar moved while the job ran, no reload
+    with stack.client(token) as client:
+        events = client.get(f"/v1/jobs/{job_id}/events").json()["items"]
+    lags = [
+        seen[e["data"]["percent"]] - datetime.fromisoformat(e["created_at"]).timestamp()
+        for e in events
+        if e["event_type"] == "progress" and e["data"]["percent"] in seen
+    ]
+    assert lags, seen
+    print(f"progress commit -> bar moved: max {max(lags):.3f} s over {len(lags)} steps")
+    driver.refresh()
+    assert '"steps": 8' in driver.find_element(By.ID, "result").text
+    events = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table.events tr")]
+    assert any(e.startswith("completed") for e in events), events
+    screenshot(driver, "job")
+
+
+def test_filter_and_bulk_retry(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    failing = [enqueue(stack, token, fail=True) for _ in range(3)]
+    good = enqueue(stack, token)
+    for job_id in [*failing, good]:
+        until(lambda j=job_id: status_of(stack, token, j) in {"failed", "succeeded"})
+    sign_in(driver, stack, token)
+    assert driver.find_element(By.ID, "count-failed").text == "3"  # the overview's counts
+    assert driver.find_element(By.ID, "count-succeeded").text == "1"
+    screenshot(driver, "overview")
+    driver.get(f"{stack.url}/ui/jobs")
+    driver.find_element(By.CSS_SELECTOR, "input[name=status][value=failed]").click()
+    driver.find_element(By.ID, "apply-filter").click()
+    until(lambda: "status=failed" in driver.current_url)
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr.job")
+    assert sorted(int(r.get_attribute("data-id")) for r in rows) == sorted(failing)
+    screenshot(driver, "jobs")
+    for box in driver.find_elements(By.CSS_SELECTOR, "input[name=job_id]"):
+        box.click()
+    driver.find_element(By.ID, "bulk-retry").click()
+    until(lambda: driver.current_url.endswith("/ui/jobs"))
+    for job_id in failing:
+        until(lambda j=job_id: started_twice(stack, token, j))
+
+
+def test_cancel_a_running_job(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    job_id = enqueue(stack, token, steps=100, step_ms=200)
+    until(lambda: status_of(stack, token, job_id) == "active")
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    driver.find_element(By.ID, "cancel").click()
+    until(lambda: status_of(stack, token, job_id) == "cancelled", timeout=30)
+
+
+def test_read_only_token_cannot_act(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    writer = token_for(tenant_a)
+    job_id = enqueue(stack, writer, fail=True)
+    until(lambda: status_of(stack, writer, job_id) == "failed")
+    sign_in(driver, stack, token_for(tenant_a, READ))
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    assert not driver.find_elements(By.ID, "retry")
+    assert not driver.find_elements(By.ID, "cancel")
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    forged = httpx.post(
+        f"{stack.url}/ui/jobs/{job_id}/retry", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert forged.status_code == 403
+    assert status_of(stack, writer, job_id) == "failed"
+
+
+def test_request_without_csrf_token_is_refused(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    job_id = enqueue(stack, token, fail=True)
+    until(lambda: status_of(stack, token, job_id) == "failed")
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    for data in ({}, {"csrf_token": "wrong"}):
+        answer = httpx.post(f"{stack.url}/ui/jobs/{job_id}/retry", data=data, cookies=cookies)
+        assert answer.status_code == 403
+    assert status_of(stack, token, job_id) == "failed"
+    driver.find_element(By.ID, "retry").click()  # the page's own form carries it
+    until(lambda: started_twice(stack, token, job_id))
+
+
+def test_other_tenants_job_is_not_found(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    other = make_tenant()
+    job_id = enqueue(stack, token_for(other))
+    sign_in(driver, stack, token_for(tenant_a))
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    assert "no such job" in driver.page_source
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    assert httpx.get(f"{stack.url}/ui/jobs/{job_id}", cookies=cookies).status_code == 404
+
+
+def test_revoked_token_ends_its_session(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from pgjobs.auth.store import revoke_token
+
+    token = token_for(tenant_a)
+    sign_in(driver, stack, token)
+    prefix = re.match(r"pgj_([a-z0-9]+)_", token)
+    assert prefix is not None
+    revoke_token(tenant_a, prefix.group(1))
+    driver.get(f"{stack.url}/ui/jobs")
+    assert driver.current_url.endswith("/ui/signin")
+
+
+def test_credential_secret_is_never_rendered(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    secret = "sk-" + uuid.uuid4().hex + "ZZsecretZZ"
+    sign_in(driver, stack, token_for(tenant_a, TokenScope.ADMIN))
+    driver.get(f"{stack.url}/ui/credentials")
+    driver.find_element(By.ID, "name").send_keys("main")
+    driver.find_element(By.ID, "secret").send_keys(secret)
+    driver.find_element(By.ID, "save-credential").click()
+    until(lambda: driver.find_elements(By.CSS_SELECTOR, "tr.credential"))
+    row = driver.find_element(By.CSS_SELECTOR, "tr.credential").text
+    assert "main" in row and secret[-4:] in row  # the vault's mask
+    assert secret not in driver.page_source
+    screenshot(driver, "credentials")
+
+
+def test_tokens_page_shows_a_new_token_once(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(driver, stack, token_for(tenant_a, TokenScope.ADMIN))
+    driver.get(f"{stack.url}/ui/tokens")
+    driver.find_element(By.ID, "token-name").send_keys("ci")
+    driver.find_element(By.CSS_SELECTOR, "input[name=scope][value='jobs:read']").click()
+    driver.find_element(By.ID, "create").click()
+    raw = until(lambda: driver.find_elements(By.ID, "new-token"))[0].text
+    with stack.client(raw) as client:
+        assert client.get("/v1/jobs").status_code == 200
+    driver.get(f"{stack.url}/ui/tokens")
+    assert raw not in driver.page_source  # shown once only
+    prefix = raw.split("_")[1]
+    driver.find_element(By.ID, f"revoke-{prefix}").click()
+    until(lambda: "revoked" in driver.page_source)
+    screenshot(driver, "tokens")
+    with stack.client(raw) as client:  # within the API's token cache time (1 s in the tests)
+        until(lambda: client.get("/v1/jobs").status_code == 401)
+
+
+def test_read_only_token_sees_no_admin_pages(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    sign_in(driver, stack, token_for(tenant_a, READ))
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    assert httpx.get(f"{stack.url}/ui/credentials", cookies=cookies).status_code == 403
+    assert httpx.get(f"{stack.url}/ui/tokens", cookies=cookies).status_code == 403
+
+
+def test_schedules_pause_resume_and_run_now(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    import api_jobs  # noqa: F401 - registers api_steps in this process
+    from selenium.webdriver.common.by import By
+
+    from pgjobs.schedules import api as schedules
+
+    made = schedules.create(tenant_a, "every-minute", "api_steps", payload={}, every=60)
+    sign_in(driver, stack, token_for(tenant_a))
+    driver.get(f"{stack.url}/ui/schedules")
+    row = driver.find_element(By.CSS_SELECTOR, "tr.schedule[data-name=every-minute]")
+    row.find_element(By.CSS_SELECTOR, "button.run-now").click()
+    until(lambda: schedules.get(tenant_a, made.id).last_job_id is not None)
+    screenshot(driver, "schedules")
+    driver.find_element(By.CSS_SELECTOR, "button.pause").click()
+    until(lambda: schedules.get(tenant_a, made.id).status.value == "paused")
+    driver.find_element(By.CSS_SELECTOR, "button.resume").click()
+    until(lambda: schedules.get(tenant_a, made.id).status.value == "active")
