@@ -291,3 +291,40 @@ def test_schedules_pause_resume_and_run_now(stack: Stack, driver: Any, tenant_a:
     until(lambda: schedules.get(tenant_a, made.id).status.value == "paused")
     driver.find_element(By.CSS_SELECTOR, "button.resume").click()
     until(lambda: schedules.get(tenant_a, made.id).status.value == "active")
+
+
+def test_mcp_servers_page_pings_now(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    from pgjobs.mcp.registry import create_mcp_server, get_mcp_server
+
+    server = create_mcp_server(tenant_a, label="docs-search", base_url="http://127.0.0.1:9/mcp")
+    other = create_mcp_server(make_tenant(), label="theirs", base_url="http://127.0.0.1:9/mcp")
+    sign_in(driver, stack, token_for(tenant_a, TokenScope.ADMIN))
+    driver.get(f"{stack.url}/ui/mcp")
+    row = driver.find_element(By.CSS_SELECTOR, "tr.mcp-server[data-label=docs-search]")
+    assert "never" in row.text and "theirs" not in driver.page_source
+    screenshot(driver, "mcp")
+    row.find_element(By.CSS_SELECTOR, "button.ping").click()
+    until(lambda: "/ui/jobs/" in driver.current_url)
+    job_id = int(driver.current_url.rsplit("/", 1)[1])
+    with stack.client(token_for(tenant_a)) as client:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        assert job["type"] == "mcp_ping" and job["payload"]["server_id"] == str(server.id)
+    until(lambda: get_mcp_server(tenant_a, server.id).last_ping_at is not None, timeout=60)
+
+    # another tenant's server: refused like a missing one, and nothing enqueued
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    page = httpx.get(f"{stack.url}/ui/mcp", cookies=cookies).text
+    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    refused = httpx.post(
+        f"{stack.url}/ui/mcp/{other.id}/ping", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert refused.status_code == 400 and "not found" in refused.text.lower()
+    with stack.client(token_for(tenant_a)) as client:
+        assert client.get("/v1/counts", params={"type": "mcp_ping"}).json()["queued"] == 0
+        assert sum(client.get("/v1/counts", params={"type": "mcp_ping"}).json().values()) == 1
+
+    sign_in(driver, stack, token_for(tenant_a, READ))
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    assert httpx.get(f"{stack.url}/ui/mcp", cookies=cookies).status_code == 403

@@ -1,5 +1,6 @@
-"""The admin pages: credentials (pgjobs.vault) and API tokens (pgjobs.auth), admin scope only;
-and schedules (pgjobs.schedules), read with ``jobs:read``, acted on with ``jobs:write``.
+"""The admin pages: credentials (pgjobs.vault), MCP servers (pgjobs.mcp) and API tokens
+(pgjobs.auth), admin scope only; and schedules (pgjobs.schedules), read with ``jobs:read``,
+acted on with ``jobs:write``.
 
 A credential's secret arrives in a password field and is never rendered back (the list shows
 the vault's mask); a new token's raw value is shown once, on the page that created it.
@@ -19,6 +20,8 @@ from pgjobs.auth import store as tokens
 from pgjobs.db.errors import JobsError
 from pgjobs.db.models import Provider, TokenScope
 from pgjobs.db.schemas.credential import CredentialRead
+from pgjobs.mcp import registry
+from pgjobs.producer.enqueue import EnqueuedJob, enqueue
 from pgjobs.schedules import api as schedules
 from pgjobs.ui.session import Session
 from pgjobs.vault import credentials as vault
@@ -88,6 +91,25 @@ class AdminViews:
         session, made = done
         audit(session.principal, "credential.create", credential_id=made.id, via="ui")
         return self.ui.pages.go("/credentials")
+
+    async def mcp_servers(self, request: Request) -> Response:
+        return await self._shown(request, self._mcp_servers)
+
+    async def _mcp_servers(self, session: Session, error: str | None = None) -> Response:
+        found = await run_in_threadpool(registry.list_mcp_servers, session.principal.tenant_id)
+        return await self._listing(session, "mcp.html", error, servers=found)
+
+    async def ping_mcp_server(self, request: Request, server_id: uuid.UUID) -> Response:
+        """Ping now: an ``mcp_ping`` job for the server (as ``POST /v1/mcp-servers/{id}/ping``),
+        then its job page, where the ping's progress and outcome show."""
+        done = await self._act(
+            request, lambda session, _: _ping(session, server_id), self._mcp_servers
+        )
+        if isinstance(done, Response):
+            return done
+        session, job = done
+        audit(session.principal, "mcp_server.ping", server_id=server_id, job_id=job.id, via="ui")
+        return self.ui.pages.go(f"/jobs/{job.id}")
 
     async def tokens(self, request: Request) -> Response:
         return await self._shown(request, self._tokens)
@@ -162,6 +184,17 @@ def _create_credential(session: Session, form: Form) -> CredentialRead:
         provider=_one(form, "provider"),
         name=_one(form, "name"),
         secret=_one(form, "secret"),
+    )
+
+
+def _ping(session: Session, server_id: uuid.UUID) -> EnqueuedJob:
+    tenant_id = session.principal.tenant_id
+    registry.get_mcp_server(tenant_id, server_id)  # another tenant's: not found
+    return enqueue(
+        "mcp_ping",
+        {"server_id": str(server_id)},
+        tenant_id=tenant_id,
+        actor=session.principal.actor,
     )
 
 

@@ -266,6 +266,8 @@ def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> 
     admin = AdminViews(ui)
     app.add_api_route("/credentials", admin.credentials, methods=["GET"])
     app.add_api_route("/credentials", admin.add_credential, methods=["POST"])
+    app.add_api_route("/mcp", admin.mcp_servers, methods=["GET"])
+    app.add_api_route("/mcp/{server_id}/ping", admin.ping_mcp_server, methods=["POST"])
     app.add_api_route("/tokens", admin.tokens, methods=["GET"])
     app.add_api_route("/tokens", admin.create_token, methods=["POST"])
     app.add_api_route("/tokens/{prefix}/revoke", admin.revoke_token, methods=["POST"])
