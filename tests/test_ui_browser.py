@@ -328,3 +328,31 @@ def test_mcp_servers_page_pings_now(stack: Stack, driver: Any, tenant_a: uuid.UU
     sign_in(driver, stack, token_for(tenant_a, READ))
     cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
     assert httpx.get(f"{stack.url}/ui/mcp", cookies=cookies).status_code == 403
+
+
+def test_overview_shows_the_last_hour_queues_and_workers(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    done = [enqueue(stack, token), enqueue(stack, token, fail=True)]
+    with stack.client(token) as client:
+        later = client.post(
+            "/v1/jobs", json={"type": "api_steps", "payload": {}, "delay": 3600}
+        ).json()["id"]
+    until(lambda: all(status_of(stack, token, j) in ("succeeded", "failed") for j in done))
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/overview")
+    assert driver.find_element(By.ID, "finished-last-hour").text == "2"
+    bars = driver.find_elements(By.CSS_SELECTOR, "svg.minutes title")
+    assert len(bars) == 60 and any(
+        "1 succeeded, 1 failed" in b.get_attribute("textContent") for b in bars
+    )
+    queue = driver.find_element(By.CSS_SELECTOR, "tr.queue[data-queue=apitest]").text
+    assert queue.split()[:3] == ["apitest", "1", "0"], queue  # the delayed job waits, not due
+    assert int(driver.find_element(By.ID, "worker-count").text) >= 1
+    assert driver.find_element(By.ID, "relay-backlog").text == "0"
+    assert status_of(stack, token, later) in ("pending", "queued")  # not due: not a backlog
+    driver.execute_script("document.getElementById('last-hour').scrollIntoView()")
+    screenshot(driver, "overview-last-hour")

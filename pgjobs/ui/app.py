@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
 
 from pgjobs import aio
 from pgjobs.api.audit import audit
@@ -28,7 +29,8 @@ from pgjobs.db.models import JobStatus, TokenScope
 from pgjobs.db.statements import arun
 from pgjobs.logs import get_logger
 from pgjobs.producer.errors import JobNotFound
-from pgjobs.ui.render import redacted_json, relative, status_bars
+from pgjobs.ui.overview import overview_of
+from pgjobs.ui.render import minute_bars, redacted_json, relative, status_bars
 from pgjobs.ui.session import (
     COOKIE,
     SESSION_SECONDS,
@@ -59,7 +61,12 @@ class Pages:
         self.env = Environment(
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape()
         )
-        self.env.globals.update(root=self.prefix, relative=relative, statuses=list(JobStatus))
+        self.env.globals.update(
+            root=self.prefix,
+            relative=relative,
+            statuses=list(JobStatus),
+            fromtimestamp=lambda seconds: datetime.fromtimestamp(seconds, UTC),
+        )
 
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(self.env.get_template(name).render(**context), status_code=status)
@@ -118,8 +125,15 @@ class Ui:
         if session is None:
             return self.pages.go("/signin")
         counts = await aio.count_jobs_by_status(session.principal.tenant_id)
+        more = await run_in_threadpool(overview_of, session.principal.tenant_id)
         return self.pages.render(
-            "overview.html", session=session, counts=counts, chart=status_bars(counts)
+            "overview.html",
+            session=session,
+            counts=counts,
+            chart=status_bars(counts),
+            minutes=minute_bars(more.minutes),
+            finished=sum(ok + failed for _, ok, failed in more.minutes),
+            overview=more,
         )
 
     async def signin_form(self) -> Response:

@@ -47,3 +47,30 @@ def status_bars(counts: dict[Any, int], width: int = 600, bar: int = 22) -> str:
         f'<svg class="chart" role="img" aria-label="jobs per status" viewBox="0 0 {width} '
         f'{height}" width="{width}" height="{height}">{"".join(rows)}</svg>'
     )
+
+
+def minute_bars(
+    minutes: list[tuple[datetime, int, int]], width: int = 600, height: int = 120
+) -> str:
+    """Jobs succeeded (below) and failed (stacked above) per minute, as an inline SVG: one bar
+    per minute, the minute and its counts in each bar's title (shown on hover)."""
+    top = max((ok + failed for _, ok, failed in minutes), default=0) or 1
+    step = width / max(len(minutes), 1)
+    bars = []
+    for i, (minute, ok, failed) in enumerate(minutes):
+        x = round(i * step, 1)
+        ok_h = round((height - 20) * ok / top, 1)
+        failed_h = round((height - 20) * failed / top, 1)
+        label = f"{minute:%H:%M} UTC: {ok} succeeded, {failed} failed"
+        bars.append(
+            f"<g><title>{label}</title>"
+            f'<rect class="s-succeeded" x="{x}" y="{height - ok_h}" width="{step * 0.8:.1f}" '
+            f'height="{ok_h}"/>'
+            f'<rect class="s-failed" x="{x}" y="{height - ok_h - failed_h}" '
+            f'width="{step * 0.8:.1f}" height="{failed_h}"/></g>'
+        )
+    return (
+        f'<svg class="chart minutes" role="img" aria-label="jobs finished per minute, last hour"'
+        f' viewBox="0 0 {width} {height}" width="{width}" height="{height}">'
+        f'<text x="0" y="12">max {top}/min</text>{"".join(bars)}</svg>'
+    )
