@@ -235,3 +235,42 @@ def test_redis_emptied_while_jobs_wait_loses_nothing(
     assert max(_max_overlap().values()) <= MAX_PER_KEY
     for job_id in ids:
         assert assert_legal_history(types_of(tenant, job_id)) is JobStatus.SUCCEEDED
+
+
+def test_claim_parks_over_the_limit_and_a_freed_slot_releases_one(tenant_id: uuid.UUID) -> None:
+    """The statements alone: three jobs of one key (2 slots) claimed in one limited round, two
+    claimed and one parked; usage says so; completing one releases the waiting one, once."""
+    from pgjobs.db.engine import transaction
+    from pgjobs.db.jobs import state_machine as sm
+    from pgjobs.worker import metrics
+
+    ids = _enqueue(tenant_id, ["solo"] * 3, seconds=0)
+    requests = [sm.ClaimRequest(i, tenant_id, f"m{i}") for i in ids]
+    with transaction() as conn:
+        sm.lock_limit_keys(conn, ids)
+        claimed = sm.claim_many(conn, requests, lease_seconds=30, worker="t", limited=True)
+    assert [c is not None for c in claimed] == [True, True, False]
+    assert _statuses(tenant_id) == {"active": 2, "waiting": 1}
+    with autocommit() as conn:
+        usage = {u.key: u for u in sm.slot_usage(conn)}
+        assert sm.release_waiting(conn, ["limit_sleep:solo"]) == []  # no slot free yet
+    assert (usage["limit_sleep:solo"].in_use, usage["limit_sleep:solo"].waiting) == (2, 1)
+    metrics.limits(list(usage.values()))
+    assert metrics.limit_waiting.labels("limit_sleep:solo")._value.get() == 1
+
+    first = claimed[0]
+    assert first is not None and first.concurrency_key == "limit_sleep:solo"
+    with autocommit() as conn:
+        assert sm.complete_many(conn, [sm.Completion(first.id, 1, "null", 1.0)]) == [True]
+        released = sm.release_waiting(conn, ["limit_sleep:solo"])
+        assert [r.id for r in released] == [ids[2]]
+        assert sm.release_waiting(conn, ["limit_sleep:solo"]) == []  # it is on its way
+    history = types_of(tenant_id, ids[2])
+    assert history == [EventType.ENQUEUED, EventType.WAITING, EventType.ENQUEUED]
+    assert assert_legal_history(history) is JobStatus.QUEUED
+    with autocommit() as conn:
+        waiting = conn.execute(
+            text("SELECT data FROM job_events WHERE job_id = :j AND event_type = 'waiting'"),
+            {"j": ids[2]},
+        ).scalar_one()
+    assert waiting == {"attempt": 0, "reason": "concurrency", "key": "limit_sleep:solo", "max": 2}

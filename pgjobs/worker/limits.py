@@ -48,6 +48,17 @@ def sweep_waiting() -> int:
     return release_slots(keys)
 
 
+def refresh_limit_gauges() -> None:
+    """The ``pgjobs_limit_*`` gauges from :func:`sm.slot_usage` (raises nothing)."""
+    from pgjobs.worker import metrics
+
+    try:
+        with autocommit() as conn:
+            metrics.limits(sm.slot_usage(conn))
+    except Exception as exc:  # noqa: BLE001 - a gauge must never stop its thread
+        log.warning("limits.gauge_failed", error_type=type(exc).__name__)
+
+
 def _send(released: list[sm.ReleasedJob]) -> None:
     outgoing = []
     for job in released:

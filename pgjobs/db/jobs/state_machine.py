@@ -1064,6 +1064,37 @@ WAITING_KEYS = text(
 )
 
 
+SLOT_USAGE = text(
+    """
+    SELECT concurrency_key AS key,
+           count(*) FILTER (WHERE status = 'active' AND lease_expires_at >= now()) AS in_use,
+           count(*) FILTER (WHERE status = 'waiting') AS waiting,
+           max(concurrency_max) AS max
+    FROM content_jobs
+    WHERE concurrency_key IS NOT NULL AND status IN ('active', 'waiting')
+    GROUP BY concurrency_key
+    ORDER BY count(*) FILTER (WHERE status = 'waiting') DESC, concurrency_key
+    LIMIT :limit
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotUsage:
+    key: str
+    in_use: int
+    """Active jobs of the key whose lease is live: the slots taken."""
+    waiting: int
+    max: int
+
+
+def slot_usage(conn: Connection, limit: int = 1000) -> list[SlotUsage]:
+    """Concurrency keys with jobs running or waiting, the most waiting first (operators:
+    ``pgjobs_limit_*`` gauges, docs/limits.md). Keys span tenants: not for a tenant's eyes."""
+    rows = _run(conn, SLOT_USAGE, {"limit": limit})
+    return [SlotUsage(r.key, int(r.in_use), int(r.waiting), int(r.max)) for r in rows]
+
+
 def waiting_keys(conn: Connection, limit: int) -> list[str]:
     """Concurrency keys with waiting jobs (the maintenance sweep releases their free slots)."""
     return [r.concurrency_key for r in _run(conn, WAITING_KEYS, {"limit": limit})]
