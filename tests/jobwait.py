@@ -48,6 +48,7 @@ _SETS = {
     EventType.STARTED: JobStatus.ACTIVE,
     EventType.RESCUED: JobStatus.QUEUED,
     EventType.COMPLETED: JobStatus.SUCCEEDED,
+    EventType.WAITING: JobStatus.WAITING,
     EventType.FAILED: JobStatus.FAILED,
     EventType.CANCELLED: JobStatus.CANCELLED,
 }
@@ -77,8 +78,8 @@ def assert_legal_history(types: list[EventType]) -> JobStatus | None:
             assert state is JobStatus.ACTIVE, f"illegal {where}"
         elif state is None:
             assert event is EventType.ENQUEUED, f"illegal {where}"
-        elif event is EventType.ENQUEUED:  # a relay re-send: only while waiting to run
-            assert state in (JobStatus.PENDING, JobStatus.QUEUED), f"illegal {where}"
+        elif event is EventType.ENQUEUED:  # a re-send (relay, freed slot): while waiting to run
+            assert state in (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.WAITING), where
         else:
             sources = {state, JobStatus.QUEUED} if state is JobStatus.PENDING else {state}
             assert any((s, new) in sm.TRANSITIONS for s in sources), f"illegal {where}"

@@ -222,6 +222,21 @@ class Processes:
         for proc in self.started:
             proc.wait_gone(10.0)
 
+    def wait_ready(self, workers: list[Proc], timeout: float = 60.0) -> None:
+        """Until every worker's Dramatiq process says it is ready (it consumes from then on)."""
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            while "ready for action" not in worker.log_path.read_text(errors="replace"):
+                if not worker.alive() or time.monotonic() > deadline:
+                    raise AssertionError(f"{worker.name} did not become ready\n{self.report()}")
+                time.sleep(0.1)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
 
 # --- a Redis server of a test's own, restartable on the same port ---------------------------------
 

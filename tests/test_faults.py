@@ -119,12 +119,7 @@ def effects(db_env: str) -> str:
 
 def wait_ready(workers: list[Proc], procs: Processes, timeout: float = 60.0) -> None:
     """Until every worker's Dramatiq process says it is ready (it consumes from then on)."""
-    deadline = time.monotonic() + timeout
-    for worker in workers:
-        while "ready for action" not in worker.log_path.read_text(errors="replace"):
-            if not worker.alive() or time.monotonic() > deadline:
-                raise AssertionError(f"{worker.name} did not become ready\n{procs.report()}")
-            time.sleep(0.1)
+    procs.wait_ready(workers, timeout)
 
 
 COMPLETED_BY = text(

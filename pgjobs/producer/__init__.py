@@ -17,7 +17,7 @@ from pgjobs.producer.errors import (
     UnknownJobType,
     UnknownTenant,
 )
-from pgjobs.producer.job_types import Backoff, JobType, get_job_type, job_type
+from pgjobs.producer.job_types import Backoff, JobType, Limit, get_job_type, job_type
 from pgjobs.producer.sender import flush
 from pgjobs.producer.status import (
     Page,
@@ -38,6 +38,7 @@ __all__ = [
     "JobNotFound",
     "JobRequest",
     "JobType",
+    "Limit",
     "Page",
     "PayloadTooLarge",
     "ProducerError",

@@ -13,6 +13,7 @@ If the send fails (Redis down) the job stays pending and durable; the relay send
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ from pgjobs.db.timestamps import LATEST
 from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
 from pgjobs.logs import get_logger
 from pgjobs.producer import broker, sender
-from pgjobs.producer.errors import InvalidOption, ProducerError, UnknownTenant
+from pgjobs.producer.errors import InvalidOption, InvalidPayload, ProducerError, UnknownTenant
 from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
@@ -214,8 +215,22 @@ def _prepare(request: object, actor: str | None) -> Prepared:
         delay_seconds=delay_seconds,
         idempotency_key=key,
         actor=actor,
+        concurrency_key=_concurrency_key(job_type, tenant_id, payload_json),
+        concurrency_max=job_type.concurrency.max if job_type.concurrency else None,
     )
     return Prepared(row, job_type.queue)
+
+
+def _concurrency_key(job_type: JobType[Any], tenant_id: uuid.UUID, payload: str) -> str | None:
+    """The job's concurrency key (docs/limits.md), from the validated payload; None (and no
+    cost) for a type without a limit."""
+    if job_type.concurrency is None:
+        return None
+    try:
+        return job_type.concurrency.key_for(job_type.name, tenant_id, json.loads(payload))
+    except Exception as exc:  # noqa: BLE001 - a user's key function: any error refuses the job
+        message = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+        raise InvalidPayload(job_type.name, [("concurrency key", "value_error", message)]) from None
 
 
 def _due(delay: object, run_at: object) -> tuple[datetime | None, float | None]:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -44,6 +45,65 @@ class Backoff:
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
+_KEY_WORDS = ("tenant", "job_type")
+_PAYLOAD_PATH = re.compile(r"^payload(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_SCOPE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+MAX_KEY_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``max`` jobs with the same key run at any instant, across every worker
+    (docs/limits.md). ``key``: ``"tenant"``, ``"job_type"``, a payload field
+    (``"payload.credential_id"``) or a function of the payload (a dict) returning a string.
+    ``scope``: limits with the same scope and key value share their slots across job types
+    (default: the job type's name)."""
+
+    max: int
+    key: str | Callable[[Mapping[str, Any]], object] = "tenant"
+    scope: str | None = None
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.max, bool)
+            or not isinstance(self.max, int)
+            or not 1 <= self.max <= 10_000
+        ):
+            raise ValueError("Limit max must be an integer from 1 to 10000")
+        if isinstance(self.key, str):
+            if self.key not in _KEY_WORDS and not _PAYLOAD_PATH.match(self.key):
+                raise ValueError(
+                    f"Limit key {self.key!r}: 'tenant', 'job_type', 'payload.<field>[.<field>]'"
+                    " or a function of the payload"
+                )
+        elif not callable(self.key):
+            raise ValueError("Limit key must be a string or a function of the payload")
+        if self.scope is not None and not _SCOPE.match(self.scope):
+            raise ValueError(f"Limit scope {self.scope!r}: lowercase letters, digits, _")
+
+    def key_for(self, job_type: str, tenant_id: object, payload: Mapping[str, Any]) -> str:
+        """The key stored on the job's row: ``<scope>:<value>``. A payload field that is
+        missing, or a function that fails, is a :class:`ValueError` (the enqueue refuses it)."""
+        if self.key == "tenant":
+            value: object = tenant_id
+        elif self.key == "job_type":
+            value = job_type
+        elif isinstance(self.key, str):
+            value = payload
+            for part in self.key.split(".")[1:]:
+                if not isinstance(value, Mapping) or part not in value:
+                    raise ValueError(f"the payload has no {self.key[len('payload.') :]!r}")
+                value = value[part]
+        else:
+            value = self.key(payload)
+        if value is None or isinstance(value, Mapping | list):
+            raise ValueError("the concurrency key must be a string, number or UUID")
+        key = f"{self.scope or job_type}:{value}"
+        if len(key) > MAX_KEY_LENGTH:
+            raise ValueError(f"the concurrency key is longer than {MAX_KEY_LENGTH} characters")
+        return key
+
+
 @dataclass(frozen=True)
 class JobType(Generic[P]):
     """What a producer and a worker agree on about one kind of job."""
@@ -56,6 +116,7 @@ class JobType(Generic[P]):
     time_limit_seconds: float = 600.0
     backoff: Backoff = field(default_factory=Backoff)
     description: str = ""
+    concurrency: Limit | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -66,6 +127,8 @@ class JobType(Generic[P]):
             raise ValueError("max_attempts must be between 1 and 100")
         if self.time_limit_seconds <= 0:
             raise ValueError("time_limit_seconds must be positive")
+        if self.concurrency is not None and not isinstance(self.concurrency, Limit):
+            raise ValueError("concurrency must be a Limit")
 
     @property
     def actor_name(self) -> str:
@@ -90,6 +153,7 @@ def job_type(
     time_limit_seconds: float = 600.0,
     backoff: Backoff | None = None,
     description: str = "",
+    concurrency: Limit | None = None,
 ) -> JobType[P]:
     """Declare and register a job type. Declaring the same name twice is an error."""
     declared = JobType(
@@ -101,6 +165,7 @@ def job_type(
         time_limit_seconds=time_limit_seconds,
         backoff=backoff or Backoff(),
         description=description,
+        concurrency=concurrency,
     )
     existing = _registry.get(name)
     if existing is not None and existing != declared:
@@ -121,6 +186,12 @@ def get_job_type(name: str) -> JobType[BaseModel]:
 def all_job_types() -> list[JobType[BaseModel]]:
     _load_builtins()
     return sorted(_registry.values(), key=lambda t: t.name)
+
+
+def limits_declared() -> bool:
+    """Whether any registered type has a concurrency limit: claims then take the limited path
+    (pgjobs/worker/state_writer.py); without one they cost what they did before limits."""
+    return any(t.concurrency is not None for t in _registry.values())
 
 
 def queues() -> list[str]:

@@ -8,6 +8,8 @@
 * unserved: a warning per job type and ``JOBS_UNSERVED_WARNING_SECONDS`` for due jobs that no
   running worker serves, or whose type this process does not know (pgjobs/producer/served.py).
 * scheduler (pgjobs/worker/scheduler.py): due schedule slots become jobs.
+* limits (pgjobs/worker/limits.py): waiting jobs of keys with free concurrency slots are sent
+  again (the safety net: the round that frees a slot sends them first).
 
 Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
 processes split the work instead of doing it twice (River elects a leader instead; row locks
@@ -32,6 +34,7 @@ from pgjobs.producer.job_types import get_job_type, queues
 from pgjobs.producer.quotas import PRUNE_USAGE
 from pgjobs.producer.relay import relay_once
 from pgjobs.settings import get_settings
+from pgjobs.worker.limits import sweep_waiting
 from pgjobs.worker.scheduler import fire_due
 
 log = get_logger(__name__)
@@ -156,6 +159,7 @@ SERVICES: list[tuple[str, Callable[[], object], float | Callable[[], float] | No
     ("broker", broker_housekeeping_once, None),
     ("relay", relay_once, None),
     ("rescuer", rescue_once, None),
+    ("limits", sweep_waiting, None),
     ("pruner", prune_once, 60.0),
     ("unserved", report_unserved_once, _every_warning_interval),
     ("scheduler", fire_due, scheduler_period),

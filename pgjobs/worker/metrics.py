@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
+    from pgjobs.db.jobs.state_machine import SlotUsage
     from pgjobs.producer.served import WaitingType
 
 jobs_total = Counter(
@@ -48,6 +49,33 @@ def unserved(waiting: Sequence[WaitingType]) -> None:
     for job_type, count in now.items():
         unserved_jobs.labels(job_type).set(count)
     _unserved_types.update(now)
+
+
+limit_slots_in_use = Gauge(
+    "pgjobs_limit_slots_in_use",
+    "Concurrency slots taken (live active jobs), by limit key (docs/limits.md)",
+    ["key"],
+    multiprocess_mode="mostrecent",
+)
+limit_waiting = Gauge(
+    "pgjobs_limit_waiting_jobs",
+    "Jobs waiting for a concurrency slot, by limit key (docs/limits.md)",
+    ["key"],
+    multiprocess_mode="mostrecent",
+)
+_limit_keys: set[str] = set()
+
+
+def limits(usage: Sequence[SlotUsage]) -> None:
+    """Set the limit gauges; keys reported before and idle now go back to 0."""
+    now = {u.key: u for u in usage}
+    for key in _limit_keys - now.keys():
+        limit_slots_in_use.labels(key).set(0)
+        limit_waiting.labels(key).set(0)
+    for key, u in now.items():
+        limit_slots_in_use.labels(key).set(u.in_use)
+        limit_waiting.labels(key).set(u.waiting)
+    _limit_keys.update(now)
 
 
 def outcome(job_type: str, result: str, seconds: float | None = None) -> None:

@@ -48,6 +48,7 @@ from pgjobs.worker.context import JobContext, JobControls
 from pgjobs.worker.errors import JobCancelled, JobTimeLimitExceeded, LeaseLost, PermanentError
 from pgjobs.worker.handlers.registry import get_handler
 from pgjobs.worker.leases import LeaseKeeper, RunningJob, WorkerShutdown
+from pgjobs.worker.limits import release_slots
 from pgjobs.worker.state_writer import StateWriter
 
 log = get_logger("pgjobs.worker.job")
@@ -318,7 +319,10 @@ class Attempt:
             with autocommit() as conn:
                 return transition(conn, self.job.id, self.job.attempt, *args)
 
-        return with_db_retry(write)
+        written = with_db_retry(write)
+        if written and self.job.concurrency_key is not None:
+            release_slots([self.job.concurrency_key])  # its slot is free (docs/limits.md)
+        return written
 
     def _complete(self, result_json: str) -> None:
         """Hand the completion to the process's writer and return: the message's ack waits
@@ -343,7 +347,7 @@ class Attempt:
 
         log.debug("job.completed", duration_ms=duration)
         done = sm.Completion(job.id, job.attempt, result_json, duration)
-        state_writer().complete(done, self.message_id, on_written)
+        state_writer().complete(done, self.message_id, on_written, job.concurrency_key)
         if self.message_id is None:
             written.wait()
 

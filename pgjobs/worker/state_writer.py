@@ -27,11 +27,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pgjobs.db.engine import autocommit
+from sqlalchemy import Connection
+
+from pgjobs.db.engine import autocommit, transaction
 from pgjobs.db.errors import DatabaseUnavailable
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.logs import get_logger
+from pgjobs.producer.job_types import limits_declared
 from pgjobs.settings import get_settings
+from pgjobs.worker.limits import release_slots
 
 log = get_logger("pgjobs.worker.state_writer")
 
@@ -52,6 +56,8 @@ class _Completion:
     completion: sm.Completion
     message_id: str | None
     on_written: Callable[[bool], None]
+    limit_key: str | None = None
+    """The job's concurrency key: its slot is free once the completion is written."""
     written: bool = False
     ack: tuple[Any, Any] | None = None
     """(consumer, message) once the consumer asked to ack: the writer acks after the write."""
@@ -96,10 +102,12 @@ class StateWriter:
         completion: sm.Completion,
         message_id: str | None,
         on_written: Callable[[bool], None],
+        limit_key: str | None = None,
     ) -> None:
         """Write ``completion`` in the next round and return at once. ``on_written(held)``
-        runs on the writer's thread after the commit (False: the lease had been lost)."""
-        pending = _Completion(completion, message_id, on_written)
+        runs on the writer's thread after the commit (False: the lease had been lost).
+        ``limit_key``: the job's concurrency key, whose waiting jobs the round then sends."""
+        pending = _Completion(completion, message_id, on_written, limit_key)
         with self._cond:
             self._start()
             self._completions.append(pending)
@@ -213,27 +221,47 @@ class StateWriter:
                 raise
             claimed, held = self._one_by_one(work)
         self._deliver(work, claimed, held)
+        freed = [c.limit_key for c, ok in zip(work.completions, held, strict=True) if ok]
+        if any(freed):
+            release_slots(freed)
 
     def _statements(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion]
     ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
-        """One statement (one commit) for the round."""
+        """One statement (one commit) for the round; with concurrency limits declared, a claim
+        round is a transaction that first locks the batch's keys (docs/limits.md)."""
         lease_seconds = get_settings().lease_seconds
+        if claims and limits_declared():
+            with transaction() as conn:
+                sm.lock_limit_keys(conn, [c.request.job_id for c in claims])
+                return self._round(conn, claims, completions, lease_seconds, limited=True)
         with autocommit() as conn:
-            if claims and completions:
-                return sm.claim_and_complete(
-                    conn,
-                    [c.request for c in claims],
-                    [c.completion for c in completions],
-                    lease_seconds=lease_seconds,
-                    worker=self.worker,
-                )
-            if claims:
-                requests = [c.request for c in claims]
-                return sm.claim_many(
-                    conn, requests, lease_seconds=lease_seconds, worker=self.worker
-                ), []
-            return [], sm.complete_many(conn, [c.completion for c in completions])
+            return self._round(conn, claims, completions, lease_seconds, limited=False)
+
+    def _round(
+        self,
+        conn: Connection,
+        claims: Sequence[_Claim],
+        completions: Sequence[_Completion],
+        lease_seconds: float,
+        *,
+        limited: bool,
+    ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+        if claims and completions:
+            return sm.claim_and_complete(
+                conn,
+                [c.request for c in claims],
+                [c.completion for c in completions],
+                lease_seconds=lease_seconds,
+                worker=self.worker,
+                limited=limited,
+            )
+        if claims:
+            requests = [c.request for c in claims]
+            return sm.claim_many(
+                conn, requests, lease_seconds=lease_seconds, worker=self.worker, limited=limited
+            ), []
+        return [], sm.complete_many(conn, [c.completion for c in completions])
 
     def _one_by_one(self, work: _Round) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
         claimed: list[sm.ClaimedJob | None] = []

@@ -46,6 +46,13 @@ TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
         (JobStatus.ACTIVE, JobStatus.ACTIVE),  # claim of an expired lease (rescued + started)
         (JobStatus.FAILED, JobStatus.PENDING),  # manual retry
         (JobStatus.CANCELLED, JobStatus.PENDING),  # manual retry
+        # concurrency limits (docs/limits.md): a claim with no free slot parks the job, a
+        # freed slot sends it again, a waiting job can be cancelled
+        (JobStatus.PENDING, JobStatus.WAITING),
+        (JobStatus.QUEUED, JobStatus.WAITING),
+        (JobStatus.ACTIVE, JobStatus.WAITING),  # an expired lease taken over, no slot free
+        (JobStatus.WAITING, JobStatus.QUEUED),
+        (JobStatus.WAITING, JobStatus.CANCELLED),
     }
 )
 
@@ -66,6 +73,9 @@ class NewJob:
     idempotency_key: str | None
     actor: str | None = None
     """Who asked (an API token's id), recorded in the ``enqueued`` event."""
+    concurrency_key: str | None = None
+    """The job type's concurrency limit key for this job, and its maximum (docs/limits.md)."""
+    concurrency_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +104,16 @@ class ClaimedJob:
     lease_expires_at: datetime
     rescued: bool
     """True when the claim took over an expired lease (a ``rescued`` event was written too)."""
+    concurrency_key: str | None = None
+    """Its concurrency limit's key: the slot it holds until it leaves active."""
 
 
 # --- producer side ------------------------------------------------------------------------------
 
 _INSERT_INTO = """
     INSERT INTO content_jobs (tenant_id, type, payload, status, queue_job_id, max_attempts,
-                              priority, run_at, idempotency_key)
+                              priority, run_at, idempotency_key, concurrency_key,
+                              concurrency_max)
 """
 # Milliseconds until a job is due by the database clock, 0 when due. In epoch seconds rather
 # than as ``run_at - now()``: a row written by hand may hold 'infinity', which no interval holds.
@@ -139,14 +152,15 @@ INSERT_PENDING = text(
         SELECT * FROM unnest(
             CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]), CAST(:payloads AS text[]),
             CAST(:message_ids AS text[]), CAST(:max_attempts AS int[]), CAST(:priorities AS int[]),
-            CAST(:run_ats AS timestamptz[]), CAST(:delays AS float8[]), CAST(:keys AS text[])
+            CAST(:run_ats AS timestamptz[]), CAST(:delays AS float8[]), CAST(:keys AS text[]),
+            CAST(:limit_keys AS text[]), CAST(:limit_maxes AS int[])
         ) WITH ORDINALITY AS i(tenant_id, type, payload, message_id, max_attempts, priority,
-                               run_at, delay, idempotency_key, ord)
+                               run_at, delay, idempotency_key, limit_key, limit_max, ord)
     ), inserted AS ({_INSERT_INTO}
         SELECT i.tenant_id, i.type, CAST(i.payload AS jsonb), 'pending', i.message_id,
                i.max_attempts, i.priority,
                coalesce(i.run_at, now() + make_interval(secs => coalesce(i.delay, 0))),
-               i.idempotency_key
+               i.idempotency_key, i.limit_key, i.limit_max
         FROM input i JOIN tenants t ON t.id = i.tenant_id
         -- all or nothing: if any tenant is unknown, insert no row at all
         WHERE (SELECT count(*) FROM tenants WHERE id = ANY(CAST(:tenant_ids AS uuid[])))
@@ -162,7 +176,8 @@ INSERT_ONE_PENDING = text(
                CAST(:message_id AS text), CAST(:max_attempts AS int), CAST(:priority AS int),
                coalesce(CAST(:run_at AS timestamptz),
                         now() + make_interval(secs => coalesce(CAST(:delay AS float8), 0))),
-               CAST(:idempotency_key AS text)
+               CAST(:idempotency_key AS text), CAST(:limit_key AS text),
+               CAST(:limit_max AS int)
         FROM tenants t WHERE t.id = CAST(:tenant_id AS uuid)  -- none for an unknown tenant
     {_INSERT_REST}"""  # noqa: S608
 )
@@ -207,6 +222,8 @@ def insert_pending_plan(jobs: Sequence[NewJob]) -> Plan[list[InsertedJob | None]
             "delay": job.delay_seconds,
             "idempotency_key": job.idempotency_key,
             "actor": actor,
+            "limit_key": job.concurrency_key,
+            "limit_max": job.concurrency_max,
         }
         rows = yield Step(INSERT_ONE_PENDING, one)
     else:
@@ -239,6 +256,8 @@ def _many_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
         "run_ats": [j.run_at for j in jobs],
         "delays": [j.delay_seconds for j in jobs],
         "keys": [j.idempotency_key for j in jobs],
+        "limit_keys": [j.concurrency_key for j in jobs],
+        "limit_maxes": [j.concurrency_max for j in jobs],
         "n_tenants": len({j.tenant_id for j in jobs}),
     }
 
@@ -375,7 +394,7 @@ CANCEL = text(
         SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
             cancel_reason = CAST(:reason AS text), lease_expires_at = NULL, updated_at = now()
         FROM target t
-        WHERE j.id = t.id AND t.status IN ('pending', 'queued')
+        WHERE j.id = t.id AND t.status IN ('pending', 'queued', 'waiting')
         RETURNING j.id, j.tenant_id
     ), requested AS (
         -- The first request's time stays; its reason too, unless it gave none.
@@ -485,13 +504,13 @@ def manual_retry_plan(
 
 # --- worker side --------------------------------------------------------------------------------
 
-_CLAIM_CTES = """
+_CLAIM_SELECT = """
     claim_input AS (
         SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tenant_ids AS uuid[]),
                              CAST(:message_ids AS text[]))
             WITH ORDINALITY AS i(id, tenant_id, message_id, ord)
-    ), claim_target AS (
-        SELECT j.id, j.status, i.message_id, i.ord
+    ), claim_rows AS (
+        SELECT j.id, j.status, i.message_id, i.ord, j.concurrency_key, j.concurrency_max
         FROM content_jobs j JOIN claim_input i ON j.id = i.id
         -- Primary-key lookups only, whatever the statistics say: the `IS TRUE` wrappers hide
         -- these conditions from the (tenant_id, ...) and partial status indexes, through
@@ -505,14 +524,17 @@ _CLAIM_CTES = """
         -- rows are locked in id order: concurrent batches cannot deadlock on each other
         ORDER BY j.id
         FOR UPDATE OF j
-    ), claimed AS (
+    )"""
+# The claim's target rows: claim_rows, and with limits the slots check before the update.
+_CLAIM_UPDATE = """, claimed AS (
         UPDATE content_jobs j
         SET status = 'active', attempts = j.attempts + 1, started_at = now(),
             lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
         FROM claim_target t
         WHERE j.id = t.id
         RETURNING j.id, j.tenant_id, j.type, j.payload, j.attempts, j.max_attempts,
-                  j.lease_expires_at, t.status = 'active' AS rescued, t.message_id, t.ord
+                  j.lease_expires_at, t.status = 'active' AS rescued, t.message_id, t.ord,
+                  j.concurrency_key
     ), claim_events AS (
         -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
@@ -528,12 +550,74 @@ _CLAIM_CTES = """
         ORDER BY c.ord, e.ord
     )"""
 
+# Without limits every locked row is claimed.
+_CLAIM_CTES = f"{_CLAIM_SELECT}, claim_target AS (SELECT * FROM claim_rows){_CLAIM_UPDATE}"  # noqa: S608
+
+# With concurrency limits (docs/limits.md): a row whose key has no free slot is parked as
+# `waiting` (one `waiting` event) instead of claimed. A slot is an active row of the key whose
+# lease has not expired, so a dead worker's slots come back when its leases expire. Correct only
+# after LOCK_LIMIT_KEYS, in the same transaction: the lock serialises the claims of a key, and
+# this statement's snapshot, taken after it, sees every claim committed before.
+_CLAIM_CTES_LIMITED = (
+    _CLAIM_SELECT  # noqa: S608 - the module's own constant fragments
+    + """, claim_busy AS (
+        SELECT k.key, (SELECT count(*) FROM content_jobs a
+                       WHERE a.concurrency_key = k.key AND a.status = 'active'
+                         AND a.lease_expires_at >= now()) AS busy
+        FROM (SELECT DISTINCT concurrency_key AS key FROM claim_rows
+              WHERE concurrency_key IS NOT NULL) k
+    ), claim_ranked AS (
+        SELECT r.*, (r.concurrency_key IS NULL
+                     OR coalesce(b.busy, 0) + row_number() OVER (
+                            PARTITION BY r.concurrency_key ORDER BY r.id) <= r.concurrency_max
+                    ) AS fits
+        FROM claim_rows r LEFT JOIN claim_busy b ON b.key = r.concurrency_key
+    ), claim_target AS (
+        SELECT * FROM claim_ranked WHERE fits
+    ), parked AS (
+        UPDATE content_jobs j
+        SET status = 'waiting', lease_expires_at = NULL, updated_at = now()
+        FROM claim_ranked r
+        WHERE j.id = r.id AND NOT r.fits
+        RETURNING j.id, j.tenant_id, j.attempts, j.concurrency_key, j.concurrency_max
+    ), park_events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'waiting',
+               jsonb_build_object('attempt', attempts, 'reason', 'concurrency',
+                                  'key', concurrency_key, 'max', concurrency_max)
+        FROM parked ORDER BY id
+    )"""
+    + _CLAIM_UPDATE
+)
+
 _CLAIMED_COLUMNS = (
-    "id, tenant_id, type, payload, attempts, max_attempts, lease_expires_at, rescued, ord"
+    "id, tenant_id, type, payload, attempts, max_attempts, lease_expires_at, rescued, ord,"
+    " concurrency_key"
 )
 
 # The f-strings below join this module's own constant SQL fragments, never input.
 CLAIM = text(f"WITH {_CLAIM_CTES} SELECT {_CLAIMED_COLUMNS} FROM claimed")  # noqa: S608
+CLAIM_LIMITED = text(
+    f"WITH {_CLAIM_CTES_LIMITED} SELECT {_CLAIMED_COLUMNS} FROM claimed"  # noqa: S608
+)
+
+LOCK_LIMIT_KEYS = text(
+    """
+    -- one transaction-scoped lock per concurrency key of the batch, in one global order (the
+    -- hash's), so two claim rounds never wait for each other's keys in a cycle
+    SELECT count(pg_advisory_xact_lock(h)) FROM (
+        SELECT DISTINCT hashtextextended(concurrency_key, 0) AS h FROM content_jobs
+        WHERE id = ANY(CAST(:ids AS bigint[])) AND concurrency_key IS NOT NULL
+        ORDER BY 1
+    ) k
+    """
+)
+
+
+def lock_limit_keys(conn: Connection, job_ids: Sequence[int]) -> None:
+    """Serialise the claims of these jobs' concurrency keys until the transaction ends: the
+    first statement of a limited claim round (docs/limits.md)."""
+    _run(conn, LOCK_LIMIT_KEYS, {"ids": list(job_ids)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,6 +635,7 @@ def claim_many(
     *,
     lease_seconds: float,
     worker: str | None,
+    limited: bool = False,
 ) -> list[ClaimedJob | None]:
     """queued (or active with an expired lease) -> active for each request, in one statement;
     attempts + 1; payloads returned. One answer per request, in order.
@@ -560,8 +645,13 @@ def claim_many(
 
     ``None`` when the job is missing, terminal, not yet due, or held by a live lease: the
     message is then a duplicate and does nothing. Job ids must be distinct within one call.
+
+    ``limited``: check concurrency limits (docs/limits.md), parking a job whose key has no free
+    slot as ``waiting`` (its answer is None too); only in a transaction that ran
+    :func:`lock_limit_keys` for these jobs first.
     """
-    rows = _run(conn, CLAIM, _claim_params(requests, lease_seconds, worker)).fetchall()
+    statement = CLAIM_LIMITED if limited else CLAIM
+    rows = _run(conn, statement, _claim_params(requests, lease_seconds, worker)).fetchall()
     return _claimed_in_order(rows, len(requests))
 
 
@@ -588,6 +678,7 @@ def _claimed_in_order(rows: Sequence[Any], count: int) -> list[ClaimedJob | None
             max_attempts=row.max_attempts,
             lease_expires_at=row.lease_expires_at,
             rescued=row.rescued,
+            concurrency_key=row.concurrency_key,
         )
         for row in rows
     }
@@ -716,11 +807,12 @@ _COMPLETE_CTES = """
 
 COMPLETE = text(f"WITH {_COMPLETE_CTES} SELECT id FROM done")  # noqa: S608
 
-CLAIM_AND_COMPLETE = text(
-    f"WITH {_CLAIM_CTES}, {_COMPLETE_CTES} "  # noqa: S608
-    f"SELECT true AS is_claim, {_CLAIMED_COLUMNS} FROM claimed "
-    "UNION ALL SELECT false, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done"
+_ROUND_SELECT = (
+    f"SELECT true AS is_claim, {_CLAIMED_COLUMNS} FROM claimed "  # noqa: S608
+    "UNION ALL SELECT false, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done"
 )
+CLAIM_AND_COMPLETE = text(f"WITH {_CLAIM_CTES}, {_COMPLETE_CTES} {_ROUND_SELECT}")
+CLAIM_AND_COMPLETE_LIMITED = text(f"WITH {_CLAIM_CTES_LIMITED}, {_COMPLETE_CTES} {_ROUND_SELECT}")
 """A worker process's round (pgjobs/worker/state_writer.py): its claims and completions in one
 statement, so one commit. Never with a job both claimed and completed (the writer keeps them
 apart): one statement must not update a row twice."""
@@ -759,11 +851,13 @@ def claim_and_complete(
     *,
     lease_seconds: float,
     worker: str | None,
+    limited: bool = False,
 ) -> tuple[list[ClaimedJob | None], list[bool]]:
     """:func:`claim_many` and :func:`complete_many` in one statement. No job may be both
-    claimed and completed in one call."""
+    claimed and completed in one call. ``limited``: as for :func:`claim_many`."""
     params = _claim_params(requests, lease_seconds, worker) | _complete_params(completions)
-    rows = _run(conn, CLAIM_AND_COMPLETE, params).fetchall()
+    statement = CLAIM_AND_COMPLETE_LIMITED if limited else CLAIM_AND_COMPLETE
+    rows = _run(conn, statement, params).fetchall()
     done = {row.id for row in rows if not row.is_claim}
     claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
     return claimed, [c.job_id in done for c in completions]
@@ -899,6 +993,111 @@ def release(
     (None: the job keeps its message id)."""
     params = {"id": job_id, "attempt": attempt, "message_id": message_id, "reason": reason}
     return _run(conn, RELEASE, params).fetchone() is not None
+
+
+RELEASE_WAITING = text(
+    f"""
+    WITH keys AS (
+        SELECT DISTINCT k FROM unnest(CAST(:keys AS text[])) AS u(k)
+    ), free AS (
+        -- a key's free slots: its maximum less its live active jobs and the jobs already on
+        -- their way to a claim (pending or queued and due)
+        SELECT k.k AS key, greatest(0, m.max - (
+            SELECT count(*) FROM content_jobs a
+            WHERE a.concurrency_key = k.k
+              AND ((a.status = 'active' AND a.lease_expires_at >= now())
+                   OR (a.status IN ('pending', 'queued')
+                       AND a.run_at <= now() + interval '1 second')))) AS n
+        FROM keys k
+        CROSS JOIN LATERAL (
+            SELECT concurrency_max AS max FROM content_jobs
+            WHERE concurrency_key = k.k AND status = 'waiting' LIMIT 1
+        ) m
+    ), picked AS (
+        SELECT w.id FROM free f CROSS JOIN LATERAL (
+            SELECT id FROM content_jobs
+            WHERE concurrency_key = f.key AND status = 'waiting'
+            ORDER BY id LIMIT f.n
+            FOR UPDATE SKIP LOCKED
+        ) w
+    ), moved AS (
+        UPDATE content_jobs j
+        SET status = 'queued', queue_job_id = gen_random_uuid()::text, updated_at = now()
+        FROM picked p
+        WHERE j.id = p.id AND (j.status = 'waiting') IS TRUE
+        RETURNING j.id, j.tenant_id, j.type, j.queue_job_id, j.run_at
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'enqueued',
+               jsonb_build_object('type', type, 'resent', true, 'reason', 'concurrency slot free')
+        FROM moved ORDER BY id
+    )
+    SELECT id, tenant_id, type, queue_job_id, {_DUE_IN_MS} FROM moved ORDER BY id
+    """  # noqa: S608
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasedJob:
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    queue_job_id: str
+    due_in_ms: int
+
+
+def release_waiting(conn: Connection, keys: Sequence[str]) -> list[ReleasedJob]:
+    """waiting -> queued, under a new message id, for as many waiting jobs of each key as it
+    has free slots, oldest first; an ``enqueued`` event (resent, ``concurrency slot free``)
+    each. The caller sends their messages after commit; a lost send is the relay's (the rows
+    are queued). Rows another releaser holds are skipped."""
+    rows = _run(conn, RELEASE_WAITING, {"keys": sorted(set(keys))}).fetchall()
+    return [ReleasedJob(r.id, r.tenant_id, r.type, r.queue_job_id, int(r.due_in_ms)) for r in rows]
+
+
+WAITING_KEYS = text(
+    """
+    SELECT DISTINCT concurrency_key FROM content_jobs
+    WHERE concurrency_key IS NOT NULL AND status = 'waiting'
+    LIMIT :limit
+    """
+)
+
+
+SLOT_USAGE = text(
+    """
+    SELECT concurrency_key AS key,
+           count(*) FILTER (WHERE status = 'active' AND lease_expires_at >= now()) AS in_use,
+           count(*) FILTER (WHERE status = 'waiting') AS waiting,
+           max(concurrency_max) AS max
+    FROM content_jobs
+    WHERE concurrency_key IS NOT NULL AND status IN ('active', 'waiting')
+    GROUP BY concurrency_key
+    ORDER BY count(*) FILTER (WHERE status = 'waiting') DESC, concurrency_key
+    LIMIT :limit
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotUsage:
+    key: str
+    in_use: int
+    """Active jobs of the key whose lease is live: the slots taken."""
+    waiting: int
+    max: int
+
+
+def slot_usage(conn: Connection, limit: int = 1000) -> list[SlotUsage]:
+    """Concurrency keys with jobs running or waiting, the most waiting first (operators:
+    ``pgjobs_limit_*`` gauges, docs/limits.md). Keys span tenants: not for a tenant's eyes."""
+    rows = _run(conn, SLOT_USAGE, {"limit": limit})
+    return [SlotUsage(r.key, int(r.in_use), int(r.waiting), int(r.max)) for r in rows]
+
+
+def waiting_keys(conn: Connection, limit: int) -> list[str]:
+    """Concurrency keys with waiting jobs (the maintenance sweep releases their free slots)."""
+    return [r.concurrency_key for r in _run(conn, WAITING_KEYS, {"limit": limit})]
 
 
 # --- maintenance ----------------------------------------------------------------------------------

@@ -35,7 +35,12 @@ class JobStatus(enum.StrEnum):
     """Row committed by ``enqueue``; its message is not yet known to be sent. Out: send -> queued,
     cancel -> cancelled. The relay re-sends rows left here."""
     QUEUED = "queued"
-    """Message sent (or re-sent). Out: claim -> active, cancel -> cancelled."""
+    """Message sent (or re-sent). Out: claim -> active, no free concurrency slot at claim ->
+    waiting, cancel -> cancelled."""
+    WAITING = "waiting"
+    """Parked by a claim that found every concurrency slot of its key taken (docs/limits.md):
+    no attempt used, no message held, no worker thread. Out: a slot frees -> queued (re-sent),
+    cancel -> cancelled."""
     ACTIVE = "active"
     """Claimed by a worker holding a lease. Out: succeeded, failed, cancelled, retry -> queued,
     lease expired -> rescued -> queued (or failed when attempts are used up)."""
@@ -84,6 +89,17 @@ class ContentJob(TimestampMixin, Base):
             "lease_expires_at",
             postgresql_where=text("status = 'active'"),
         ),
+        # Concurrency limits (docs/limits.md): the jobs of a key that hold or wait for a slot.
+        # Partial, so jobs without a limit cost this index nothing.
+        Index(
+            "ix_content_jobs_concurrency_key",
+            "concurrency_key",
+            "status",
+            postgresql_where=text("concurrency_key IS NOT NULL"),
+        ),
+        CheckConstraint(
+            "(concurrency_key IS NULL) = (concurrency_max IS NULL)", name="concurrency_pair"
+        ),
         # Pruning walks finished jobs by completion time.
         Index(
             "ix_content_jobs_completed_at",
@@ -114,5 +130,9 @@ class ContentJob(TimestampMixin, Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     """Why it was cancelled, as the caller said: kept from the request of a running job until
     it stops, for its ``cancelled`` event."""
+    concurrency_key: Mapped[str | None] = mapped_column(String(300))
+    """The job type's concurrency limit key for this job (``<scope>:<value>``), set at enqueue;
+    at most ``concurrency_max`` active jobs share one (docs/limits.md)."""
+    concurrency_max: Mapped[int | None] = mapped_column(SmallInteger)
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]

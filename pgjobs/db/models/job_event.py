@@ -22,6 +22,8 @@ class EventType(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     RESCUED = "rescued"
+    WAITING = "waiting"
+    """A claim found no free concurrency slot: the job waits, its attempt not used."""
 
 
 class JobEvent(Base):

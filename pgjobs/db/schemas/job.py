@@ -97,6 +97,14 @@ class RescuedData(BaseModel):
     lease_expired_at: datetime | None = None
 
 
+class WaitingData(BaseModel):
+    attempt: int
+    reason: str
+    """``concurrency``: every slot of the key was taken (docs/limits.md)."""
+    key: str
+    max: int
+
+
 EVENT_DATA: dict[EventType, type[BaseModel]] = {
     EventType.ENQUEUED: EnqueuedData,
     EventType.STARTED: StartedData,
@@ -106,4 +114,5 @@ EVENT_DATA: dict[EventType, type[BaseModel]] = {
     EventType.FAILED: FailedData,
     EventType.CANCELLED: CancelledData,
     EventType.RESCUED: RescuedData,
+    EventType.WAITING: WaitingData,
 }

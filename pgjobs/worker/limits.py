@@ -1,0 +1,77 @@
+"""Concurrency slots freed: waiting jobs of a key sent again (docs/limits.md).
+
+A job parked as ``waiting`` holds no message, no attempt and no thread; it runs again only when
+it is sent again. So whoever frees a slot sends the next waiting job of the key: the writer's
+round that completes a limited job, a handler thread that fails, retries, cancels or releases
+one, and, as the safety net for a worker killed while holding slots, the maintenance sweep
+(every key with waiting jobs, each tick). The rows move to ``queued`` and commit before their
+messages leave; a send that fails leaves them queued, for the relay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pgjobs.db.engine import autocommit
+from pgjobs.db.jobs import state_machine as sm
+from pgjobs.logs import get_logger
+from pgjobs.producer import broker
+from pgjobs.producer.errors import UnknownJobType
+from pgjobs.producer.job_types import get_job_type
+from pgjobs.settings import get_settings
+
+log = get_logger(__name__)
+
+
+def release_slots(keys: Iterable[str | None]) -> int:
+    """Send the waiting jobs of these keys that now have a slot. Returns how many were sent.
+    Raises nothing: a key left waiting is the maintenance sweep's."""
+    wanted = sorted({k for k in keys if k is not None})
+    if not wanted:
+        return 0
+    try:
+        with autocommit() as conn:
+            released = sm.release_waiting(conn, wanted)
+    except Exception as exc:  # noqa: BLE001 - the sweep releases them later
+        log.warning("limits.release_failed", error_type=type(exc).__name__, keys=len(wanted))
+        return 0
+    _send(released)
+    return len(released)
+
+
+def sweep_waiting() -> int:
+    """The maintenance pass: release the free slots of every key that has waiting jobs (slots
+    of a killed worker come back when its leases expire, and no round frees them)."""
+    settings = get_settings()
+    with autocommit() as conn:
+        keys = sm.waiting_keys(conn, settings.relay_batch_size)
+    return release_slots(keys)
+
+
+def refresh_limit_gauges() -> None:
+    """The ``pgjobs_limit_*`` gauges from :func:`sm.slot_usage` (raises nothing)."""
+    from pgjobs.worker import metrics
+
+    try:
+        with autocommit() as conn:
+            metrics.limits(sm.slot_usage(conn))
+    except Exception as exc:  # noqa: BLE001 - a gauge must never stop its thread
+        log.warning("limits.gauge_failed", error_type=type(exc).__name__)
+
+
+def _send(released: list[sm.ReleasedJob]) -> None:
+    outgoing = []
+    for job in released:
+        try:
+            queue = get_job_type(job.type).queue
+        except UnknownJobType:
+            continue  # queued without a message: the relay of a process that knows it sends it
+        delay = job.due_in_ms or None
+        outgoing.append(broker.Outgoing(job.id, job.tenant_id, queue, job.queue_job_id, delay))
+    if not outgoing:
+        return
+    log.info("limits.released", jobs=len(outgoing))
+    try:
+        broker.send(outgoing)
+    except Exception as exc:  # noqa: BLE001 - the rows are queued: the relay re-sends them
+        log.warning("limits.send_failed", error_type=type(exc).__name__, jobs=len(outgoing))
