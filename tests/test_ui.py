@@ -3,6 +3,7 @@ process imports it (Jinja2 stays out of workers and producers)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -31,10 +32,15 @@ def test_status_chart_scales_bars_to_the_largest_count() -> None:
     assert 'width="400"' in svg and 'width="200"' in svg  # (600 - 200) * n / 10
 
 
-def test_workers_and_producers_do_not_import_the_dashboard() -> None:
+def test_workers_and_producers_do_not_import_the_dashboard(
+    server_urls: tuple[str, str],
+) -> None:
     code = (
         "import sys, pgjobs.worker.app, pgjobs.worker.runner, pgjobs.producer; "
         "print(sorted(m for m in sys.modules if m.startswith(('jinja2', 'pgjobs.ui'))))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "DATABASE_URL": server_urls[0], "REDIS_URL": server_urls[1]}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "[]"

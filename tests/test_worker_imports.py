@@ -5,8 +5,11 @@ the CLI's frameworks (each worker process pays every import at start-up; docs/pe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 NOT_IN_A_WORKER = (
     "fastapi",
@@ -24,7 +27,16 @@ NOT_IN_A_WORKER = (
 )
 
 
-def test_the_worker_application_loads_none_of_the_modules_a_worker_does_not_use() -> None:
+@pytest.fixture
+def servers_env(server_urls: tuple[str, str]) -> dict[str, str]:
+    """The run's servers (services or embedded): the worker application builds its broker when
+    it is imported."""
+    return {**os.environ, "DATABASE_URL": server_urls[0], "REDIS_URL": server_urls[1]}
+
+
+def test_the_worker_application_loads_none_of_the_modules_a_worker_does_not_use(
+    servers_env: dict[str, str],
+) -> None:
     code = (
         "import json, sys\n"
         "import pgjobs.worker.app\n"
@@ -33,17 +45,23 @@ def test_the_worker_application_loads_none_of_the_modules_a_worker_does_not_use(
         "    if any(m == h or m.startswith(h + '.') for h in heavy))))\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, *NOT_IN_A_WORKER], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, *NOT_IN_A_WORKER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=servers_env,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) == []
 
 
-def test_the_check_sees_a_module_that_is_loaded() -> None:
+def test_the_check_sees_a_module_that_is_loaded(servers_env: dict[str, str]) -> None:
     """The same probe finds what the worker does import (the check is not vacuous)."""
     code = (
         "import json, sys\nimport pgjobs.worker.app\nprint(json.dumps('dramatiq' in sys.modules))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=servers_env
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) is True
