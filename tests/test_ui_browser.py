@@ -356,3 +356,22 @@ def test_overview_shows_the_last_hour_queues_and_workers(
     assert status_of(stack, token, later) in ("pending", "queued")  # not due: not a backlog
     driver.execute_script("document.getElementById('last-hour').scrollIntoView()")
     screenshot(driver, "overview-last-hour")
+
+
+def test_sign_in_needs_the_forms_csrf_token(stack: Stack, tenant_a: uuid.UUID) -> None:
+    """Login CSRF: another site cannot sign a browser in with a token of its choosing."""
+    token = token_for(tenant_a)
+    url = f"{stack.url}/ui/signin"
+    forged = httpx.post(url, data={"token": token})  # no form token, no cookie
+    assert forged.status_code == 403 and "pgjobs_session" not in forged.cookies
+    with httpx.Client() as browser_like:
+        page = browser_like.get(url)
+        csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        assert "pgjobs_signin" in browser_like.cookies
+        wrong = browser_like.post(url, data={"token": token, "csrf_token": csrf[::-1]})
+        assert wrong.status_code == 403 and "pgjobs_session" not in browser_like.cookies
+        csrf = wrong.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        ok = browser_like.post(url, data={"token": token, "csrf_token": csrf})
+        assert ok.status_code == 303 and "pgjobs_session" in browser_like.cookies, ok.text
+    # a form token without its cookie (taken from another browser) is refused too
+    assert httpx.post(url, data={"token": token, "csrf_token": csrf}).status_code == 403

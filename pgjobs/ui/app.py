@@ -7,6 +7,8 @@ as the actor, exactly as the HTTP API does.
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +36,8 @@ from pgjobs.ui.render import minute_bars, redacted_json, relative, status_bars
 from pgjobs.ui.session import (
     COOKIE,
     SESSION_SECONDS,
+    SIGNIN_COOKIE,
+    SIGNIN_SECONDS,
     Session,
     close_session,
     csrf_ok,
@@ -136,11 +140,38 @@ class Ui:
             overview=more,
         )
 
-    async def signin_form(self) -> Response:
-        return self.pages.render("signin.html", session=None)
+    async def signin_form(self, request: Request) -> Response:
+        return self._signin_page(request, 200)
+
+    def _signin_page(self, request: Request, status: int, error: str | None = None) -> Response:
+        """The sign-in form with its CSRF token: the same random value in a short-lived cookie
+        and in the form (double submit), so another site cannot sign a browser in with a token
+        of its choosing."""
+        token = secrets.token_urlsafe(32)
+        page = self.pages.render(
+            "signin.html", status, session=None, error=error, signin_csrf=token
+        )
+        page.set_cookie(
+            SIGNIN_COOKIE,
+            token,
+            max_age=SIGNIN_SECONDS,
+            path=self.prefix or "/",
+            httponly=True,
+            samesite="strict",
+            secure=self._secure(request),
+        )
+        return page
+
+    def _secure(self, request: Request) -> bool:
+        return request.url.scheme == "https" if self.secure_cookie is None else self.secure_cookie
 
     async def signin(self, request: Request) -> Response:
-        raw = first(await form_of(request), "token")
+        form = await form_of(request)
+        expected = request.cookies.get(SIGNIN_COOKIE)
+        presented = first(form, "csrf_token")
+        if not (expected and presented and hmac.compare_digest(expected, presented)):
+            return self._signin_page(request, 403, "the sign-in form expired: try again")
+        raw = first(form, "token")
         parts = parse_token(raw)
         try:
             if parts is None:
@@ -149,11 +180,12 @@ class Ui:
                 stored = await arun(conn, lookup_plan(parts.prefix))
             principal = check_token(parts.secret, stored, datetime.now(UTC))
         except InvalidToken:
-            return self.pages.render("signin.html", 401, session=None, error="invalid token")
+            return self._signin_page(request, 401, "invalid token")
         session_id = await open_session(principal, parts.prefix)
         audit(principal, "ui.signin")
         response = self.pages.go("/overview")
-        secure = request.url.scheme == "https" if self.secure_cookie is None else self.secure_cookie
+        response.delete_cookie(SIGNIN_COOKIE, path=self.prefix or "/")
+        secure = self._secure(request)
         response.set_cookie(
             COOKIE,
             session_id,

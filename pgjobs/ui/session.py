@@ -24,6 +24,9 @@ from pgjobs.settings import get_settings
 
 SESSION_SECONDS = 8 * 3600
 COOKIE = "pgjobs_session"
+SIGNIN_COOKIE = "pgjobs_signin"
+"""The sign-in form's CSRF token (double submit: the same value in this cookie and the form)."""
+SIGNIN_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
