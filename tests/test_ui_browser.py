@@ -120,6 +120,8 @@ def test_job_runs_with_live_progress(stack: Stack, driver: Any, tenant_a: uuid.U
     ]
     assert lags, seen
     print(f"progress commit -> bar moved: max {max(lags):.3f} s over {len(lags)} steps")
+    # pushed by the job's event stream (Server-Sent Events), not the polling fallback
+    assert driver.find_element(By.ID, "job").get_attribute("data-live") == "sse"
     driver.refresh()
     assert '"steps": 8' in driver.find_element(By.ID, "result").text
     events = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table.events tr")]
@@ -375,3 +377,25 @@ def test_sign_in_needs_the_forms_csrf_token(stack: Stack, tenant_a: uuid.UUID) -
         assert ok.status_code == 303 and "pgjobs_session" in browser_like.cookies, ok.text
     # a form token without its cookie (taken from another browser) is refused too
     assert httpx.post(url, data={"token": token, "csrf_token": csrf}).status_code == 403
+
+
+def test_the_job_pages_event_stream_needs_the_session(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    token = token_for(tenant_a)
+    job_id = enqueue(stack, token, steps=2)
+    until(lambda: status_of(stack, token, job_id) == "succeeded")
+    url = f"{stack.url}/ui/jobs/{job_id}/events"
+    assert httpx.get(url).status_code == 401  # no session
+    sign_in(driver, stack, token)
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    answer = httpx.get(url, cookies=cookies, timeout=10)  # a finished job's stream ends
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    kinds = [
+        line.split(": ", 1)[1] for line in answer.text.splitlines() if line.startswith("event:")
+    ]
+    assert kinds[0] == "enqueued" and kinds[-1] == "completed" and "progress" in kinds
+    other = make_tenant()
+    theirs = enqueue(stack, token_for(other))
+    assert httpx.get(f"{stack.url}/ui/jobs/{theirs}/events", cookies=cookies).status_code == 404

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pgjobs import aio
 from pgjobs.api.audit import audit
+from pgjobs.api.routes.streams import job_event_stream
 from pgjobs.auth.store import InvalidToken, check_token, lookup_plan
 from pgjobs.auth.tokens import parse_token
 from pgjobs.db.async_pool import connection
@@ -276,6 +277,23 @@ class Ui:
             }
         )
 
+    async def events(self, request: Request, job_id: int) -> Response:
+        """The job's events as Server-Sent Events for the job page (the API's stream, with the
+        session instead of a bearer header, which EventSource cannot send); it ends when the
+        session does (signed out, or its token revoked)."""
+        cookie = request.cookies.get(COOKIE)
+        session = await load_session(cookie)
+        if session is None:
+            return JSONResponse({"error": "signed out"}, status_code=401)
+
+        async def still_valid() -> bool:
+            return await load_session(cookie) is not None
+
+        try:
+            return await job_event_stream(session.principal.tenant_id, job_id, 0, still_valid)
+        except JobNotFound:
+            return JSONResponse({"error": "no such job"}, status_code=404)
+
     async def act(self, request: Request, job_id: int, action: str) -> Response:
         session, _, refusal = await self.acting(request)
         if session is None:
@@ -325,6 +343,7 @@ def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> 
     app.add_api_route("/jobs", ui.jobs, methods=["GET"])
     app.add_api_route("/jobs/{job_id}", ui.job, methods=["GET"])
     app.add_api_route("/jobs/{job_id}/progress", ui.progress, methods=["GET"])
+    app.add_api_route("/jobs/{job_id}/events", ui.events, methods=["GET"])
     app.add_api_route("/jobs/{job_id}/{action}", ui.act, methods=["POST"])
     app.add_api_route("/bulk", ui.bulk, methods=["POST"])
     return app

@@ -13,7 +13,8 @@ stream that fell behind catches up from the table.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -66,8 +67,26 @@ async def stream_job(
 ) -> StreamingResponse:
     """The job's events as they are committed (resumable with ``Last-Event-ID``), ending after
     the terminal event."""
-    after = _last_event_id(last_event_id)
-    tenant_id = principal.tenant_id
+    gate: Gate = request.app.state.gate
+    token = bearer(request)
+    return await job_event_stream(
+        principal.tenant_id,
+        job_id,
+        _last_event_id(last_event_id),
+        lambda: gate.still_valid(token),
+    )
+
+
+StillValid = Callable[[], Awaitable[bool]]
+"""Asked every ``JOBS_API_TOKEN_CACHE_SECONDS``: whether the stream's caller may still read
+(its token, or the dashboard's session); the stream ends when not."""
+
+
+async def job_event_stream(
+    tenant_id: uuid.UUID, job_id: int, after: int, still_valid: StillValid
+) -> StreamingResponse:
+    """The SSE response of a job's events after ``after``; NotFound (before any byte is
+    streamed) for another tenant's job. Also the dashboard's live job page (pgjobs/ui/)."""
     subscribing = get_feed().subscribe(job_id)
     subscription = await subscribing.__aenter__()
     try:
@@ -86,7 +105,7 @@ async def stream_job(
                 yield sse_event(event)
                 last = event.id
             if not ended:
-                async for chunk in _live(request, subscription, tenant_id, job_id, last):
+                async for chunk in _live(subscription, tenant_id, job_id, last, still_valid):
                     yield chunk
         finally:
             await subscribing.__aexit__(None, None, None)
@@ -111,13 +130,11 @@ async def _events_after(tenant_id: object, job_id: int, after: int) -> list[JobE
 
 
 async def _live(
-    request: Request, subscription: Subscription, tenant_id: object, job_id: int, last: int
+    subscription: Subscription, tenant_id: object, job_id: int, last: int, still_valid: StillValid
 ) -> AsyncIterator[bytes]:
     """Events from the feed until the terminal one; heartbeats while idle; the end when the
-    token is no longer valid."""
+    caller may no longer read."""
     settings = get_settings()
-    gate: Gate = request.app.state.gate
-    token = bearer(request)
     recheck_every = max(1.0, settings.api_token_cache_seconds)
     heartbeat = settings.api_stream_heartbeat_seconds
     next_check = time.monotonic() + recheck_every
@@ -138,7 +155,7 @@ async def _live(
                 return
         now = time.monotonic()
         if now >= next_check:
-            if not await gate.still_valid(token):
+            if not await still_valid():
                 return
             next_check = now + recheck_every
         if now - last_sent >= heartbeat:
