@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -39,7 +41,9 @@ class IdleResult:
     idle_redis_calls_per_s: float
 
 
-def _redis_calls(client: redis.Redis) -> int:
+def _redis_calls(client: redis.Redis | None) -> float:
+    if client is None:
+        return math.nan
     stats = client.info("commandstats")
     return sum(int(v["calls"]) for v in stats.values())
 
@@ -48,9 +52,19 @@ def _processes(group: WorkerGroup) -> int:
     return len(_proc_cpu(lambda _, f: int(f[2]) == group.pgid))
 
 
-def _measure(
-    side: str, group: WorkerGroup, done: Any, client: redis.Redis, workers: int, seconds: float
+def measure(
+    side: str,
+    group: WorkerGroup,
+    done: Any,
+    workers: int,
+    seconds: float,
+    *,
+    client: redis.Redis | None = None,
+    processes: int | None = None,
 ) -> IdleResult:
+    """Launch ``group`` (one job queued), time until ``done()``, then measure it idle. Redis
+    commands are counted when ``client`` is given (the side uses Redis); start-up CPU is per
+    ``processes`` (default: every process of the group)."""
     started = time.perf_counter()
     group.start()
     try:
@@ -58,7 +72,7 @@ def _measure(
             raise RuntimeError(f"{side}: the first job did not finish:\n{group.tail()}")
         launch = time.perf_counter() - started
         startup_cpu = group.cpu_seconds()
-        processes = _processes(group)
+        processes = processes or _processes(group)
         time.sleep(QUIET_SECONDS)
         cpu0, calls0, t0 = group.cpu_seconds(), _redis_calls(client), time.perf_counter()
         time.sleep(seconds)
@@ -89,10 +103,8 @@ def ours_idle(
         query = "SELECT count(*) FROM content_jobs WHERE status = 'succeeded'"
         client = env.redis()
         try:
-            return _measure(
-                "ours", group, lambda: conn.execute(query).fetchone() == (1,), client,
-                processes, seconds,
-            )  # fmt: skip
+            done = lambda: conn.execute(query).fetchone() == (1,)  # noqa: E731
+            return measure("ours", group, done, processes, seconds, client=client)
         finally:
             client.close()
 
@@ -113,13 +125,10 @@ def raw_idle(
         }
         argv = [sys.executable, "-m", "dramatiq", "bench.raw_app", "--processes", str(processes)]
         argv += ["--threads", str(threads), "--queues", QUEUE]
-        import os
-
         group = WorkerGroup(f"idle-raw-{namespace}", argv, {**os.environ, **env}, log_dir)
         msgs = f"{namespace}:{QUEUE}.msgs"
-        return _measure(
-            "raw Dramatiq", group, lambda: client.hlen(msgs) == 0, client, processes, seconds
-        )
+        done = lambda: client.hlen(msgs) == 0  # noqa: E731
+        return measure("raw Dramatiq", group, done, processes, seconds, client=client)
     finally:
         broker.close()
         client.close()
@@ -137,8 +146,6 @@ class IdleSuite:
 
 def run_all(srv: Servers, args: Any, log_dir: Path, progress: Any) -> IdleSuite:
     """Both sides ``args.runs`` times, interleaved."""
-    import os
-
     suite = IdleSuite({"load": " ".join(f"{x:.2f}" for x in os.getloadavg())}, [])
     for run in range(args.runs):
         for measure in (ours_idle, raw_idle) if run % 2 == 0 else (raw_idle, ours_idle):

@@ -266,21 +266,18 @@ def peer_run(
     with _installed(srv, kind) as peer:
         peer.fill(1)
         group = peer.workers(shape, log_dir, "idle")
-        started = time.perf_counter()
-        group.start()
-        try:
-            if not wait_until(_drained(peer, group), 120, 0.01):
-                raise RuntimeError(f"{kind.name}: the first job did not finish:\n{group.tail()}")
-            result.launch_to_first_s = time.perf_counter() - started
-            # the shell that waits for the workers is not a worker process
-            result.startup_cpu_s_per_process = group.cpu_seconds() / shape.processes
-            time.sleep(idle.QUIET_SECONDS)
-            cpu0, t0 = group.cpu_seconds(), time.perf_counter()
-            time.sleep(args.idle_seconds)
-            cpu1, t1 = group.cpu_seconds(), time.perf_counter()
-            result.idle_cpu_pct_per_worker = (cpu1 - cpu0) * 100 / (t1 - t0) / shape.processes
-        finally:
-            group.stop()
+        # the shell that waits for the workers is not a worker process
+        idled = idle.measure(
+            kind.name,
+            group,
+            _drained(peer, group),
+            shape.processes,
+            args.idle_seconds,
+            processes=shape.processes,
+        )
+        result.launch_to_first_s = idled.launch_to_first_s
+        result.startup_cpu_s_per_process = idled.startup_cpu_s_per_process
+        result.idle_cpu_pct_per_worker = idled.idle_cpu_pct_per_worker
     return result
 
 

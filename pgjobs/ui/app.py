@@ -152,19 +152,24 @@ class Ui:
         page = self.pages.render(
             "signin.html", status, session=None, error=error, signin_csrf=token
         )
-        page.set_cookie(
-            SIGNIN_COOKIE,
-            token,
-            max_age=SIGNIN_SECONDS,
+        self._set_cookie(page, request, SIGNIN_COOKIE, token, SIGNIN_SECONDS)
+        return page
+
+    def _set_cookie(
+        self, response: Response, request: Request, name: str, value: str, max_age: int
+    ) -> None:
+        """A cookie of the dashboard: HttpOnly, SameSite=Strict, its path, Secure over HTTPS
+        (or as ``secure_cookie`` says)."""
+        secure = request.url.scheme == "https" if self.secure_cookie is None else self.secure_cookie
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
             path=self.prefix or "/",
             httponly=True,
             samesite="strict",
-            secure=self._secure(request),
+            secure=secure,
         )
-        return page
-
-    def _secure(self, request: Request) -> bool:
-        return request.url.scheme == "https" if self.secure_cookie is None else self.secure_cookie
 
     async def signin(self, request: Request) -> Response:
         form = await form_of(request)
@@ -186,16 +191,7 @@ class Ui:
         audit(principal, "ui.signin")
         response = self.pages.go("/overview")
         response.delete_cookie(SIGNIN_COOKIE, path=self.prefix or "/")
-        secure = self._secure(request)
-        response.set_cookie(
-            COOKIE,
-            session_id,
-            max_age=SESSION_SECONDS,
-            path=self.prefix or "/",
-            httponly=True,
-            samesite="strict",
-            secure=secure,
-        )
+        self._set_cookie(response, request, COOKIE, session_id, SESSION_SECONDS)
         return response
 
     async def signout(self, request: Request) -> Response:

@@ -82,7 +82,8 @@ def overview_of(tenant_id: uuid.UUID) -> Overview:
     queues: dict[str, QueueLine] = {}
     backlog = 0
     for row in live:
-        line = queues.setdefault(_queue_of(row.type), QueueLine(_queue_of(row.type)))
+        queue = _queue_of(row.type)
+        line = queues.setdefault(queue, QueueLine(queue))
         if row.status == "active":
             line.active += row.n
             continue

@@ -130,8 +130,9 @@ class SafeRedisConsumer(_RedisConsumer):
         """The queue was empty: register this consumer's doorbell, look once more, then wait
         for a ring (and fetch) or the idle wait (nothing: the caller returns to its thread,
         which moves due delayed messages and checks whether it must stop)."""
-        seconds = self._poll_seconds if _stopping.is_set() else self._wait_seconds()
-        if _stopping.is_set() or seconds < _SHORTEST_WAIT:
+        stopping = _stopping.is_set()
+        seconds = self._poll_seconds if stopping else self._wait_seconds()
+        if stopping or seconds < _SHORTEST_WAIT:
             time.sleep(max(0.0, seconds))  # (Redis reads a blocking timeout under 1 ms as 0:
             return []  # for ever)
         client = self.broker.client
