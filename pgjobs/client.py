@@ -25,7 +25,9 @@ from typing import Any, Literal, Self
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-JobStatus = Literal["pending", "queued", "waiting", "active", "succeeded", "failed", "cancelled"]
+JobStatus = Literal[
+    "pending", "queued", "held", "waiting", "active", "succeeded", "failed", "cancelled"
+]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 TERMINAL_EVENTS: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 

@@ -125,6 +125,20 @@ class Settings(BaseSettings):
         "sends them when they come within it (Redis only holds near-term delays).",
     )
     relay_batch_size: int = Field(default=500, description="Rows the relay handles per pass.")
+    fair_queues: str = Field(
+        default="",
+        description="Comma-separated queues whose tenants get fair shares (docs/limits.md): "
+        "a tenant's due jobs beyond its share of in-flight jobs are held in PostgreSQL and "
+        "sent as its earlier ones finish; '*' for every queue; empty: none.",
+    )
+    fair_share_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description="A tenant's share of a fair queue, times its weight: how many of its due "
+        "jobs may be queued or running at once. Give at least twice the queue's worker "
+        "threads, or a lone tenant cannot keep every thread busy.",
+    )
     lease_seconds: float = Field(
         default=30.0, description="How long a claim holds a job before it can be rescued."
     )

@@ -113,6 +113,23 @@ def test_job_succeeds_with_full_event_trail(
     assert_legal_history(types)
 
 
+def test_a_worker_started_after_another_stopped_in_the_process_runs_jobs(
+    tenant_id: uuid.UUID, worker_factory: StartWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first worker's shutdown grace period must not interrupt the second's jobs (it did:
+    each was released and re-sent for ever)."""
+    from pgjobs.worker.runner import lease_keeper
+
+    monkeypatch.setenv("JOBS_SHUTDOWN_GRACE_SECONDS", "0")
+    get_settings.cache_clear()
+    lease_keeper.reset()
+    worker_factory().stop(timeout=10_000)
+    worker_factory()
+    job = enqueue(echo_type, {"value": 1, "sleep": 0.6}, tenant_id=tenant_id)  # over a beat
+    assert wait_for(tenant_id, job.id, timeout=10).status is JobStatus.SUCCEEDED
+    assert types_of(tenant_id, job.id).count(EventType.STARTED) == 1
+
+
 def test_progress_text_postgresql_cannot_store_is_kept_readable(
     tenant_id: uuid.UUID, worker_factory: StartWorker
 ) -> None:

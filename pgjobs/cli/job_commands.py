@@ -54,6 +54,7 @@ PIPE_WIDTH = 200
 _STATUS_STYLE = {
     JobStatus.PENDING: "dim",
     JobStatus.QUEUED: "cyan",
+    JobStatus.HELD: "blue",
     JobStatus.WAITING: "blue",
     JobStatus.ACTIVE: "yellow",
     JobStatus.SUCCEEDED: "green",

@@ -1,4 +1,4 @@
-"""`jobctl tenants create|list|show|set-quota|remove-quota`."""
+"""`jobctl tenants create|list|show|set-quota|remove-quota|set-weight`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pgjobs.cli.common import connect, echo_result, echo_rows, json_option
 from pgjobs.cli.groups import JobsGroup
 from pgjobs.db.tenants import create_tenant, get_tenant, list_tenants
 from pgjobs.producer.quotas import quota_usage, remove_quota, set_quota
+from pgjobs.producer.shares import set_share_weight, share_weight
 from pgjobs.producer.user_modules import import_user_modules
 
 
@@ -42,12 +43,18 @@ def tenants_list(as_json: bool) -> None:
 @click.argument("tenant")
 @json_option
 def tenants_show(tenant: str, as_json: bool) -> None:
-    """Show a tenant (slug or id) with its quotas and today's counts."""
+    """Show a tenant (slug or id) with its quotas and today's counts, and its weight in fair
+    queues."""
     connect()
     found = get_tenant(tenant)
     usage = quota_usage(found.id)
-    data = {**found.model_dump(mode="json"), "quotas": [u.model_dump(mode="json") for u in usage]}
-    lines = [f"{found.slug} ({found.id}) {found.name}"]
+    weight = share_weight(found.id)
+    data = {
+        **found.model_dump(mode="json"),
+        "share_weight": weight,
+        "quotas": [u.model_dump(mode="json") for u in usage],
+    }
+    lines = [f"{found.slug} ({found.id}) {found.name}", f"weight in fair queues: {weight}"]
     lines += [
         f"quota {u.job_type or 'all job types'}: {u.used:,} of {u.per_day:,} today "
         f"(resets {u.resets_at:%Y-%m-%d %H:%M} UTC)"
@@ -86,3 +93,16 @@ def tenants_remove_quota(tenant: str, job_type: str | None, as_json: bool) -> No
     echo_result(
         as_json, {"removed": removed}, "quota removed" if removed else "there was no such quota"
     )
+
+
+@tenants.command("set-weight")
+@click.argument("tenant")
+@click.argument("weight", type=int)
+@json_option
+def tenants_set_weight(tenant: str, weight: int, as_json: bool) -> None:
+    """Set a tenant's weight in fair queues (1 to 100, default 1): its share of jobs in flight
+    is JOBS_FAIR_SHARE_IN_FLIGHT times WEIGHT (docs/limits.md)."""
+    connect()
+    found = get_tenant(tenant)
+    value = set_share_weight(found.id, weight)
+    echo_result(as_json, {"share_weight": value}, f"{found.slug}: weight {value} in fair queues")

@@ -39,6 +39,7 @@ from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
 from pgjobs.producer.quotas import quota_refusals
+from pgjobs.producer.shares import share_key
 from pgjobs.settings import get_settings
 
 log = get_logger(__name__)
@@ -177,10 +178,14 @@ def outgoing_messages(
     prepared: list[Prepared], inserted: list[sm.InsertedJob]
 ) -> list[broker.Outgoing]:
     """Messages for the rows this call created (an idempotent repeat sends nothing). A job due
-    beyond the scheduling horizon gets none now: the relay sends it when it comes near."""
+    beyond the scheduling horizon gets none now: the relay sends it when it comes near; a held
+    one neither: its tenant's fair share sends it."""
     horizon_ms = get_settings().schedule_horizon_seconds * 1000
     out = []
     for p, job in zip(prepared, inserted, strict=True):
+        # a held job is sent when its tenant's fair share frees (pgjobs/producer/shares.py)
+        if job.status is JobStatus.HELD:
+            continue
         if job.created and job.queue_job_id is not None and job.due_in_ms <= horizon_ms:
             delay = job.due_in_ms or None
             out.append(broker.Outgoing(job.id, job.tenant_id, p.queue, job.queue_job_id, delay))
@@ -217,6 +222,8 @@ def _prepare(request: object, actor: str | None) -> Prepared:
         actor=actor,
         concurrency_key=_concurrency_key(job_type, tenant_id, payload_json),
         concurrency_max=job_type.concurrency.max if job_type.concurrency else None,
+        share_key=share_key(job_type.queue, tenant_id),
+        share_in_flight=settings.fair_share_in_flight,
     )
     return Prepared(row, job_type.queue)
 

@@ -83,6 +83,11 @@ class LeaseKeeper:
         log.info("worker.shutdown.grace", seconds=self.grace, running=len(self._jobs))
         self._wake.set()
 
+    def end_shutdown(self) -> None:
+        """A worker boots in this process again (an in-process worker stopped before, as in
+        tests): its jobs must not be interrupted by the earlier worker's grace period."""
+        self._shutdown_at = None
+
     @property
     def shutting_down(self) -> bool:
         return self._shutdown_at is not None

@@ -1,4 +1,4 @@
-"""Concurrency slots freed: waiting jobs of a key sent again (docs/limits.md).
+"""Concurrency slots and fair shares freed: waiting and held jobs sent again (docs/limits.md).
 
 A job parked as ``waiting`` holds no message, no attempt and no thread; it runs again only when
 it is sent again. So whoever frees a slot sends the next waiting job of the key: the writer's
@@ -23,29 +23,41 @@ from pgjobs.settings import get_settings
 log = get_logger(__name__)
 
 
-def release_slots(keys: Iterable[str | None]) -> int:
-    """Send the waiting jobs of these keys that now have a slot. Returns how many were sent.
-    Raises nothing: a key left waiting is the maintenance sweep's."""
+def release_slots(keys: Iterable[str | None], shares: Iterable[str | None] = ()) -> int:
+    """Send the waiting jobs of these concurrency keys that now have a slot, and the held jobs
+    of these fair shares that now have room. Returns how many were sent. Raises nothing: a key
+    left waiting is the maintenance sweep's."""
     wanted = sorted({k for k in keys if k is not None})
-    if not wanted:
+    wanted_shares = sorted({k for k in shares if k is not None})
+    if not (wanted or wanted_shares):
         return 0
     try:
         with autocommit() as conn:
-            released = sm.release_waiting(conn, wanted)
+            released = sm.release_waiting(conn, wanted) if wanted else []
+            if wanted_shares:
+                released += sm.release_waiting(conn, wanted_shares, held=True)
     except Exception as exc:  # noqa: BLE001 - the sweep releases them later
-        log.warning("limits.release_failed", error_type=type(exc).__name__, keys=len(wanted))
+        log.warning(
+            "limits.release_failed",
+            error_type=type(exc).__name__,
+            keys=len(wanted),
+            shares=len(wanted_shares),
+        )
         return 0
     _send(released)
     return len(released)
 
 
 def sweep_waiting() -> int:
-    """The maintenance pass: release the free slots of every key that has waiting jobs (slots
-    of a killed worker come back when its leases expire, and no round frees them)."""
+    """The maintenance pass: release the free slots of every key that has waiting jobs, and
+    the room of every fair share that has held ones (slots of a killed worker come back when
+    its leases expire, and no round frees them; a share whose last job ended while a held one
+    was being written has no round to free it either)."""
     settings = get_settings()
     with autocommit() as conn:
         keys = sm.waiting_keys(conn, settings.relay_batch_size)
-    return release_slots(keys)
+        shares = sm.waiting_keys(conn, settings.relay_batch_size, held=True)
+    return release_slots(keys, shares)
 
 
 def refresh_limit_gauges() -> None:

@@ -8,8 +8,9 @@
 * unserved: a warning per job type and ``JOBS_UNSERVED_WARNING_SECONDS`` for due jobs that no
   running worker serves, or whose type this process does not know (pgjobs/producer/served.py).
 * scheduler (pgjobs/worker/scheduler.py): due schedule slots become jobs.
-* limits (pgjobs/worker/limits.py): waiting jobs of keys with free concurrency slots are sent
-  again (the safety net: the round that frees a slot sends them first).
+* limits (pgjobs/worker/limits.py): waiting jobs of keys with free concurrency slots, and held
+  jobs of fair shares with room, are sent (the safety net: the round that frees one sends
+  them first).
 
 Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
 processes split the work instead of doing it twice (River elects a leader instead; row locks

@@ -320,8 +320,9 @@ class Attempt:
                 return transition(conn, self.job.id, self.job.attempt, *args)
 
         written = with_db_retry(write)
-        if written and self.job.concurrency_key is not None:
-            release_slots([self.job.concurrency_key])  # its slot is free (docs/limits.md)
+        if written and (self.job.concurrency_key or self.job.share_key):
+            # its concurrency slot and fair share are free (docs/limits.md)
+            release_slots([self.job.concurrency_key], [self.job.share_key])
         return written
 
     def _complete(self, result_json: str) -> None:
@@ -347,7 +348,9 @@ class Attempt:
 
         log.debug("job.completed", duration_ms=duration)
         done = sm.Completion(job.id, job.attempt, result_json, duration)
-        state_writer().complete(done, self.message_id, on_written, job.concurrency_key)
+        state_writer().complete(
+            done, self.message_id, on_written, job.concurrency_key, job.share_key
+        )
         if self.message_id is None:
             written.wait()
 

@@ -69,6 +69,7 @@ class GracefulShutdown(Middleware):
 
     def before_worker_boot(self, broker: Any, worker: Any) -> None:
         consumer.worker_booting()
+        lease_keeper().end_shutdown()
 
     def before_worker_shutdown(self, broker: Any, worker: Any) -> None:
         lease_keeper().begin_shutdown()

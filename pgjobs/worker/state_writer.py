@@ -58,6 +58,8 @@ class _Completion:
     on_written: Callable[[bool], None]
     limit_key: str | None = None
     """The job's concurrency key: its slot is free once the completion is written."""
+    share_key: str | None = None
+    """The job's fair share: it has room for a held job once the completion is written."""
     written: bool = False
     ack: tuple[Any, Any] | None = None
     """(consumer, message) once the consumer asked to ack: the writer acks after the write."""
@@ -103,11 +105,13 @@ class StateWriter:
         message_id: str | None,
         on_written: Callable[[bool], None],
         limit_key: str | None = None,
+        share_key: str | None = None,
     ) -> None:
         """Write ``completion`` in the next round and return at once. ``on_written(held)``
         runs on the writer's thread after the commit (False: the lease had been lost).
-        ``limit_key``: the job's concurrency key, whose waiting jobs the round then sends."""
-        pending = _Completion(completion, message_id, on_written, limit_key)
+        ``limit_key``, ``share_key``: the job's concurrency key and fair share, whose waiting
+        and held jobs the round then sends."""
+        pending = _Completion(completion, message_id, on_written, limit_key, share_key)
         with self._cond:
             self._start()
             self._completions.append(pending)
@@ -221,9 +225,9 @@ class StateWriter:
                 raise
             claimed, held = self._one_by_one(work)
         self._deliver(work, claimed, held)
-        freed = [c.limit_key for c, ok in zip(work.completions, held, strict=True) if ok]
-        if any(freed):
-            release_slots(freed)
+        done = [c for c, ok in zip(work.completions, held, strict=True) if ok]
+        if any(c.limit_key or c.share_key for c in done):
+            release_slots([c.limit_key for c in done], [c.share_key for c in done])
 
     def _statements(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, TextClause, text
 
 from pgjobs.db.models.job import JobStatus
 from pgjobs.db.statements import Plan, Step, run
@@ -53,6 +53,10 @@ TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
         (JobStatus.ACTIVE, JobStatus.WAITING),  # an expired lease taken over, no slot free
         (JobStatus.WAITING, JobStatus.QUEUED),
         (JobStatus.WAITING, JobStatus.CANCELLED),
+        # fair shares (docs/limits.md): enqueue writes a job beyond its tenant's share as
+        # held; a share freed sends it, and a held job can be cancelled
+        (JobStatus.HELD, JobStatus.QUEUED),
+        (JobStatus.HELD, JobStatus.CANCELLED),
     }
 )
 
@@ -76,6 +80,10 @@ class NewJob:
     concurrency_key: str | None = None
     """The job type's concurrency limit key for this job, and its maximum (docs/limits.md)."""
     concurrency_max: int | None = None
+    share_key: str | None = None
+    """Its fair share (``<queue>:<tenant id>``) when its queue is a fair one (docs/limits.md)."""
+    share_in_flight: int | None = None
+    """The share's size for a tenant of weight 1 (``JOBS_FAIR_SHARE_IN_FLIGHT``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,8 @@ class ClaimedJob:
     """True when the claim took over an expired lease (a ``rescued`` event was written too)."""
     concurrency_key: str | None = None
     """Its concurrency limit's key: the slot it holds until it leaves active."""
+    share_key: str | None = None
+    """Its fair share: held jobs of the share may go once it leaves active."""
 
 
 # --- producer side ------------------------------------------------------------------------------
@@ -113,8 +123,23 @@ class ClaimedJob:
 _INSERT_INTO = """
     INSERT INTO content_jobs (tenant_id, type, payload, status, queue_job_id, max_attempts,
                               priority, run_at, idempotency_key, concurrency_key,
-                              concurrency_max)
+                              concurrency_max, share_key, share_max)
 """
+# A job in flight for its concurrency key or fair share (docs/limits.md): running under a live
+# lease, or due (within the second) and on its way to a claim. Jobs of the key are `a`.
+_IN_FLIGHT = """((a.status = 'active' AND a.lease_expires_at >= now())
+                 OR (a.status IN ('pending', 'queued')
+                     AND a.run_at <= now() + interval '1 second'))"""
+# How many more due jobs a fair share takes (0 while jobs of it are held: they go first).
+_SHARE_ROOM = f"""CASE WHEN EXISTS (SELECT 1 FROM content_jobs h
+                                    WHERE h.share_key = {{key}} AND h.status = 'held')
+                  THEN 0
+                  ELSE greatest(0, {{cap}} - (SELECT count(*) FROM (
+                      SELECT 1 FROM content_jobs a WHERE a.share_key = {{key}} AND {_IN_FLIGHT}
+                      LIMIT {{cap}}) f)) END"""  # noqa: S608 - constant fragments
+# A share's size: the setting given times the tenant's weight (`t`).
+_SHARE_CAP = "CAST(:share_in_flight AS int) * t.share_weight"
+_SHARE_MAX = f"CASE WHEN {{key}} IS NULL THEN NULL ELSE {_SHARE_CAP} END"
 # Milliseconds until a job is due by the database clock, 0 when due. In epoch seconds rather
 # than as ``run_at - now()``: a row written by hand may hold 'infinity', which no interval holds.
 _DUE_IN_MS = """least(greatest(0, ceil((extract(epoch FROM run_at) - extract(epoch FROM now()))
@@ -128,7 +153,8 @@ _INSERT_REST = f"""
     SELECT id, tenant_id, 'enqueued',
            jsonb_strip_nulls(jsonb_build_object(
                'type', type, 'run_at', run_at, 'idempotency_key', idempotency_key,
-               'actor', CAST(:actor AS text)))
+               'actor', CAST(:actor AS text),
+               'held', CASE WHEN status = 'held' THEN 'fair share' END))
     FROM inserted
 ), counted AS (
     -- the jobs created count against the tenant's quotas, if it has any: a count that would
@@ -153,15 +179,31 @@ INSERT_PENDING = text(
             CAST(:tenant_ids AS uuid[]), CAST(:types AS text[]), CAST(:payloads AS text[]),
             CAST(:message_ids AS text[]), CAST(:max_attempts AS int[]), CAST(:priorities AS int[]),
             CAST(:run_ats AS timestamptz[]), CAST(:delays AS float8[]), CAST(:keys AS text[]),
-            CAST(:limit_keys AS text[]), CAST(:limit_maxes AS int[])
-        ) WITH ORDINALITY AS i(tenant_id, type, payload, message_id, max_attempts, priority,
-                               run_at, delay, idempotency_key, limit_key, limit_max, ord)
+            CAST(:limit_keys AS text[]), CAST(:limit_maxes AS int[]),
+            CAST(:share_keys AS text[])
+        ) WITH ORDINALITY AS u(tenant_id, type, payload, message_id, max_attempts, priority,
+                               given_run_at, delay, idempotency_key, limit_key, limit_max,
+                               share_key, ord)
+        CROSS JOIN LATERAL (SELECT coalesce(u.given_run_at, now() + make_interval(
+            secs => coalesce(u.delay, 0))) AS run_at) d
+    ), shares AS (
+        -- each fair share's room for due jobs (none when no job is in a fair queue)
+        SELECT k.share_key, {_SHARE_ROOM.format(key="k.share_key", cap="k.cap")} AS room
+        FROM (SELECT DISTINCT i.share_key, {_SHARE_CAP} AS cap
+              FROM input i JOIN tenants t ON t.id = i.tenant_id
+              WHERE i.share_key IS NOT NULL) k
     ), inserted AS ({_INSERT_INTO}
-        SELECT i.tenant_id, i.type, CAST(i.payload AS jsonb), 'pending', i.message_id,
-               i.max_attempts, i.priority,
-               coalesce(i.run_at, now() + make_interval(secs => coalesce(i.delay, 0))),
-               i.idempotency_key, i.limit_key, i.limit_max
+        SELECT i.tenant_id, i.type, CAST(i.payload AS jsonb),
+               CASE WHEN i.share_key IS NULL OR i.run_at > now() + interval '1 second'
+                         OR row_number() OVER (
+                                PARTITION BY i.share_key, i.run_at > now() + interval '1 second'
+                                ORDER BY i.ord) <= s.room
+                    THEN 'pending' ELSE 'held' END,
+               i.message_id, i.max_attempts, i.priority, i.run_at,
+               i.idempotency_key, i.limit_key, i.limit_max,
+               i.share_key, {_SHARE_MAX.format(key="i.share_key")}
         FROM input i JOIN tenants t ON t.id = i.tenant_id
+        LEFT JOIN shares s ON s.share_key = i.share_key
         -- all or nothing: if any tenant is unknown, insert no row at all
         WHERE (SELECT count(*) FROM tenants WHERE id = ANY(CAST(:tenant_ids AS uuid[])))
               = CAST(:n_tenants AS int)
@@ -172,13 +214,19 @@ INSERT_PENDING = text(
 INSERT_ONE_PENDING = text(
     f"""
     WITH inserted AS ({_INSERT_INTO}
-        SELECT t.id, CAST(:type AS text), CAST(:payload AS jsonb), 'pending',
+        SELECT t.id, CAST(:type AS text), CAST(:payload AS jsonb),
+               CASE WHEN CAST(:share_key AS text) IS NULL
+                         OR d.run_at > now() + interval '1 second'
+                         OR {_SHARE_ROOM.format(key="CAST(:share_key AS text)", cap=_SHARE_CAP)} > 0
+                    THEN 'pending' ELSE 'held' END,
                CAST(:message_id AS text), CAST(:max_attempts AS int), CAST(:priority AS int),
-               coalesce(CAST(:run_at AS timestamptz),
-                        now() + make_interval(secs => coalesce(CAST(:delay AS float8), 0))),
-               CAST(:idempotency_key AS text), CAST(:limit_key AS text),
-               CAST(:limit_max AS int)
-        FROM tenants t WHERE t.id = CAST(:tenant_id AS uuid)  -- none for an unknown tenant
+               d.run_at, CAST(:idempotency_key AS text), CAST(:limit_key AS text),
+               CAST(:limit_max AS int), CAST(:share_key AS text),
+               {_SHARE_MAX.format(key="CAST(:share_key AS text)")}
+        FROM tenants t
+        CROSS JOIN LATERAL (SELECT coalesce(CAST(:run_at AS timestamptz), now() + make_interval(
+            secs => coalesce(CAST(:delay AS float8), 0))) AS run_at) d
+        WHERE t.id = CAST(:tenant_id AS uuid)  -- none for an unknown tenant
     {_INSERT_REST}"""  # noqa: S608
 )
 """The same for one job: no arrays to build, unnest and join (a single ``enqueue`` is the
@@ -224,6 +272,8 @@ def insert_pending_plan(jobs: Sequence[NewJob]) -> Plan[list[InsertedJob | None]
             "actor": actor,
             "limit_key": job.concurrency_key,
             "limit_max": job.concurrency_max,
+            "share_key": job.share_key,
+            "share_in_flight": job.share_in_flight,
         }
         rows = yield Step(INSERT_ONE_PENDING, one)
     else:
@@ -258,6 +308,9 @@ def _many_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
         "keys": [j.idempotency_key for j in jobs],
         "limit_keys": [j.concurrency_key for j in jobs],
         "limit_maxes": [j.concurrency_max for j in jobs],
+        "share_keys": [j.share_key for j in jobs],
+        # one size per call: enqueue_many reads the setting once
+        "share_in_flight": next((j.share_in_flight for j in jobs if j.share_key), None),
         "n_tenants": len({j.tenant_id for j in jobs}),
     }
 
@@ -394,7 +447,7 @@ CANCEL = text(
         SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
             cancel_reason = CAST(:reason AS text), lease_expires_at = NULL, updated_at = now()
         FROM target t
-        WHERE j.id = t.id AND t.status IN ('pending', 'queued', 'waiting')
+        WHERE j.id = t.id AND t.status IN ('pending', 'queued', 'waiting', 'held')
         RETURNING j.id, j.tenant_id
     ), requested AS (
         -- The first request's time stays; its reason too, unless it gave none.
@@ -534,7 +587,7 @@ _CLAIM_UPDATE = """, claimed AS (
         WHERE j.id = t.id
         RETURNING j.id, j.tenant_id, j.type, j.payload, j.attempts, j.max_attempts,
                   j.lease_expires_at, t.status = 'active' AS rescued, t.message_id, t.ord,
-                  j.concurrency_key
+                  j.concurrency_key, j.share_key
     ), claim_events AS (
         -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
@@ -592,7 +645,7 @@ _CLAIM_CTES_LIMITED = (
 
 _CLAIMED_COLUMNS = (
     "id, tenant_id, type, payload, attempts, max_attempts, lease_expires_at, rescued, ord,"
-    " concurrency_key"
+    " concurrency_key, share_key"
 )
 
 # The f-strings below join this module's own constant SQL fragments, never input.
@@ -679,6 +732,7 @@ def _claimed_in_order(rows: Sequence[Any], count: int) -> list[ClaimedJob | None
             lease_expires_at=row.lease_expires_at,
             rescued=row.rescued,
             concurrency_key=row.concurrency_key,
+            share_key=row.share_key,
         )
         for row in rows
     }
@@ -809,7 +863,9 @@ COMPLETE = text(f"WITH {_COMPLETE_CTES} SELECT id FROM done")  # noqa: S608
 
 _ROUND_SELECT = (
     f"SELECT true AS is_claim, {_CLAIMED_COLUMNS} FROM claimed "  # noqa: S608
-    "UNION ALL SELECT false, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done"
+    "UNION ALL SELECT false, id"
+    + ", NULL" * _CLAIMED_COLUMNS.count(",")  # a NULL for every claimed column but the id
+    + " FROM done"
 )
 CLAIM_AND_COMPLETE = text(f"WITH {_CLAIM_CTES}, {_COMPLETE_CTES} {_ROUND_SELECT}")
 CLAIM_AND_COMPLETE_LIMITED = text(f"WITH {_CLAIM_CTES_LIMITED}, {_COMPLETE_CTES} {_ROUND_SELECT}")
@@ -995,28 +1051,26 @@ def release(
     return _run(conn, RELEASE, params).fetchone() is not None
 
 
-RELEASE_WAITING = text(
-    f"""
+def _release_statement(key: str, maximum: str, status: str, reason: str) -> TextClause:
+    """Jobs parked in ``status`` sent again as their key has room: the same statement for a
+    concurrency key's waiting jobs and a fair share's held ones (docs/limits.md)."""
+    return text(
+        f"""
     WITH keys AS (
         SELECT DISTINCT k FROM unnest(CAST(:keys AS text[])) AS u(k)
     ), free AS (
-        -- a key's free slots: its maximum less its live active jobs and the jobs already on
-        -- their way to a claim (pending or queued and due)
+        -- a key's room: its maximum less its jobs in flight (running, or due and on their way)
         SELECT k.k AS key, greatest(0, m.max - (
-            SELECT count(*) FROM content_jobs a
-            WHERE a.concurrency_key = k.k
-              AND ((a.status = 'active' AND a.lease_expires_at >= now())
-                   OR (a.status IN ('pending', 'queued')
-                       AND a.run_at <= now() + interval '1 second')))) AS n
+            SELECT count(*) FROM content_jobs a WHERE a.{key} = k.k AND {_IN_FLIGHT})) AS n
         FROM keys k
         CROSS JOIN LATERAL (
-            SELECT concurrency_max AS max FROM content_jobs
-            WHERE concurrency_key = k.k AND status = 'waiting' LIMIT 1
+            SELECT {maximum} AS max FROM content_jobs
+            WHERE {key} = k.k AND status = '{status}' LIMIT 1
         ) m
     ), picked AS (
         SELECT w.id FROM free f CROSS JOIN LATERAL (
             SELECT id FROM content_jobs
-            WHERE concurrency_key = f.key AND status = 'waiting'
+            WHERE {key} = f.key AND status = '{status}'
             ORDER BY id LIMIT f.n
             FOR UPDATE SKIP LOCKED
         ) w
@@ -1024,17 +1078,33 @@ RELEASE_WAITING = text(
         UPDATE content_jobs j
         SET status = 'queued', queue_job_id = gen_random_uuid()::text, updated_at = now()
         FROM picked p
-        WHERE j.id = p.id AND (j.status = 'waiting') IS TRUE
+        WHERE j.id = p.id AND (j.status = '{status}') IS TRUE
         RETURNING j.id, j.tenant_id, j.type, j.queue_job_id, j.run_at
     ), events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'enqueued',
-               jsonb_build_object('type', type, 'resent', true, 'reason', 'concurrency slot free')
+               jsonb_build_object('type', type, 'resent', true, 'reason', '{reason}')
         FROM moved ORDER BY id
     )
     SELECT id, tenant_id, type, queue_job_id, {_DUE_IN_MS} FROM moved ORDER BY id
-    """  # noqa: S608
+    """  # noqa: S608 - the module's own constant fragments
+    )
+
+
+def _parked_keys_statement(key: str, status: str) -> TextClause:
+    """Keys with jobs parked in ``status``, for the maintenance sweep."""
+    return text(
+        f"SELECT DISTINCT {key} AS key FROM content_jobs"  # noqa: S608 - constant fragments
+        f" WHERE {key} IS NOT NULL AND status = '{status}' LIMIT :limit"
+    )
+
+
+RELEASE_WAITING = _release_statement(
+    "concurrency_key", "concurrency_max", "waiting", "concurrency slot free"
 )
+RELEASE_HELD = _release_statement("share_key", "share_max", "held", "fair share free")
+WAITING_KEYS = _parked_keys_statement("concurrency_key", "waiting")
+HELD_SHARES = _parked_keys_statement("share_key", "held")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1046,22 +1116,17 @@ class ReleasedJob:
     due_in_ms: int
 
 
-def release_waiting(conn: Connection, keys: Sequence[str]) -> list[ReleasedJob]:
-    """waiting -> queued, under a new message id, for as many waiting jobs of each key as it
-    has free slots, oldest first; an ``enqueued`` event (resent, ``concurrency slot free``)
-    each. The caller sends their messages after commit; a lost send is the relay's (the rows
-    are queued). Rows another releaser holds are skipped."""
-    rows = _run(conn, RELEASE_WAITING, {"keys": sorted(set(keys))}).fetchall()
+def release_waiting(
+    conn: Connection, keys: Sequence[str], *, held: bool = False
+) -> list[ReleasedJob]:
+    """waiting -> queued, under a new message id, for as many waiting jobs of each concurrency
+    key as it has free slots, oldest first; an ``enqueued`` event (resent, ``concurrency slot
+    free``) each. ``held``: the same for held jobs of fair shares (``keys`` are share keys),
+    held -> queued. The caller sends their messages after commit; a lost send is the relay's
+    (the rows are queued). Rows another releaser holds are skipped."""
+    statement = RELEASE_HELD if held else RELEASE_WAITING
+    rows = _run(conn, statement, {"keys": sorted(set(keys))}).fetchall()
     return [ReleasedJob(r.id, r.tenant_id, r.type, r.queue_job_id, int(r.due_in_ms)) for r in rows]
-
-
-WAITING_KEYS = text(
-    """
-    SELECT DISTINCT concurrency_key FROM content_jobs
-    WHERE concurrency_key IS NOT NULL AND status = 'waiting'
-    LIMIT :limit
-    """
-)
 
 
 SLOT_USAGE = text(
@@ -1095,9 +1160,11 @@ def slot_usage(conn: Connection, limit: int = 1000) -> list[SlotUsage]:
     return [SlotUsage(r.key, int(r.in_use), int(r.waiting), int(r.max)) for r in rows]
 
 
-def waiting_keys(conn: Connection, limit: int) -> list[str]:
-    """Concurrency keys with waiting jobs (the maintenance sweep releases their free slots)."""
-    return [r.concurrency_key for r in _run(conn, WAITING_KEYS, {"limit": limit})]
+def waiting_keys(conn: Connection, limit: int, *, held: bool = False) -> list[str]:
+    """Concurrency keys with waiting jobs, or (``held``) fair shares with held jobs: the
+    maintenance sweep releases their room."""
+    statement = HELD_SHARES if held else WAITING_KEYS
+    return [r.key for r in _run(conn, statement, {"limit": limit})]
 
 
 # --- maintenance ----------------------------------------------------------------------------------

@@ -37,6 +37,10 @@ class JobStatus(enum.StrEnum):
     QUEUED = "queued"
     """Message sent (or re-sent). Out: claim -> active, no free concurrency slot at claim ->
     waiting, cancel -> cancelled."""
+    HELD = "held"
+    """Committed by ``enqueue`` while its tenant's fair share of the queue was in flight
+    (docs/limits.md): no message yet. Out: the share frees -> queued (sent), cancel ->
+    cancelled."""
     WAITING = "waiting"
     """Parked by a claim that found every concurrency slot of its key taken (docs/limits.md):
     no attempt used, no message held, no worker thread. Out: a slot frees -> queued (re-sent),
@@ -100,6 +104,15 @@ class ContentJob(TimestampMixin, Base):
         CheckConstraint(
             "(concurrency_key IS NULL) = (concurrency_max IS NULL)", name="concurrency_pair"
         ),
+        # Fair shares (docs/limits.md): a tenant's jobs of a fair queue in flight or held.
+        # Partial, so jobs of other queues cost this index nothing.
+        Index(
+            "ix_content_jobs_share_key",
+            "share_key",
+            "status",
+            postgresql_where=text("share_key IS NOT NULL"),
+        ),
+        CheckConstraint("(share_key IS NULL) = (share_max IS NULL)", name="share_pair"),
         # Pruning walks finished jobs by completion time.
         Index(
             "ix_content_jobs_completed_at",
@@ -134,5 +147,9 @@ class ContentJob(TimestampMixin, Base):
     """The job type's concurrency limit key for this job (``<scope>:<value>``), set at enqueue;
     at most ``concurrency_max`` active jobs share one (docs/limits.md)."""
     concurrency_max: Mapped[int | None] = mapped_column(SmallInteger)
+    share_key: Mapped[str | None] = mapped_column(String(300))
+    """``<queue>:<tenant id>`` when the job's queue is a fair queue, set at enqueue: at most
+    ``share_max`` due jobs of a share are queued or running, the rest are held."""
+    share_max: Mapped[int | None]
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]

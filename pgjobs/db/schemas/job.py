@@ -56,6 +56,8 @@ class EnqueuedData(BaseModel):
     type: str
     run_at: datetime | None = None
     idempotency_key: str | None = None
+    held: str | None = None
+    """Why the job was held at enqueue (``fair share``): it waits for its tenant's share."""
 
 
 class StartedData(BaseModel):
