@@ -4,7 +4,8 @@ The row (pending) and its ``enqueued`` event are written first; the message (ids
 only after that write commits; then the row becomes queued, marked by the process's background
 marker shortly after (pgjobs/producer/sender.py). Two modes:
 
-* standalone (no ``session``): one statement in autocommit, then the send;
+* standalone (no ``session``): one statement in autocommit on the thread's held connection,
+  then the send (one script call);
 * inside the caller's SQLAlchemy ``Session``: rows are written in the caller's transaction and
   the messages wait in ``session.info`` until it commits; a rollback drops them unsent.
 
@@ -27,9 +28,10 @@ from typing_extensions import Unpack
 
 from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import wrap_db_errors
+from pgjobs.db.held import held_connection
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models.job import JobStatus
-from pgjobs.db.statements import Plan, run
+from pgjobs.db.statements import Plan, run, run_driver
 from pgjobs.db.timestamps import LATEST
 from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
 from pgjobs.logs import get_logger
@@ -126,14 +128,23 @@ def enqueue_many(
     if not prepared:
         return []
     if session is None:
-        with quota_refusals(), autocommit() as conn:
-            inserted = run(conn, insert_plan(prepared))
+        inserted = _insert_standalone(prepared)
         sender.send_and_mark(outgoing_messages(prepared, inserted))
         return results(inserted)
     with quota_refusals(), wrap_db_errors():
         inserted = run(session.connection(), insert_plan(prepared))
     defer_until_commit(session, outgoing_messages(prepared, inserted))
     return results(inserted)
+
+
+def _insert_standalone(prepared: list[Prepared]) -> list[sm.InsertedJob]:
+    """The outbox INSERT committed by itself (autocommit: the statement is the transaction),
+    on the thread's held connection (``db.held``), else on one from the pool."""
+    with quota_refusals(), held_connection() as held:
+        if held is not None:
+            return run_driver(held, insert_plan(prepared))
+    with quota_refusals(), autocommit() as conn:
+        return run(conn, insert_plan(prepared))
 
 
 def prepare_requests(requests: object, actor: object = None) -> list[Prepared]:
