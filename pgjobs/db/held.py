@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from pgjobs.db.engine import connection_options, get_autocommit_engine
+from pgjobs.db.engine import connection_options, get_autocommit_engine, on_reset
 from pgjobs.db.errors import wrap_db_errors
 from pgjobs.db.timestamps import use_bounded_loader
 from pgjobs.services.locate import database_url
@@ -67,7 +67,8 @@ def held_connection() -> Iterator[_Driver | None]:
 
 
 def close_all() -> None:
-    """Close every held connection of this process (tests; a thread opens a new one)."""
+    """Close every held connection of this process (``engine.reset_engine`` calls it: the
+    settings may have changed; each thread opens a new one on its next call)."""
     with _lock:
         items = list(_held.items())
         _held.clear()
@@ -144,3 +145,4 @@ def _forget_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_in_child)
+on_reset(close_all)
