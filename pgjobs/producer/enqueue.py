@@ -41,7 +41,7 @@ from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
 from pgjobs.producer.quotas import quota_refusals
-from pgjobs.settings import get_settings
+from pgjobs.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
@@ -157,10 +157,12 @@ def prepare_requests(requests: object, actor: object = None) -> list[Prepared]:
         raise InvalidOption.for_field("requests", "must be a sequence of JobRequest") from None
     if actor is not None:
         actor = as_text(actor, "actor", min_length=1, max_length=200, error=InvalidOption)
+    settings = get_settings()
+    message_ids = broker.new_message_ids(len(given))
     prepared = []
     for index, request in enumerate(given):
         try:
-            prepared.append(_prepare(request, actor))
+            prepared.append(_prepare(request, actor, settings, message_ids[index]))
         except ProducerError as exc:
             exc.index = index
             raise
@@ -198,12 +200,11 @@ def outgoing_messages(
     return out
 
 
-def _prepare(request: object, actor: str | None) -> Prepared:
+def _prepare(request: object, actor: str | None, settings: Settings, message_id: str) -> Prepared:
     """Validate one request completely before anything touches the database: this is the
     boundary of enqueue and enqueue_many, every argument checked here."""
     if not isinstance(request, JobRequest):
         raise InvalidOption.for_field("requests", "must hold JobRequest items")
-    settings = get_settings()
     job_type = request.type if isinstance(request.type, JobType) else get_job_type(request.type)
     tenant_id = as_uuid(request.tenant_id, "tenant_id", InvalidOption)
     payload_json = validated_payload(job_type, request.payload, settings.max_payload_bytes)
@@ -219,7 +220,7 @@ def _prepare(request: object, actor: str | None) -> Prepared:
         tenant_id=tenant_id,
         type=job_type.name,
         payload_json=payload_json,
-        message_id=broker.new_message_id(),
+        message_id=message_id,
         max_attempts=max_attempts,
         priority=priority,
         run_at=run_at,
