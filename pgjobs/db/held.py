@@ -8,7 +8,7 @@ with the options of every pool (``engine.connection_options``) and reads any tim
 pools' connections do.
 
 Bounds: at most ``db_pool_size + db_max_overflow`` threads of a process hold one; a thread
-beyond that gets None and uses the pool. A connection is dropped when its thread has ended,
+beyond that gets None and uses the pool. A connection is closed when its thread ends, dropped
 after a fork (never shared across processes), when :func:`engine.reset_engine` replaced the
 process's engines (settings changed), and after a connection error (the next call opens a
 new one).
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,20 @@ class _Held:
 
 _lock = threading.Lock()
 _held: dict[int, _Held] = {}  # by thread ident
+
+
+class _ThreadEnd(threading.local):
+    """Per-thread storage, released when its thread ends: the finalizer of the token kept
+    here closes the thread's connection then, not at some later call."""
+
+    token: _Token | None = None
+
+
+class _Token:
+    """Lives exactly as long as its thread's storage."""
+
+
+_thread_end = _ThreadEnd()
 
 
 @contextmanager
@@ -99,6 +114,8 @@ def _open(ident: int, engine: Engine) -> _Held | None:
     held = _Held(conn, engine, os.getpid(), threading.current_thread())
     with _lock:
         _held[ident] = held
+    token = _thread_end.token = _Token()
+    weakref.finalize(token, _drop, ident, held)
     return held
 
 
