@@ -151,9 +151,70 @@ def test_filter_and_bulk_retry(stack: Stack, driver: Any, tenant_a: uuid.UUID) -
     for box in driver.find_elements(By.CSS_SELECTOR, "input[name=job_id]"):
         box.click()
     driver.find_element(By.ID, "bulk-retry").click()
-    until(lambda: driver.current_url.endswith("/ui/jobs"))
+    result = until(lambda: driver.find_elements(By.ID, "bulk-result"))[0].text
+    assert result.startswith("3 jobs retried"), result
     for job_id in failing:
         until(lambda j=job_id: started_twice(stack, token, j))
+
+
+def delayed(stack: Stack, token: str) -> int:
+    """A job due in an hour."""
+    with stack.client(token) as client:
+        answer = client.post("/v1/jobs", json={"type": "api_steps", "payload": {}, "delay": 3600})
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["id"])
+
+
+def test_bulk_cancel_everything_the_filter_matches(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    waiting = [delayed(stack, token) for _ in range(4)]
+    done = enqueue(stack, token)
+    until(lambda: status_of(stack, token, done) == "succeeded")
+    theirs = delayed(stack, token_for(other := make_tenant()))
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs?status=pending&status=queued&status=succeeded")
+    driver.find_element(By.ID, "cancel-matching").click()
+    until(lambda: driver.find_elements(By.ID, "bulk-count"))
+    assert driver.find_element(By.ID, "bulk-count").text == "4"  # the succeeded job cannot move
+    screenshot(driver, "bulk-confirm")
+    newer = delayed(stack, token)  # created after the count: not part of what was confirmed
+    driver.find_element(By.ID, "confirm-bulk").click()
+    result = until(lambda: driver.find_elements(By.ID, "bulk-result"))[0].text
+    assert result.startswith("4 jobs cancelled"), result
+    assert [status_of(stack, token, j) for j in waiting] == ["cancelled"] * 4
+    assert status_of(stack, token, newer) in ("pending", "queued")
+    assert status_of(stack, token, done) == "succeeded"
+    assert status_of(stack, token_for(other), theirs) in ("pending", "queued")
+    with stack.client(token) as client:
+        events = client.get(f"/v1/jobs/{waiting[0]}/events").json()["items"]
+    assert events[-1]["event_type"] == "cancelled"
+    assert events[-1]["data"]["actor"].startswith("token:")  # the signed-in token acted
+
+
+def test_run_now_for_a_delayed_job(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    job_id = delayed(stack, token)
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    assert "due in" in driver.find_element(By.ID, "due").text
+    screenshot(driver, "job-delayed")
+    driver.find_element(By.ID, "run-now").click()
+    until(lambda: status_of(stack, token, job_id) == "succeeded")
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    assert not driver.find_elements(By.ID, "run-now")  # not delayed any more
+    assert "run now" in driver.find_element(By.CSS_SELECTOR, "table.events").text
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    again = httpx.post(
+        f"{stack.url}/ui/jobs/{job_id}/run-now", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert again.status_code == 409 and "only a delayed job" in again.text
 
 
 def test_cancel_a_running_job(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
@@ -184,6 +245,17 @@ def test_read_only_token_cannot_act(stack: Stack, driver: Any, tenant_a: uuid.UU
         f"{stack.url}/ui/jobs/{job_id}/retry", data={"csrf_token": csrf}, cookies=cookies
     )
     assert forged.status_code == 403
+    assert status_of(stack, writer, job_id) == "failed"
+    driver.get(f"{stack.url}/ui/jobs?status=failed")
+    assert not driver.find_elements(By.ID, "retry-matching")
+    for path, data in (
+        ("bulk/matching", {"action": "retry", "status": "failed", "max_id": str(job_id)}),
+        ("bulk", {"action": "retry", "job_id": str(job_id)}),
+    ):
+        refused = httpx.post(
+            f"{stack.url}/ui/{path}", data={**data, "csrf_token": csrf}, cookies=cookies
+        )
+        assert refused.status_code == 403
     assert status_of(stack, writer, job_id) == "failed"
 
 

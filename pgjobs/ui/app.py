@@ -27,7 +27,6 @@ from pgjobs.api.routes.streams import job_event_stream
 from pgjobs.auth.store import InvalidToken, check_token, lookup_plan
 from pgjobs.auth.tokens import parse_token
 from pgjobs.db.async_pool import connection
-from pgjobs.db.errors import JobsError
 from pgjobs.db.models import JobStatus, TokenScope
 from pgjobs.db.statements import arun
 from pgjobs.logs import get_logger
@@ -231,6 +230,7 @@ class Ui:
             chosen=chosen,
             type=params.get("type", ""),
             next_url=next_url,
+            filter_query=urlencode(keep, doseq=True),
         )
 
     async def job(self, request: Request, job_id: int) -> Response:
@@ -254,6 +254,8 @@ class Ui:
             payload=redacted_json(found.payload),
             result=redacted_json(found.result),
             timeline=timeline,
+            delayed=found.status in (JobStatus.PENDING, JobStatus.QUEUED)
+            and found.run_at > datetime.now(UTC),
         )
 
     async def progress(self, request: Request, job_id: int) -> Response:
@@ -290,26 +292,8 @@ class Ui:
         except JobNotFound:
             return JSONResponse({"error": "no such job"}, status_code=404)
 
-    async def act(self, request: Request, job_id: int, action: str) -> Response:
-        session, _, refusal = await self.acting(request)
-        if session is None:
-            return refusal
-        error = await apply(session, action, [job_id])
-        if error:
-            return self.pages.render("error.html", 409, session=session, message=error)
-        return self.pages.go(f"/jobs/{job_id}")
 
-    async def bulk(self, request: Request) -> Response:
-        session, form, refusal = await self.acting(request)
-        if session is None:
-            return refusal
-        ids = [int(v) for v in form.get("job_id", []) if v.isdigit()]
-        error = await apply(session, first(form, "action") or "", ids)
-        if error:
-            return self.pages.render("error.html", 409, session=session, message=error)
-        return self.pages.go("/jobs")
-
-
+from pgjobs.ui.actions import JobActions  # noqa: E402 - it needs Ui
 from pgjobs.ui.admin import AdminViews  # noqa: E402 - it needs Ui
 
 
@@ -337,33 +321,15 @@ def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> 
     app.add_api_route("/signin", ui.signin, methods=["POST"])
     app.add_api_route("/signout", ui.signout, methods=["POST"])
     app.add_api_route("/jobs", ui.jobs, methods=["GET"])
+    actions = JobActions(ui)
+    app.add_api_route("/jobs/confirm", actions.confirm, methods=["GET"])
     app.add_api_route("/jobs/{job_id}", ui.job, methods=["GET"])
     app.add_api_route("/jobs/{job_id}/progress", ui.progress, methods=["GET"])
     app.add_api_route("/jobs/{job_id}/events", ui.events, methods=["GET"])
-    app.add_api_route("/jobs/{job_id}/{action}", ui.act, methods=["POST"])
-    app.add_api_route("/bulk", ui.bulk, methods=["POST"])
+    app.add_api_route("/jobs/{job_id}/{action}", actions.act, methods=["POST"])
+    app.add_api_route("/bulk", actions.bulk_selected, methods=["POST"])
+    app.add_api_route("/bulk/matching", actions.bulk_matching, methods=["POST"])
     return app
-
-
-async def apply(session: Session, action: str, job_ids: list[int]) -> str | None:
-    """Cancel or retry jobs with the session's token as actor; the first error's text."""
-    principal = session.principal
-    failures = []
-    for job_id in job_ids:
-        try:
-            if action == "cancel":
-                await aio.cancel_job(principal.tenant_id, job_id, actor=principal.actor)
-            elif action == "retry":
-                await aio.retry_job(principal.tenant_id, job_id, actor=principal.actor)
-            else:
-                return f"unknown action {action!r}"
-        except JobNotFound:
-            return "no such job"
-        except JobsError as exc:
-            failures.append(f"job {job_id}: {exc}")
-            continue
-        audit(principal, f"job.{action}", job_id=job_id, via="ui")
-    return "; ".join(failures) or None
 
 
 def first(form: dict[str, list[str]], name: str) -> str | None:
