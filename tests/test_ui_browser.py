@@ -471,3 +471,109 @@ def test_the_job_pages_event_stream_needs_the_session(
     other = make_tenant()
     theirs = enqueue(stack, token_for(other))
     assert httpx.get(f"{stack.url}/ui/jobs/{theirs}/events", cookies=cookies).status_code == 404
+
+
+def test_operator_switches_tenants_and_acts_as_itself(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from pgjobs.auth.store import authenticate, create_token
+
+    slug = f"b-{uuid.uuid4().hex[:8]}"
+    tenant_b = make_tenant(slug)
+    theirs = enqueue(stack, token_for(tenant_b), fail=True)
+    until(lambda: status_of(stack, token_for(tenant_b), theirs) == "failed")
+    raw = create_token(tenant_a, name="ops", scopes=[READ, WRITE], operator=True).token
+    operator = authenticate(raw)
+    sign_in(driver, stack, raw)
+    assert driver.find_element(By.ID, "current-tenant").text == str(tenant_a)
+    driver.get(f"{stack.url}/ui/jobs/{theirs}")
+    assert "no such job" in driver.page_source  # its own tenant until it switches
+    driver.find_element(By.ID, "switch-tenant").click()
+    row = until(lambda: driver.find_elements(By.CSS_SELECTOR, f"tr.tenant[data-slug={slug}]"))[0]
+    screenshot(driver, "tenants")
+    row.find_element(By.CSS_SELECTOR, "button.switch").click()
+    until(lambda: driver.current_url.endswith("/ui/overview"))
+    assert driver.find_element(By.ID, "current-tenant").text == str(tenant_b)
+    assert "away from its own tenant" in driver.find_element(By.CSS_SELECTOR, ".who").text
+    driver.get(f"{stack.url}/ui/jobs/{theirs}")
+    driver.find_element(By.ID, "retry").click()
+    until(lambda: started_twice(stack, token_for(tenant_b), theirs))
+    with stack.client(token_for(tenant_b)) as client:
+        events = client.get(f"/v1/jobs/{theirs}/events").json()["items"]
+    retry = next(e for e in events if e["event_type"] == "retry" and e["data"].get("manual"))
+    assert retry["data"]["actor"] == f"token:{operator.token_id}"  # the operator, by its token
+    driver.get(f"{stack.url}/ui/tenants")  # and back home
+    home = driver.find_element(By.CSS_SELECTOR, "tr.tenant:not([data-slug=" + slug + "])")
+    assert home  # the page lists every tenant
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    back = httpx.post(
+        f"{stack.url}/ui/tenants/{tenant_a}/switch", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert back.status_code == 303
+    assert httpx.get(f"{stack.url}/ui/jobs/{theirs}", cookies=cookies).status_code == 404
+    # a switch needs the CSRF token too, and an existing tenant
+    url = f"{stack.url}/ui/tenants/{tenant_b}/switch"
+    assert httpx.post(url, cookies=cookies).status_code == 403
+    missing = f"{stack.url}/ui/tenants/{uuid.uuid4()}/switch"
+    assert httpx.post(missing, data={"csrf_token": csrf}, cookies=cookies).status_code == 404
+
+
+def test_ordinary_tokens_never_switch_tenants(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    tenant_b = make_tenant()
+    theirs = enqueue(stack, token_for(tenant_b))
+    sign_in(driver, stack, token_for(tenant_a, TokenScope.ADMIN))  # admin is not operator
+    assert not driver.find_elements(By.ID, "switch-tenant")
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    assert httpx.get(f"{stack.url}/ui/tenants", cookies=cookies).status_code == 403
+    forged = httpx.post(
+        f"{stack.url}/ui/tenants/{tenant_b}/switch", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert forged.status_code == 403
+    assert httpx.get(f"{stack.url}/ui/jobs/{theirs}", cookies=cookies).status_code == 404
+    # the tokens page cannot grant the operator scope either
+    driver.get(f"{stack.url}/ui/tokens")
+    assert not driver.find_elements(By.CSS_SELECTOR, "input[name=scope][value=operator]")
+    made = httpx.post(
+        f"{stack.url}/ui/tokens",
+        data={"csrf_token": csrf, "name": "sneaky", "scope": "operator"},
+        cookies=cookies,
+    )
+    assert 'id="new-token"' not in made.text and "operator scope cannot be granted" in made.text
+    from pgjobs.auth.store import list_tokens
+
+    assert all(TokenScope.OPERATOR not in t.scopes for t in list_tokens(tenant_a))
+
+
+def test_a_session_record_naming_another_tenant_ends_an_ordinary_session(
+    stack: Stack, tenant_a: uuid.UUID, server_urls: tuple[str, str]
+) -> None:
+    """Defence in depth: even a Redis record altered to name another tenant gives an ordinary
+    token nothing; its session ends."""
+    import hashlib
+    import json
+
+    import redis as redis_lib
+
+    tenant_b = make_tenant()
+    theirs = enqueue(stack, token_for(tenant_b))
+    with httpx.Client(base_url=stack.url) as browser_like:
+        page = browser_like.get("/ui/signin")
+        csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        browser_like.post("/ui/signin", data={"token": token_for(tenant_a), "csrf_token": csrf})
+        session_id = browser_like.cookies["pgjobs_session"]
+        assert browser_like.get(f"/ui/jobs/{theirs}").status_code == 404
+        client = redis_lib.Redis.from_url(server_urls[1])
+        key = f"{stack.namespace}:ui:session:{hashlib.sha256(session_id.encode()).hexdigest()}"
+        record = json.loads(client.get(key))  # type: ignore[arg-type]
+        client.set(key, json.dumps(record | {"tenant_id": str(tenant_b)}))
+        answer = browser_like.get(f"/ui/jobs/{theirs}")
+        assert answer.status_code == 303 and answer.headers["location"].endswith("/ui/signin")
+        assert client.get(key) is None  # the session is gone

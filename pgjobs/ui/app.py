@@ -295,6 +295,7 @@ class Ui:
 
 from pgjobs.ui.actions import JobActions  # noqa: E402 - it needs Ui
 from pgjobs.ui.admin import AdminViews  # noqa: E402 - it needs Ui
+from pgjobs.ui.tenants import TenantViews  # noqa: E402 - it needs Ui
 
 
 def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> FastAPI:
@@ -317,6 +318,9 @@ def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> 
     app.add_api_route("/tokens/{prefix}/revoke", admin.revoke_token, methods=["POST"])
     app.add_api_route("/schedules", admin.schedules, methods=["GET"])
     app.add_api_route("/schedules/{schedule_id}/{action}", admin.schedule_action, methods=["POST"])
+    switcher = TenantViews(ui)
+    app.add_api_route("/tenants", switcher.tenants, methods=["GET"])
+    app.add_api_route("/tenants/{tenant_id}/switch", switcher.switch, methods=["POST"])
     app.add_api_route("/signin", ui.signin_form, methods=["GET"])
     app.add_api_route("/signin", ui.signin, methods=["POST"])
     app.add_api_route("/signout", ui.signout, methods=["POST"])
