@@ -487,7 +487,7 @@ def test_operator_switches_tenants_and_acts_as_itself(
     raw = create_token(tenant_a, name="ops", scopes=[READ, WRITE], operator=True).token
     operator = authenticate(raw)
     sign_in(driver, stack, raw)
-    assert driver.find_element(By.ID, "current-tenant").text == str(tenant_a)
+    assert driver.find_element(By.ID, "current-tenant").get_attribute("title") == str(tenant_a)
     driver.get(f"{stack.url}/ui/jobs/{theirs}")
     assert "no such job" in driver.page_source  # its own tenant until it switches
     driver.find_element(By.ID, "switch-tenant").click()
@@ -495,8 +495,9 @@ def test_operator_switches_tenants_and_acts_as_itself(
     screenshot(driver, "tenants")
     row.find_element(By.CSS_SELECTOR, "button.switch").click()
     until(lambda: driver.current_url.endswith("/ui/overview"))
-    assert driver.find_element(By.ID, "current-tenant").text == str(tenant_b)
-    assert "away from its own tenant" in driver.find_element(By.CSS_SELECTOR, ".who").text
+    assert driver.find_element(By.ID, "current-tenant").text == slug  # its slug once switched
+    assert driver.find_element(By.ID, "current-tenant").get_attribute("title") == str(tenant_b)
+    assert driver.find_elements(By.ID, "away")
     driver.get(f"{stack.url}/ui/jobs/{theirs}")
     driver.find_element(By.ID, "retry").click()
     until(lambda: started_twice(stack, token_for(tenant_b), theirs))
@@ -577,3 +578,45 @@ def test_a_session_record_naming_another_tenant_ends_an_ordinary_session(
         answer = browser_like.get(f"/ui/jobs/{theirs}")
         assert answer.status_code == 303 and answer.headers["location"].endswith("/ui/signin")
         assert client.get(key) is None  # the session is gone
+
+
+def test_filter_by_time_range_and_idempotency_key(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    with stack.client(token) as client:
+        keyed = client.post(
+            "/v1/jobs",
+            json={"type": "api_steps", "payload": {}, "delay": 3600},
+            headers={"Idempotency-Key": key},
+        ).json()["id"]
+    other = delayed(stack, token)
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs")
+    driver.find_element(By.ID, "key-filter").send_keys(key)
+    driver.find_element(By.ID, "apply-filter").click()
+    until(lambda: "idempotency_key=" in driver.current_url)
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr.job")
+    assert [int(r.get_attribute("data-id")) for r in rows] == [keyed]
+    driver.find_element(By.ID, "cancel-matching").click()
+    assert until(lambda: driver.find_elements(By.ID, "bulk-count"))[0].text == "1"
+    driver.find_element(By.ID, "confirm-bulk").click()
+    until(lambda: driver.find_elements(By.ID, "bulk-result"))
+    assert status_of(stack, token, keyed) == "cancelled"
+    assert status_of(stack, token, other) in ("pending", "queued")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    future = httpx.get(
+        f"{stack.url}/ui/jobs", params={"created_after": "2999-01-01T00:00"}, cookies=cookies
+    )
+    assert future.status_code == 200 and "No jobs match." in future.text
+    past = httpx.get(
+        f"{stack.url}/ui/jobs",
+        params={"created_before": "2000-01-01T00:00", "status": "queued"},
+        cookies=cookies,
+    )
+    assert "No jobs match." in past.text
+    bad = httpx.get(f"{stack.url}/ui/jobs", params={"created_after": "soon"}, cookies=cookies)
+    assert bad.status_code == 400 and "created_after" in bad.text

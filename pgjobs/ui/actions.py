@@ -10,9 +10,7 @@ created after the count was shown.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
 from fastapi import Request, Response
 
@@ -20,9 +18,9 @@ from pgjobs import aio
 from pgjobs.api.audit import audit
 from pgjobs.db.errors import JobsError
 from pgjobs.db.jobs.state_machine import JobSelection
-from pgjobs.db.models import JobStatus
 from pgjobs.producer.control import BulkAction, BulkResult, select_jobs
 from pgjobs.producer.errors import JobNotFound
+from pgjobs.ui.filters import PageFilter
 from pgjobs.ui.session import Session
 
 if TYPE_CHECKING:
@@ -32,21 +30,9 @@ VERBS = {"cancel": "Cancel", "retry": "Retry"}
 BULK_ACTIONS: dict[str, BulkAction] = {"cancel": "cancel", "retry": "retry"}
 
 
-def filter_of(params: Mapping[str, Sequence[str]]) -> tuple[list[str], str]:
-    """The jobs page's filter in a query string or form: (statuses, type), empty when unset."""
-    known = {s.value for s in JobStatus}
-    chosen = [s for s in params.get("status", []) if s in known]
-    return chosen, next(iter(params.get("type", [])), "")
-
-
-def selection_of(
-    session: Session, params: Mapping[str, Sequence[str]], max_id: int | None = None
-) -> JobSelection:
-    """The session's tenant's jobs the filter in ``params`` matches, none newer than
-    ``max_id``."""
-    statuses, kind = filter_of(params)
-    tenant_id = session.principal.tenant_id
-    return select_jobs(tenant_id, status=statuses or None, type=kind or None, max_id=max_id)
+def selection_of(session: Session, chosen: PageFilter, max_id: int | None = None) -> JobSelection:
+    """The session's tenant's jobs the page's filter matches, none newer than ``max_id``."""
+    return select_jobs(session.principal.tenant_id, max_id=max_id, **chosen.options())
 
 
 class JobActions:
@@ -100,12 +86,11 @@ class JobActions:
         action = BULK_ACTIONS.get(request.query_params.get("action", ""))
         if action is None:
             return self._error(session, 404, "unknown action")
-        statuses, kind = filter_of(params)
+        chosen = PageFilter.of(params)
         try:
-            counted = await aio.count_selected(selection_of(session, params), action)
+            counted = await aio.count_selected(selection_of(session, chosen), action)
         except JobsError as exc:
             return self._error(session, 400, str(exc))
-        back = {"status": statuses, "type": kind} if kind else {"status": statuses}
         return self.ui.pages.render(
             "confirm.html",
             session=session,
@@ -113,9 +98,8 @@ class JobActions:
             verb=VERBS[action],
             count=counted.jobs,
             max_id=counted.max_id,
-            statuses=statuses,
-            type=kind,
-            back=f"{self.ui.prefix}/jobs?{urlencode(back, doseq=True)}",
+            chosen=chosen,
+            back=f"{self.ui.prefix}/jobs?{chosen.query()}",
         )
 
     async def bulk_matching(self, request: Request) -> Response:
@@ -128,7 +112,7 @@ class JobActions:
         if not max_id.isdigit():
             return self._error(session, 400, "the confirmation expired: count again")
         try:
-            selection = selection_of(session, form, max_id=int(max_id))
+            selection = selection_of(session, PageFilter.of(form), max_id=int(max_id))
         except JobsError as exc:
             return self._error(session, 400, str(exc))
         return await self._bulk(session, action, selection)

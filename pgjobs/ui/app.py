@@ -27,10 +27,12 @@ from pgjobs.api.routes.streams import job_event_stream
 from pgjobs.auth.store import InvalidToken, check_token, lookup_plan
 from pgjobs.auth.tokens import parse_token
 from pgjobs.db.async_pool import connection
+from pgjobs.db.errors import JobsError
 from pgjobs.db.models import JobStatus, TokenScope
 from pgjobs.db.statements import arun
 from pgjobs.logs import get_logger
 from pgjobs.producer.errors import JobNotFound
+from pgjobs.ui.filters import PageFilter
 from pgjobs.ui.overview import overview_of
 from pgjobs.ui.render import minute_bars, redacted_json, relative, status_bars
 from pgjobs.ui.session import (
@@ -208,29 +210,23 @@ class Ui:
         if session is None:
             return self.pages.go("/signin")
         params = request.query_params
-        chosen = [s for s in params.getlist("status") if s in {v.value for v in JobStatus}]
-        options: dict[str, Any] = {"limit": PAGE_SIZE}
-        if chosen:
-            options["status"] = chosen
-        if params.get("type"):
-            options["type"] = params["type"]
-        if params.get("cursor"):
-            options["cursor"] = params["cursor"]
-        page = await aio.list_jobs(session.principal.tenant_id, **options)
-        keep = {k: v for k, v in options.items() if k in ("status", "type")}
+        chosen = PageFilter.of({k: params.getlist(k) for k in params})
+        try:
+            page = await aio.list_jobs(
+                session.principal.tenant_id,
+                limit=PAGE_SIZE,
+                cursor=params.get("cursor") or None,
+                **chosen.options(),
+            )
+        except JobsError as exc:
+            return self.pages.render("error.html", 400, session=session, message=str(exc))
         next_url = (
-            f"{self.prefix}/jobs?{urlencode({**keep, 'cursor': page.next_cursor}, doseq=True)}"
+            f"{self.prefix}/jobs?{urlencode([*chosen.fields(), ('cursor', page.next_cursor)])}"
             if page.next_cursor
             else None
         )
         return self.pages.render(
-            "jobs.html",
-            session=session,
-            jobs=page.items,
-            chosen=chosen,
-            type=params.get("type", ""),
-            next_url=next_url,
-            filter_query=urlencode(keep, doseq=True),
+            "jobs.html", session=session, jobs=page.items, chosen=chosen, next_url=next_url
         )
 
     async def job(self, request: Request, job_id: int) -> Response:

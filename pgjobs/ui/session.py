@@ -42,6 +42,8 @@ class Session:
     csrf: str
     home_tenant_id: uuid.UUID
     """The token's own tenant (another than the session's only for an operator token)."""
+    tenant_label: str | None = None
+    """The slug of the tenant an operator switched to (the header shows it)."""
 
     def can_write(self) -> bool:
         return self.principal.allows(TokenScope.JOBS_WRITE)
@@ -96,10 +98,12 @@ async def load_session(session_id: str | None) -> Session | None:
     except InvalidToken:
         await get_redis().delete(key)
         return None
-    return Session(key, principal, record["prefix"], record["csrf"], stored.tenant_id)
+    return Session(
+        key, principal, record["prefix"], record["csrf"], stored.tenant_id, record.get("label")
+    )
 
 
-async def switch_tenant(session: Session, tenant_id: uuid.UUID) -> None:
+async def switch_tenant(session: Session, tenant_id: uuid.UUID, label: str) -> None:
     """Have an operator token's session act on ``tenant_id`` from its next request (the
     session keeps its expiry). InvalidToken for any other token."""
     session.principal.acting_for(tenant_id)
@@ -107,7 +111,7 @@ async def switch_tenant(session: Session, tenant_id: uuid.UUID) -> None:
     raw = await redis.get(session.key)
     if raw is None:
         raise InvalidToken("the session ended")
-    record = json.loads(raw) | {"tenant_id": str(tenant_id)}
+    record = json.loads(raw) | {"tenant_id": str(tenant_id), "label": label}
     await redis.set(session.key, json.dumps(record), keepttl=True)
 
 

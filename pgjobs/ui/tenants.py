@@ -50,7 +50,7 @@ class TenantViews:
             return self.ui.pages.render(
                 "error.html", 404, session=session, message="no such tenant"
             )
-        await switch_tenant(session, chosen.id)
+        await switch_tenant(session, chosen.id, chosen.slug)
         audit(
             session.principal,
             "ui.switch_tenant",
