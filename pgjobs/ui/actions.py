@@ -18,7 +18,7 @@ from pgjobs import aio
 from pgjobs.api.audit import audit
 from pgjobs.db.errors import JobsError
 from pgjobs.db.jobs.state_machine import JobSelection
-from pgjobs.producer.control import BulkAction, BulkResult, select_jobs
+from pgjobs.producer.control import BULK_MAX, BulkAction, BulkResult, select_jobs
 from pgjobs.producer.errors import JobNotFound
 from pgjobs.ui.filters import PageFilter
 from pgjobs.ui.session import Session
@@ -98,6 +98,7 @@ class JobActions:
             verb=VERBS[action],
             count=counted.jobs,
             max_id=counted.max_id,
+            bulk_max=BULK_MAX,
             chosen=chosen,
             back=f"{self.ui.prefix}/jobs?{chosen.query()}",
         )
