@@ -193,6 +193,12 @@ def test_bulk_cancel_everything_the_filter_matches(
         events = client.get(f"/v1/jobs/{waiting[0]}/events").json()["items"]
     assert events[-1]["event_type"] == "cancelled"
     assert events[-1]["data"]["actor"].startswith("token:")  # the signed-in token acted
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    too_many = {"csrf_token": csrf, "action": "cancel", "job_id": list(range(1, 10_002))}
+    refused = httpx.post(f"{stack.url}/ui/bulk", data=too_many, cookies=cookies)
+    assert refused.status_code == 400 and "at most 10000" in refused.text
+    assert status_of(stack, token, newer) in ("pending", "queued")
 
 
 def test_run_now_for_a_delayed_job(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:

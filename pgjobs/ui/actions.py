@@ -75,7 +75,11 @@ class JobActions:
         action = next(iter(form.get("action", [])), "")
         if not ids:
             return self._error(session, 400, "no job selected")
-        return await self._bulk(session, action, select_jobs(session.principal.tenant_id, ids=ids))
+        try:
+            selection = select_jobs(session.principal.tenant_id, ids=ids)
+        except JobsError as exc:  # too many ids
+            return self._error(session, 400, str(exc))
+        return await self._bulk(session, action, selection)
 
     async def confirm(self, request: Request) -> Response:
         """How many jobs the filter's bulk action would move, and the button to do it."""
@@ -121,12 +125,15 @@ class JobActions:
     async def _bulk(self, session: Session, action: str, selection: JobSelection) -> Response:
         principal = session.principal
         done: BulkResult
-        if action == "cancel":
-            done = await aio.cancel_jobs(selection, actor=principal.actor)
-        elif action == "retry":
-            done = await aio.retry_jobs(selection, actor=principal.actor)
-        else:
-            return self._error(session, 404, f"unknown action {action!r}")
+        try:
+            if action == "cancel":
+                done = await aio.cancel_jobs(selection, actor=principal.actor)
+            elif action == "retry":
+                done = await aio.retry_jobs(selection, actor=principal.actor)
+            else:
+                return self._error(session, 404, "unknown action")
+        except JobsError as exc:  # the database refused a batch: the ones before it are done
+            return self._error(session, 409, str(exc))
         verb: BulkAction = done.action
         audit(principal, f"jobs.{verb}", jobs=len(done.job_ids), via="ui")
         asked = len(selection.ids) if selection.ids is not None else None
