@@ -511,7 +511,9 @@ def manual_retry_plan(
 BULK_BATCH = 1000
 """Jobs one bulk statement moves at most (its row locks, its transaction's size)."""
 
-CANCELLABLE = ("pending", "queued", "waiting", "active")
+CANCELLABLE = ("pending", "queued", "waiting", "held", "active")
+"""As CANCEL: cancelled at once, or (active) asked to stop. ``held`` is fair shares' parked
+status (docs/limits.md), cancelled at once like ``waiting``."""
 RETRYABLE = ("failed", "cancelled")
 
 _BULK_MATCH = """
@@ -549,7 +551,7 @@ BULK_CANCEL = text(
         SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
             cancel_reason = CAST(:reason AS text), lease_expires_at = NULL, updated_at = now()
         FROM target t
-        WHERE j.id = t.id AND t.status IN ('pending', 'queued', 'waiting')
+        WHERE j.id = t.id AND t.status IN ('pending', 'queued', 'waiting', 'held')
         RETURNING j.id, j.tenant_id
     ), requested AS (
         UPDATE content_jobs j
