@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -241,7 +242,7 @@ def test_at_most_n_starts_per_window_across_workers(
         history = types_of(tenant, job_id)
         assert assert_legal_history(history) is JobStatus.SUCCEEDED
         # a job waiting for its slot, then for its rate, has a `waiting` event per wait
-        assert (EventType.WAITING, EventType.WAITING) not in zip(history, history[1:]), history
+        assert (EventType.WAITING, EventType.WAITING) not in pairwise(history), history
 
 
 def test_redis_emptied_while_jobs_wait_for_their_rate_loses_nothing(
