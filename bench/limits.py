@@ -6,10 +6,13 @@ processes x 4 threads and a maintenance process started, until every job has suc
 handler sleeps 5 ms (bench/sleep_jobs.py). The figures come from the database: the jobs'
 ``started`` and terminal events (the claim's and the completion's clock), not the handlers.
 
-* concurrency: N jobs over 20 keys with ``Limit(3)`` per key, against the same jobs without a
-  limit (workers declaring none): the most running at once per key, and throughput;
-* rate: 20 per second per key over S seconds of backlog (5 keys): the most starts in any
-  second of a key, and the rate achieved (starts / (last start - first start + 1 s));
+* concurrency: N jobs over 20 keys (each job's key drawn at random) with ``Limit(3)`` per key,
+  against the same jobs without a limit (workers declaring none): the most running at once
+  per key, and throughput;
+* rate: 20 per second per key (5 keys), a producer enqueuing 25 per second per key for S
+  seconds while the workers run, and the same number of jobs all queued before the launch (a
+  backlog): the most starts in any second of a key, and the rate achieved
+  (starts / (last start - first start + 1 s));
 * cost when unused: the unlimited drain by workers declaring no limit, against workers that
   declare a limited and a rated type but drain jobs of neither.
 """
@@ -17,6 +20,7 @@ handler sleeps 5 ms (bench/sleep_jobs.py). The figures come from the database: t
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 import uuid
@@ -25,15 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.limit_jobs import CONCURRENCY, RATE, limited, plain, rated
+from bench.limit_jobs import CONCURRENCY, limited
 from bench.procs import ServerCpu, WorkerGroup, WorkerShape, ours_argv, poll_env
+from bench.rate_jobs import RATE, rated
 from bench.services import QUEUE, Servers, scratch, wait_until
+from bench.sleep_jobs import plain
 from bench.stats import median
 from pgjobs.db.tenants import create_tenant
 from pgjobs.producer import JobRequest, enqueue_many, flush
 
 KEYS = 20
 RATE_KEYS = 5
+OFFERED = 25
+"""Jobs per second per key the rate run's producer enqueues: more than the rate admits."""
+TICK_S = 0.2
 TERMINAL_EVENTS = "'completed', 'failed', 'retry', 'cancelled', 'rescued'"
 
 # Per key, the most jobs running at once: +1 at `started`, -1 at the attempt's end, an end
@@ -109,7 +118,9 @@ NO_LIMIT = "no limit declared"
 UNUSED = "limits declared, unused"
 LIMITED = "concurrency 3 per key"
 UNLIMITED = "same jobs, no limit"
-RATED = "rate 20/s per key"
+RATED = "rate 20/s per key, producer at 25/s per key"
+BACKLOG = "rate 20/s per key, all queued first"
+Produce = Callable[[uuid.UUID], int]
 
 
 def _maintenance_argv() -> list[str]:
@@ -124,9 +135,11 @@ def measure(
     imports: str,
     requests: Callable[[uuid.UUID], list[JobRequest]],
     timeout: float,
+    produce: Produce | None = None,
 ) -> LimitsRun:
     """One run: the jobs queued, the workers (importing ``imports``) and a maintenance process
-    started, until every job succeeded; the figures read from the database."""
+    started, ``produce`` run (it enqueues more, returns how many), until every job succeeded;
+    the figures read from the database."""
     with scratch(srv) as env, env.pg() as conn:
         tenant = create_tenant(name="bench", slug=f"bench-{uuid.uuid4().hex[:8]}").id
         wanted = requests(tenant)
@@ -146,9 +159,8 @@ def measure(
         keeper.start()
         workers.start()
         try:
-            if not wait_until(
-                lambda: conn.execute(done).fetchone() == (len(wanted),), timeout, 0.2
-            ):
+            total = len(wanted) + (produce(tenant) if produce else 0)
+            if not wait_until(lambda: conn.execute(done).fetchone() == (total,), timeout, 0.2):
                 raise RuntimeError(f"{label}: jobs left after {timeout:.0f} s\n" + workers.tail())
             worker_cpu = workers.cpu_seconds()
             pg_cpu, _ = cpu.since()
@@ -162,8 +174,8 @@ def measure(
             label=label,
             jobs=int(jobs),
             seconds=float(seconds),
-            worker_cpu_ms_per_job=worker_cpu * 1000 / len(wanted),
-            pg_cpu_ms_per_job=pg_cpu * 1000 / len(wanted),
+            worker_cpu_ms_per_job=worker_cpu * 1000 / total,
+            pg_cpu_ms_per_job=pg_cpu * 1000 / total,
             max_attempts=int(attempts),
             waiting_events=int(waits),
             max_concurrent=int(concurrent),
@@ -174,31 +186,48 @@ def measure(
 
 
 def _keyed(kind: Any, jobs: int, keys: int) -> Callable[[uuid.UUID], list[JobRequest]]:
-    return lambda tenant: [JobRequest(kind, {"key": f"k{i % keys}"}, tenant) for i in range(jobs)]
+    """``jobs`` requests, each of a key drawn at random (seeded: every run draws the same)."""
+    draw = random.Random(jobs).randrange
+    return lambda tenant: [JobRequest(kind, {"key": f"k{draw(keys)}"}, tenant) for _ in range(jobs)]
+
+
+def _producer(seconds: int) -> Produce:
+    """Enqueue ``OFFERED`` jobs per second per rate key, every ``TICK_S``, for ``seconds``."""
+
+    def produce(tenant: uuid.UUID) -> int:
+        per_tick = round(OFFERED * TICK_S)
+        made, start = 0, time.monotonic()
+        for tick in range(round(seconds / TICK_S)):
+            time.sleep(max(0.0, start + tick * TICK_S - time.monotonic()))
+            keys = [f"k{k}" for k in range(RATE_KEYS) for _ in range(per_tick)]
+            enqueue_many([JobRequest(rated, {"key": key}, tenant) for key in keys])
+            made += len(keys)
+        flush()
+        return made
+
+    return produce
 
 
 def run_all(srv: Servers, shape: WorkerShape, args: Any, log_dir: Path, say: Any) -> LimitsSuite:
     suite = LimitsSuite(meta={"load": " ".join(f"{x:.2f}" for x in os.getloadavg())})
     started = time.monotonic()
     jobs, seconds = args.limit_jobs, args.rate_seconds
-    plan: list[tuple[str, str, Callable[[uuid.UUID], list[JobRequest]], float]] = []
+    both = "bench.limit_jobs,bench.rate_jobs"
+    plan: list[tuple[str, str, Callable[[uuid.UUID], list[JobRequest]], Produce | None]] = []
     for _ in range(args.runs):
         plan += [
-            (NO_LIMIT, "bench.sleep_jobs", _keyed(plain, jobs, KEYS), 300),
-            (UNUSED, "bench.limit_jobs", _keyed(plain, jobs, KEYS), 300),
+            (NO_LIMIT, "bench.sleep_jobs", _keyed(plain, jobs, KEYS), None),
+            (UNUSED, both, _keyed(plain, jobs, KEYS), None),
         ]
     plan += [
-        (UNLIMITED, "bench.sleep_jobs", _keyed(plain, jobs, KEYS), 300),
-        (LIMITED, "bench.limit_jobs", _keyed(limited, jobs, KEYS), 600),
-        (
-            RATED,
-            "bench.limit_jobs",
-            _keyed(rated, RATE * seconds * RATE_KEYS, RATE_KEYS),
-            seconds * 3 + 120,
-        ),
+        (UNLIMITED, "bench.sleep_jobs", _keyed(plain, jobs, KEYS), None),
+        (LIMITED, "bench.limit_jobs", _keyed(limited, jobs, KEYS), None),
+        (RATED, "bench.rate_jobs", lambda _: [], _producer(seconds)),
+        (BACKLOG, "bench.rate_jobs", _keyed(rated, OFFERED * seconds * RATE_KEYS, RATE_KEYS), None),
     ]
-    for label, imports, requests, timeout in plan:
-        run = measure(srv, shape, log_dir, label, imports, requests, timeout)
+    for label, imports, requests, produce in plan:
+        timeout = 600 if produce is None else seconds * 3 + 120
+        run = measure(srv, shape, log_dir, label, imports, requests, timeout, produce)
         suite.runs.append(run)
         say(
             f"limits, {label}: {run.jobs:,} jobs in {run.seconds:.1f} s ({run.rate:,.0f}/s), "
@@ -208,7 +237,8 @@ def run_all(srv: Servers, shape: WorkerShape, args: Any, log_dir: Path, say: Any
     suite.meta["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     suite.meta["minutes"] = f"{(time.monotonic() - started) / 60:.1f}"
     suite.meta["sizes"] = (
-        f"{jobs:,} jobs over {KEYS} keys; rate {RATE}/s x {RATE_KEYS} keys x {seconds} s"
+        f"{jobs:,} jobs over {KEYS} keys; rate {RATE}/s per key, {RATE_KEYS} keys, "
+        f"{OFFERED}/s per key offered for {seconds} s"
     )
     return suite
 
@@ -222,6 +252,7 @@ def render(suite: LimitsSuite) -> str:
     m = suite.meta
     rate = {label: _mid(suite, label, "rate") for label in (NO_LIMIT, UNUSED, UNLIMITED, LIMITED)}
     rated_run = suite.of(RATED)[0]
+    backlog = suite.of(BACKLOG)[0]
     limited_run = suite.of(LIMITED)[0]
     ratio = rate[LIMITED] / rate[UNLIMITED]
     unused = rate[UNUSED] / rate[NO_LIMIT]
@@ -249,6 +280,9 @@ def render(suite: LimitsSuite) -> str:
         f"most {rated_run.max_per_window} | {met(rated_run.max_per_window <= RATE)} |",
         f"| rate 20/s per key: achieved ≥ 0.95 x 20/s | lowest key {rated_run.min_rate:.2f}/s, "
         f"mean {rated_run.mean_rate:.2f}/s | {met(rated_run.min_rate >= 0.95 * RATE)} |",
+        f"| (a backlog queued first: most in 1 s; achieved) | most {backlog.max_per_window}; "
+        f"lowest key {backlog.min_rate:.2f}/s, mean {backlog.mean_rate:.2f}/s | "
+        f"{met(backlog.max_per_window <= RATE)}; {met(backlog.min_rate >= 0.95 * RATE)} |",
         f"| no limit used: drain ≥ 0.95 x with none declared | {rate[UNUSED]:,.0f} vs "
         f"{rate[NO_LIMIT]:,.0f} jobs/s = {unused:.2f} x | {met(unused >= 0.95)} |",
         "",

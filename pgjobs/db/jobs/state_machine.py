@@ -583,7 +583,7 @@ _CLAIM_SELECT = """
 # The claim's target rows: claim_rows, and with limits the slots check before the update.
 _CLAIM_UPDATE = """, claimed AS (
         UPDATE content_jobs j
-        SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+        SET status = 'active', attempts = j.attempts + 1, started_at = statement_timestamp(),
             lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
         FROM claim_target t
         WHERE j.id = t.id
@@ -592,8 +592,11 @@ _CLAIM_UPDATE = """, claimed AS (
                   j.concurrency_key, j.share_key
     ), claim_events AS (
         -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
-        INSERT INTO job_events (job_id, tenant_id, event_type, data)
-        SELECT c.id, c.tenant_id, e.event_type, e.data
+        -- Stamped with the claim statement's start, not the transaction's: in a limited round
+        -- (docs/limits.md) that is after its locks, so a start is never stamped before the end
+        -- of the job whose slot it took (the same value as now() in a one-statement round).
+        INSERT INTO job_events (job_id, tenant_id, event_type, data, created_at)
+        SELECT c.id, c.tenant_id, e.event_type, e.data, statement_timestamp()
         FROM claimed c CROSS JOIN LATERAL (VALUES
             (1, 'rescued',
              jsonb_build_object('attempt', c.attempts - 1, 'reason', 'lease expired')),
@@ -728,7 +731,8 @@ _RATE_CHECK = """, rate_input AS (
     ), rate_keys AS (
         SELECT k.key, k.n, k.per,
                ARRAY(SELECT s FROM unnest(w.starts) AS s
-                     WHERE s > now() - make_interval(secs => k.per) ORDER BY s) AS recent
+                     WHERE s > statement_timestamp() - make_interval(secs => k.per)
+                     ORDER BY s) AS recent
         FROM (SELECT key, min(n) AS n, max(per) AS per FROM rate_input GROUP BY key) k
         LEFT JOIN rate_windows w ON w.key = k.key
     ), rate_ranked AS (
@@ -739,14 +743,14 @@ _RATE_CHECK = """, rate_input AS (
         WHERE r.fits
     ), rate_taken AS (
         INSERT INTO rate_windows AS w (key, starts)
-        SELECT key, recent || array_fill(now(), ARRAY[CAST(count(*) AS int)])
+        SELECT key, recent || array_fill(statement_timestamp(), ARRAY[CAST(count(*) AS int)])
         FROM rate_ranked WHERE pos <= room
         GROUP BY key, recent
         ON CONFLICT (key) DO UPDATE SET starts = excluded.starts
     ), rate_over AS (
         -- place: 0 for the first in the key's line, counting the jobs parked before it
         SELECT x.id, x.status, x.key, x.n, x.per,
-               ARRAY(SELECT s FROM unnest(x.recent || array_fill(now(),
+               ARRAY(SELECT s FROM unnest(x.recent || array_fill(statement_timestamp(),
                                                 ARRAY[CAST(greatest(x.room, 0) AS int)])) AS s
                      ORDER BY s) AS after,
                x.pos - greatest(x.room, 0) - 1 + (
