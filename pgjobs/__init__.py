@@ -51,7 +51,7 @@ if TYPE_CHECKING:
         UnknownJobType,
         UnknownTenant,
     )
-    from pgjobs.producer.job_types import Backoff, JobType, Limit, job_type
+    from pgjobs.producer.job_types import Backoff, JobType, Limit, Rate, job_type
     from pgjobs.producer.quotas import QuotaUsage, quota_usage, remove_quota, set_quota
     from pgjobs.producer.sender import flush
     from pgjobs.producer.status import (
@@ -82,6 +82,7 @@ _HOMES: dict[str, str] = {
     "JobType": "pgjobs.producer.job_types",
     "Backoff": "pgjobs.producer.job_types",
     "Limit": "pgjobs.producer.job_types",
+    "Rate": "pgjobs.producer.job_types",
     "handles": "pgjobs.worker.handlers.registry",
     "JobContext": "pgjobs.worker.context",
     "PermanentError": "pgjobs.worker.errors",
@@ -173,6 +174,7 @@ __all__ = [
     "ProducerError",
     "QuotaExceeded",
     "QuotaUsage",
+    "Rate",
     "RetryResult",
     "TenantRead",
     "UnknownJobType",

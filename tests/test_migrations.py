@@ -23,6 +23,7 @@ TABLES = {
     "job_schedules",
     "tenant_quotas",
     "tenant_quota_usage",
+    "rate_windows",
 }
 
 

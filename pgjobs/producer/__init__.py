@@ -17,7 +17,7 @@ from pgjobs.producer.errors import (
     UnknownJobType,
     UnknownTenant,
 )
-from pgjobs.producer.job_types import Backoff, JobType, Limit, get_job_type, job_type
+from pgjobs.producer.job_types import Backoff, JobType, Limit, Rate, get_job_type, job_type
 from pgjobs.producer.sender import flush
 from pgjobs.producer.status import (
     Page,
@@ -42,6 +42,7 @@ __all__ = [
     "Page",
     "PayloadTooLarge",
     "ProducerError",
+    "Rate",
     "RetryResult",
     "UnknownJobType",
     "UnknownTenant",

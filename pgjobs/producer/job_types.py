@@ -51,6 +51,53 @@ _SCOPE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 MAX_KEY_LENGTH = 300
 
 
+KeySpec = str | Callable[[Mapping[str, Any]], object]
+"""A limit's key: ``"tenant"``, ``"job_type"``, ``"payload.<field>[.<field>]"`` or a function
+of the payload (a dict) returning a string, number or UUID (docs/limits.md)."""
+
+
+def _check_key(kind: str, key: KeySpec, scope: str | None) -> None:
+    if isinstance(key, str):
+        if key not in _KEY_WORDS and not _PAYLOAD_PATH.match(key):
+            raise ValueError(
+                f"{kind} key {key!r}: 'tenant', 'job_type', 'payload.<field>[.<field>]'"
+                " or a function of the payload"
+            )
+    elif not callable(key):
+        raise ValueError(f"{kind} key must be a string or a function of the payload")
+    if scope is not None and not _SCOPE.match(scope):
+        raise ValueError(f"{kind} scope {scope!r}: lowercase letters, digits, _")
+
+
+def _key_for(
+    key: KeySpec, scope: str | None, job_type: str, tenant_id: object, payload: Mapping[str, Any]
+) -> str:
+    """``<scope>:<value>``; a payload field that is missing, or a function that fails, is a
+    :class:`ValueError` (the enqueue refuses it)."""
+    if key == "tenant":
+        value: object = tenant_id
+    elif key == "job_type":
+        value = job_type
+    elif isinstance(key, str):
+        value = payload
+        for part in key.split(".")[1:]:
+            if not isinstance(value, Mapping) or part not in value:
+                raise ValueError(f"the payload has no {key[len('payload.') :]!r}")
+            value = value[part]
+    else:
+        value = key(payload)
+    if value is None or isinstance(value, Mapping | list):
+        raise ValueError("the key must be a string, number or UUID")
+    stored = f"{scope or job_type}:{value}"
+    if len(stored) > MAX_KEY_LENGTH:
+        raise ValueError(f"the key is longer than {MAX_KEY_LENGTH} characters")
+    return stored
+
+
+def _is_int_between(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 @dataclass(frozen=True)
 class Limit:
     """At most ``max`` jobs with the same key run at any instant, across every worker
@@ -60,48 +107,46 @@ class Limit:
     (default: the job type's name)."""
 
     max: int
-    key: str | Callable[[Mapping[str, Any]], object] = "tenant"
+    key: KeySpec = "tenant"
     scope: str | None = None
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max, bool)
-            or not isinstance(self.max, int)
-            or not 1 <= self.max <= 10_000
-        ):
+        if not _is_int_between(self.max, 1, 10_000):
             raise ValueError("Limit max must be an integer from 1 to 10000")
-        if isinstance(self.key, str):
-            if self.key not in _KEY_WORDS and not _PAYLOAD_PATH.match(self.key):
-                raise ValueError(
-                    f"Limit key {self.key!r}: 'tenant', 'job_type', 'payload.<field>[.<field>]'"
-                    " or a function of the payload"
-                )
-        elif not callable(self.key):
-            raise ValueError("Limit key must be a string or a function of the payload")
-        if self.scope is not None and not _SCOPE.match(self.scope):
-            raise ValueError(f"Limit scope {self.scope!r}: lowercase letters, digits, _")
+        _check_key("Limit", self.key, self.scope)
 
     def key_for(self, job_type: str, tenant_id: object, payload: Mapping[str, Any]) -> str:
         """The key stored on the job's row: ``<scope>:<value>``. A payload field that is
         missing, or a function that fails, is a :class:`ValueError` (the enqueue refuses it)."""
-        if self.key == "tenant":
-            value: object = tenant_id
-        elif self.key == "job_type":
-            value = job_type
-        elif isinstance(self.key, str):
-            value = payload
-            for part in self.key.split(".")[1:]:
-                if not isinstance(value, Mapping) or part not in value:
-                    raise ValueError(f"the payload has no {self.key[len('payload.') :]!r}")
-                value = value[part]
-        else:
-            value = self.key(payload)
-        if value is None or isinstance(value, Mapping | list):
-            raise ValueError("the concurrency key must be a string, number or UUID")
-        key = f"{self.scope or job_type}:{value}"
-        if len(key) > MAX_KEY_LENGTH:
-            raise ValueError(f"the concurrency key is longer than {MAX_KEY_LENGTH} characters")
-        return key
+        return _key_for(self.key, self.scope, job_type, tenant_id, payload)
+
+
+MAX_RATE = 1000
+"""The most starts a rate admits per window: its window keeps one timestamp per start."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``n`` jobs with the same key start in any window of ``per`` seconds, across
+    every worker (a sliding window: docs/limits.md). ``key`` and ``scope`` as for
+    :class:`Limit`; rates with the same scope and key value share their window."""
+
+    n: int
+    per: float = 1.0
+    key: KeySpec = "tenant"
+    scope: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_int_between(self.n, 1, MAX_RATE):
+            raise ValueError(f"Rate n must be an integer from 1 to {MAX_RATE}")
+        per = self.per
+        if isinstance(per, bool) or not isinstance(per, int | float) or not 0.01 <= per <= 86400:
+            raise ValueError("Rate per must be a number of seconds from 0.01 to 86400")
+        _check_key("Rate", self.key, self.scope)
+
+    def key_for(self, job_type: str, tenant_id: object, payload: Mapping[str, Any]) -> str:
+        """The job's rate key, ``<scope>:<value>`` (as :meth:`Limit.key_for`)."""
+        return _key_for(self.key, self.scope, job_type, tenant_id, payload)
 
 
 @dataclass(frozen=True)
@@ -117,6 +162,7 @@ class JobType(Generic[P]):
     backoff: Backoff = field(default_factory=Backoff)
     description: str = ""
     concurrency: Limit | None = None
+    rate: Rate | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -129,6 +175,8 @@ class JobType(Generic[P]):
             raise ValueError("time_limit_seconds must be positive")
         if self.concurrency is not None and not isinstance(self.concurrency, Limit):
             raise ValueError("concurrency must be a Limit")
+        if self.rate is not None and not isinstance(self.rate, Rate):
+            raise ValueError("rate must be a Rate")
 
     @property
     def actor_name(self) -> str:
@@ -154,6 +202,7 @@ def job_type(
     backoff: Backoff | None = None,
     description: str = "",
     concurrency: Limit | None = None,
+    rate: Rate | None = None,
 ) -> JobType[P]:
     """Declare and register a job type. Declaring the same name twice is an error."""
     declared = JobType(
@@ -166,6 +215,7 @@ def job_type(
         backoff=backoff or Backoff(),
         description=description,
         concurrency=concurrency,
+        rate=rate,
     )
     existing = _registry.get(name)
     if existing is not None and existing != declared:
@@ -192,6 +242,12 @@ def limits_declared() -> bool:
     """Whether any registered type has a concurrency limit: claims then take the limited path
     (pgjobs/worker/state_writer.py); without one they cost what they did before limits."""
     return any(t.concurrency is not None for t in _registry.values())
+
+
+def rated_types() -> dict[str, Rate]:
+    """The registered types with a rate, by name: with any, a claim round reads their jobs'
+    payloads to compute rate keys (pgjobs/worker/rates.py); with none, it costs nothing more."""
+    return {t.name: t.rate for t in _registry.values() if t.rate is not None}
 
 
 def queues() -> list[str]:

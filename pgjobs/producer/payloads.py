@@ -76,7 +76,20 @@ def validated_payload(
         problems = [*_jsonb_problems(text), *_replaced_keys(model, text)]
         if problems:
             raise InvalidPayload(name, [(path, "jsonb", rule) for path, rule in problems[:10]])
+    if job_type.rate is not None:
+        _check_rate_key(job_type, text)
     return text
+
+
+def _check_rate_key(job_type: JobType[Any], payload_json: str) -> None:
+    """Refuse a payload the type's rate key cannot be computed from (docs/limits.md): the
+    worker computes the key again at each claim, and must not meet one that fails."""
+    assert job_type.rate is not None
+    try:
+        job_type.rate.key_for(job_type.name, "tenant", json.loads(payload_json))
+    except Exception as exc:  # noqa: BLE001 - a user's key function: any error refuses the job
+        message = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+        raise InvalidPayload(job_type.name, [("rate key", "value_error", message)]) from None
 
 
 def _unserialisable(name: str, exc: Exception) -> InvalidPayload:

@@ -46,7 +46,7 @@ def release_slots(keys: Iterable[str | None], shares: Iterable[str | None] = ())
             shares=len(wanted_shares),
         )
         return 0
-    _send(released)
+    send_released(released)
     return len(released)
 
 
@@ -131,7 +131,9 @@ def refresh_limit_gauges() -> None:
         log.warning("limits.gauge_failed", error_type=type(exc).__name__)
 
 
-def _send(released: list[sm.ReleasedJob]) -> None:
+def send_released(released: list[sm.ReleasedJob], *, event: str = "limits.released") -> None:
+    """Send the messages of jobs moved (and committed) by a release, delayed to their due time;
+    a send that fails leaves them to the relay or the rate sweep (raises nothing)."""
     outgoing = []
     for job in released:
         try:
@@ -142,7 +144,7 @@ def _send(released: list[sm.ReleasedJob]) -> None:
         outgoing.append(broker.Outgoing(job.id, job.tenant_id, queue, job.queue_job_id, delay))
     if not outgoing:
         return
-    log.info("limits.released", jobs=len(outgoing))
+    log.info(event, jobs=len(outgoing))
     try:
         broker.send(outgoing)
     except Exception as exc:  # noqa: BLE001 - the rows are queued: the relay re-sends them

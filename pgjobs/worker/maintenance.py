@@ -11,6 +11,8 @@
 * limits (pgjobs/worker/limits.py): waiting jobs of keys with free concurrency slots, and held
   jobs of fair shares with room, are sent (the safety net: the round that frees one sends
   them first).
+* rates (pgjobs/worker/rates.py): jobs waiting for their rate whose delayed message was lost
+  (overdue by ``JOBS_RELAY_QUEUED_AFTER_SECONDS``) get a new one.
 
 Each pass locks the rows it works on with ``FOR UPDATE SKIP LOCKED``, so two maintenance
 processes split the work instead of doing it twice (River elects a leader instead; row locks
@@ -36,6 +38,7 @@ from pgjobs.producer.quotas import PRUNE_USAGE
 from pgjobs.producer.relay import relay_once
 from pgjobs.settings import get_settings
 from pgjobs.worker.limits import sweep_waiting
+from pgjobs.worker.rates import resend_lost
 from pgjobs.worker.scheduler import fire_due
 
 log = get_logger(__name__)
@@ -161,6 +164,7 @@ SERVICES: list[tuple[str, Callable[[], object], float | Callable[[], float] | No
     ("relay", relay_once, None),
     ("rescuer", rescue_once, None),
     ("limits", sweep_waiting, None),
+    ("rates", resend_lost, None),
     ("pruner", prune_once, 60.0),
     ("unserved", report_unserved_once, _every_warning_interval),
     ("scheduler", fire_due, scheduler_period),

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from pgjobs.db.jobs.state_machine import SlotUsage
+    from pgjobs.db.jobs.state_machine import RateWaiting, SlotUsage
     from pgjobs.producer.served import WaitingType
 
 jobs_total = Counter(
@@ -63,19 +63,34 @@ limit_waiting = Gauge(
     ["key"],
     multiprocess_mode="mostrecent",
 )
-_limit_keys: set[str] = set()
+rate_waiting = Gauge(
+    "pgjobs_rate_waiting_jobs",
+    "Jobs waiting for room in their rate key's window, by rate key (docs/limits.md)",
+    ["key"],
+    multiprocess_mode="mostrecent",
+)
+_reported: dict[str, set[str]] = {}
+"""Per gauge name, the keys it has reported: a key idle now goes back to 0."""
+
+
+def _by_key(gauge: Gauge, values: dict[str, int]) -> None:
+    reported = _reported.setdefault(gauge._name, set())
+    for key in reported - values.keys():
+        gauge.labels(key).set(0)
+    for key, value in values.items():
+        gauge.labels(key).set(value)
+    reported.update(values)
 
 
 def limits(usage: Sequence[SlotUsage]) -> None:
     """Set the limit gauges; keys reported before and idle now go back to 0."""
-    now = {u.key: u for u in usage}
-    for key in _limit_keys - now.keys():
-        limit_slots_in_use.labels(key).set(0)
-        limit_waiting.labels(key).set(0)
-    for key, u in now.items():
-        limit_slots_in_use.labels(key).set(u.in_use)
-        limit_waiting.labels(key).set(u.waiting)
-    _limit_keys.update(now)
+    _by_key(limit_slots_in_use, {u.key: u.in_use for u in usage})
+    _by_key(limit_waiting, {u.key: u.waiting for u in usage})
+
+
+def rates(waiting: Sequence[RateWaiting]) -> None:
+    """Set the rate gauge; keys reported before and with none waiting now go back to 0."""
+    _by_key(rate_waiting, {w.key: w.waiting for w in waiting})
 
 
 def outcome(job_type: str, result: str, seconds: float | None = None) -> None:

@@ -21,12 +21,13 @@ from dramatiq.middleware import Middleware
 from pgjobs.logs import get_logger
 from pgjobs.producer import served
 from pgjobs.producer.broker import JobsBroker
-from pgjobs.producer.job_types import all_job_types, limits_declared
+from pgjobs.producer.job_types import all_job_types, limits_declared, rated_types
 from pgjobs.producer.user_modules import user_module_names
 from pgjobs.settings import get_settings
 from pgjobs.worker import metrics
 from pgjobs.worker.handlers.registry import get_handler
 from pgjobs.worker.limits import refresh_limit_gauges
+from pgjobs.worker.rates import refresh_rate_gauges
 
 log = get_logger(__name__)
 
@@ -101,6 +102,8 @@ class Presence(Middleware):
                     log.warning("worker.unserved_gauge_failed", error_type=type(exc).__name__)
                 if limits_declared():
                     refresh_limit_gauges()
+                if rated_types():
+                    refresh_rate_gauges()
             if self._stop.wait(served.ANNOUNCE_SECONDS):
                 return
             self._announce(broker, record)

@@ -33,9 +33,10 @@ from pgjobs.db.engine import autocommit, transaction
 from pgjobs.db.errors import DatabaseUnavailable
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.logs import get_logger
-from pgjobs.producer.job_types import limits_declared
+from pgjobs.producer.job_types import limits_declared, rated_types
 from pgjobs.settings import get_settings
 from pgjobs.worker.limits import releaser
+from pgjobs.worker.rates import rate_check, send_parked
 
 log = get_logger("pgjobs.worker.state_writer")
 
@@ -231,15 +232,38 @@ class StateWriter:
     def _statements(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion]
     ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
-        """One statement (one commit) for the round; with concurrency limits declared, a claim
-        round is a transaction that first locks the batch's keys (docs/limits.md)."""
+        """One statement (one commit) for the round; with concurrency or rate limits declared, a
+        claim round is a transaction that first locks the batch's keys (docs/limits.md)."""
         lease_seconds = get_settings().lease_seconds
-        if claims and limits_declared():
-            with transaction() as conn:
-                sm.lock_limit_keys(conn, [c.request.job_id for c in claims])
-                return self._round(conn, claims, completions, lease_seconds, limited=True)
+        if claims and (limits_declared() or rated_types()):
+            return self._limited(claims, completions, lease_seconds)
         with autocommit() as conn:
             return self._round(conn, claims, completions, lease_seconds, limited=False)
+
+    def _limited(
+        self, claims: Sequence[_Claim], completions: Sequence[_Completion], lease_seconds: float
+    ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+        """The limited round: the rated jobs' keys (pgjobs/worker/rates.py), the keys locked,
+        the claim with its checks; jobs it parked for their rate get their delayed messages
+        once it has committed."""
+        ids = [c.request.job_id for c in claims]
+        parked: list[sm.ReleasedJob] = []
+        with transaction() as conn:
+            rates = rate_check(conn, ids)
+            if rates is None:
+                sm.lock_limit_keys(conn, ids)
+            else:
+                sm.lock_limit_and_rate_keys(conn, ids, rates.keys)
+            result = self._round(
+                conn, claims, completions, lease_seconds, limited=True, rates=rates
+            )
+            if rates is not None:
+                rated = set(rates.ids)
+                unclaimed = [i for i, c in zip(ids, result[0], strict=True) if c is None]
+                if rated.intersection(unclaimed):
+                    parked = sm.rate_parked(conn, [i for i in unclaimed if i in rated])
+        send_parked(parked)
+        return result
 
     def _round(
         self,
@@ -249,6 +273,7 @@ class StateWriter:
         lease_seconds: float,
         *,
         limited: bool,
+        rates: sm.RateCheck | None = None,
     ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
         if claims and completions:
             return sm.claim_and_complete(
@@ -258,11 +283,17 @@ class StateWriter:
                 lease_seconds=lease_seconds,
                 worker=self.worker,
                 limited=limited,
+                rates=rates,
             )
         if claims:
             requests = [c.request for c in claims]
             return sm.claim_many(
-                conn, requests, lease_seconds=lease_seconds, worker=self.worker, limited=limited
+                conn,
+                requests,
+                lease_seconds=lease_seconds,
+                worker=self.worker,
+                limited=limited,
+                rates=rates,
             ), []
         return [], sm.complete_many(conn, [c.completion for c in completions])
 

@@ -53,6 +53,8 @@ TRANSITIONS: frozenset[tuple[JobStatus, JobStatus]] = frozenset(
         (JobStatus.ACTIVE, JobStatus.WAITING),  # an expired lease taken over, no slot free
         (JobStatus.WAITING, JobStatus.QUEUED),
         (JobStatus.WAITING, JobStatus.CANCELLED),
+        # rate limits: a job parked for its rate is claimed by its delayed message when due
+        (JobStatus.WAITING, JobStatus.ACTIVE),
         # fair shares (docs/limits.md): enqueue writes a job beyond its tenant's share as
         # held; a share freed sends it, and a held job can be cancelled
         (JobStatus.HELD, JobStatus.QUEUED),
@@ -784,7 +786,7 @@ _CLAIM_SELECT = """
 # The claim's target rows: claim_rows, and with limits the slots check before the update.
 _CLAIM_UPDATE = """, claimed AS (
         UPDATE content_jobs j
-        SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+        SET status = 'active', attempts = j.attempts + 1, started_at = statement_timestamp(),
             lease_expires_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
         FROM claim_target t
         WHERE j.id = t.id
@@ -793,8 +795,11 @@ _CLAIM_UPDATE = """, claimed AS (
                   j.concurrency_key, j.share_key
     ), claim_events AS (
         -- One INSERT in a fixed order: a takeover's `rescued` event comes before its `started`.
-        INSERT INTO job_events (job_id, tenant_id, event_type, data)
-        SELECT c.id, c.tenant_id, e.event_type, e.data
+        -- Stamped with the claim statement's start, not the transaction's: in a limited round
+        -- (docs/limits.md) that is after its locks, so a start is never stamped before the end
+        -- of the job whose slot it took (the same value as now() in a one-statement round).
+        INSERT INTO job_events (job_id, tenant_id, event_type, data, created_at)
+        SELECT c.id, c.tenant_id, e.event_type, e.data, statement_timestamp()
         FROM claimed c CROSS JOIN LATERAL (VALUES
             (1, 'rescued',
              jsonb_build_object('attempt', c.attempts - 1, 'reason', 'lease expired')),
@@ -814,9 +819,7 @@ _CLAIM_CTES = f"{_CLAIM_SELECT}, claim_target AS (SELECT * FROM claim_rows){_CLA
 # lease has not expired, so a dead worker's slots come back when its leases expire. Correct only
 # after LOCK_LIMIT_KEYS, in the same transaction: the lock serialises the claims of a key, and
 # this statement's snapshot, taken after it, sees every claim committed before.
-_CLAIM_CTES_LIMITED = (
-    _CLAIM_SELECT  # noqa: S608 - the module's own constant fragments
-    + """, claim_busy AS (
+_LIMIT_RANKED = """, claim_busy AS (
         SELECT k.key, (SELECT count(*) FROM content_jobs a
                        WHERE a.concurrency_key = k.key AND a.status = 'active'
                          AND a.lease_expires_at >= now()) AS busy
@@ -828,21 +831,28 @@ _CLAIM_CTES_LIMITED = (
                             PARTITION BY r.concurrency_key ORDER BY r.id) <= r.concurrency_max
                     ) AS fits
         FROM claim_rows r LEFT JOIN claim_busy b ON b.key = r.concurrency_key
-    ), claim_target AS (
-        SELECT * FROM claim_ranked WHERE fits
-    ), parked AS (
+    )"""
+# A row parked for a slot has no rate key (it waits for a slot, not a time); one that was
+# already waiting (for its rate) records no second `waiting` event.
+_LIMIT_PARK = """, parked AS (
         UPDATE content_jobs j
-        SET status = 'waiting', lease_expires_at = NULL, updated_at = now()
+        SET status = 'waiting', lease_expires_at = NULL, rate_key = NULL, updated_at = now()
         FROM claim_ranked r
         WHERE j.id = r.id AND NOT r.fits
-        RETURNING j.id, j.tenant_id, j.attempts, j.concurrency_key, j.concurrency_max
+        RETURNING j.id, j.tenant_id, j.attempts, j.concurrency_key, j.concurrency_max,
+                  r.status AS was
     ), park_events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'waiting',
                jsonb_build_object('attempt', attempts, 'reason', 'concurrency',
                                   'key', concurrency_key, 'max', concurrency_max)
-        FROM parked ORDER BY id
+        FROM parked WHERE was <> 'waiting' ORDER BY id
     )"""
+_CLAIM_CTES_LIMITED = (
+    _CLAIM_SELECT  # noqa: S608 - the module's own constant fragments
+    + _LIMIT_RANKED
+    + ", claim_target AS (SELECT * FROM claim_ranked WHERE fits)"
+    + _LIMIT_PARK
     + _CLAIM_UPDATE
 )
 
@@ -876,6 +886,215 @@ def lock_limit_keys(conn: Connection, job_ids: Sequence[int]) -> None:
     _run(conn, LOCK_LIMIT_KEYS, {"ids": list(job_ids)})
 
 
+# --- rate limits (docs/limits.md) ----------------------------------------------------------------
+# A claim round with rated job types declared computes the rate key of each rated job from its
+# payload (pgjobs/worker/rates.py), locks the keys with the concurrency keys, then claims with
+# the rate check: a key's window row keeps its starts of the last `per` seconds (a sliding
+# window, exact), a job finding no room is parked `waiting` with `rate_key` set, `run_at` when
+# its place in the key's line has room, and a new message id (sent delayed to then).
+
+RATE_CANDIDATES = text(
+    """
+    SELECT id, tenant_id, type, payload FROM content_jobs
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND type = ANY(CAST(:types AS text[]))
+    ORDER BY id
+    """
+)
+
+LOCK_LIMIT_AND_RATE_KEYS = text(
+    """
+    -- LOCK_LIMIT_KEYS with the rate keys too, all in one global order (no cycle between rounds)
+    SELECT count(pg_advisory_xact_lock(h)) FROM (
+        SELECT DISTINCT h FROM (
+            SELECT hashtextextended(concurrency_key, 0) AS h FROM content_jobs
+            WHERE id = ANY(CAST(:ids AS bigint[])) AND concurrency_key IS NOT NULL
+            UNION ALL
+            SELECT hashtextextended('rate:' || k, 0) FROM unnest(CAST(:rate_keys AS text[])) u(k)
+        ) x
+        ORDER BY 1
+    ) k
+    """
+)
+
+# A job parked for its rate is claimable by its own (latest) message only: a message the sweep
+# replaced does nothing.
+_RATE_CLAIMABLE = """(j.status IN ('pending', 'queued')
+               OR (j.status = 'waiting' AND j.rate_key IS NOT NULL
+                   AND j.queue_job_id = i.message_id)"""
+assert _CLAIM_SELECT.count("(j.status IN ('pending', 'queued')") == 1
+_CLAIM_SELECT_RATED = _CLAIM_SELECT.replace("(j.status IN ('pending', 'queued')", _RATE_CLAIMABLE)
+
+# After _LIMIT_RANKED: the rows that fit their concurrency limit, ranked within their rate key.
+# `room`: n less the key's starts inside the window (read after the key's lock); the first
+# `room` of a key start, their starts appended to its window row in the same statement.
+_RATE_CHECK = """, rate_input AS (
+        SELECT * FROM unnest(CAST(:rate_ids AS bigint[]), CAST(:rate_keys AS text[]),
+                             CAST(:rate_ns AS int[]), CAST(:rate_pers AS float8[]))
+            AS u(id, key, n, per)
+    ), rate_keys AS (
+        SELECT k.key, k.n, k.per,
+               ARRAY(SELECT s FROM unnest(w.starts) AS s
+                     WHERE s > statement_timestamp() - make_interval(secs => k.per)
+                     ORDER BY s) AS recent
+        FROM (SELECT key, min(n) AS n, max(per) AS per FROM rate_input GROUP BY key) k
+        LEFT JOIN rate_windows w ON w.key = k.key
+    ), rate_ranked AS (
+        SELECT r.id, r.status, k.key, k.n, k.per, k.recent,
+               k.n - cardinality(k.recent) AS room,
+               row_number() OVER (PARTITION BY k.key ORDER BY r.id) AS pos
+        FROM claim_ranked r JOIN rate_input i ON i.id = r.id JOIN rate_keys k ON k.key = i.key
+        WHERE r.fits
+    ), rate_taken AS (
+        INSERT INTO rate_windows AS w (key, starts)
+        SELECT key, recent || array_fill(statement_timestamp(), ARRAY[CAST(count(*) AS int)])
+        FROM rate_ranked WHERE pos <= room
+        GROUP BY key, recent
+        ON CONFLICT (key) DO UPDATE SET starts = excluded.starts
+    ), rate_over AS (
+        -- place: 0 for the first in the key's line, counting the jobs parked before it
+        SELECT x.id, x.status, x.key, x.n, x.per,
+               ARRAY(SELECT s FROM unnest(x.recent || array_fill(statement_timestamp(),
+                                                ARRAY[CAST(greatest(x.room, 0) AS int)])) AS s
+                     ORDER BY s) AS after,
+               x.pos - greatest(x.room, 0) - 1 + (
+                   SELECT count(*) FROM content_jobs q
+                   WHERE q.rate_key = x.key AND q.status = 'waiting' AND q.id < x.id
+                     AND q.id <> ALL(CAST(:rate_ids AS bigint[]))) AS place
+        FROM rate_ranked x
+        WHERE x.pos > x.room
+    ), claim_target AS (
+        SELECT * FROM claim_ranked r
+        WHERE r.fits AND NOT EXISTS (SELECT 1 FROM rate_over o WHERE o.id = r.id)
+    )"""
+# The j-th place (0-based) of a full window's line starts when the window's (j mod n)-th start,
+# oldest first, is (1 + j div n) windows old. One `waiting` event when the job starts waiting,
+# none when a job already waiting for its rate is parked again.
+_RATE_PARK = """, rate_parked AS (
+        UPDATE content_jobs j
+        SET status = 'waiting', rate_key = o.key, lease_expires_at = NULL,
+            run_at = o.after[o.place % o.n + 1]
+                     + make_interval(secs => o.per * (1 + o.place / o.n)),
+            queue_job_id = gen_random_uuid()::text, updated_at = now()
+        FROM rate_over o
+        WHERE j.id = o.id
+        RETURNING j.id, j.tenant_id, j.attempts, j.run_at, o.key, o.n, o.per, o.status AS was
+    ), rate_park_events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'waiting',
+               jsonb_build_object('attempt', attempts, 'reason', 'rate', 'key', key, 'n', n,
+                                  'per', per, 'not_before', run_at)
+        FROM rate_parked WHERE was <> 'waiting' ORDER BY id
+    )"""
+_CLAIM_CTES_RATED = (
+    _CLAIM_SELECT_RATED + _LIMIT_RANKED + _RATE_CHECK + _LIMIT_PARK + _RATE_PARK + _CLAIM_UPDATE
+)
+CLAIM_RATED = text(f"WITH {_CLAIM_CTES_RATED} SELECT {_CLAIMED_COLUMNS} FROM claimed")  # noqa: S608
+
+RATE_PARKED = text(
+    f"""
+    SELECT id, tenant_id, type, queue_job_id, {_DUE_IN_MS} FROM content_jobs
+    -- parked by this transaction: its rows are locked, and now() is its own start
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'waiting' AND rate_key IS NOT NULL
+      AND updated_at = now()
+    ORDER BY id
+    """  # noqa: S608 - the module's own constant fragment
+)
+
+RATE_RESEND_LOST = text(
+    f"""
+    WITH lost AS (
+        SELECT id FROM content_jobs
+        WHERE rate_key IS NOT NULL AND status = 'waiting'
+          AND run_at < now() - make_interval(secs => :grace)
+        ORDER BY run_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE content_jobs j
+    SET queue_job_id = gen_random_uuid()::text, updated_at = now()
+    FROM lost l
+    WHERE j.id = l.id
+    RETURNING j.id, j.tenant_id, j.type, j.queue_job_id, {_DUE_IN_MS}
+    """  # noqa: S608 - the module's own constant fragment
+)
+
+RATE_WAITING = text(
+    """
+    SELECT rate_key AS key, count(*) AS waiting, min(run_at) AS next_at FROM content_jobs
+    WHERE rate_key IS NOT NULL AND status = 'waiting'
+    GROUP BY rate_key
+    ORDER BY count(*) DESC, rate_key
+    LIMIT :limit
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateCandidate:
+    """A job of a rated type in a claim batch: the worker computes its key from the payload."""
+
+    id: int
+    tenant_id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RateCheck:
+    """The rate of each rated job of a claim batch: key, ``n`` starts per ``per`` seconds."""
+
+    ids: list[int]
+    keys: list[str]
+    ns: list[int]
+    pers: list[float]
+
+
+def rate_candidates(
+    conn: Connection, job_ids: Sequence[int], types: Sequence[str]
+) -> list[RateCandidate]:
+    """The jobs of ``job_ids`` whose type is one of ``types`` (the rated ones)."""
+    rows = _run(conn, RATE_CANDIDATES, {"ids": list(job_ids), "types": list(types)})
+    return [RateCandidate(r.id, r.tenant_id, r.type, r.payload) for r in rows]
+
+
+def lock_limit_and_rate_keys(
+    conn: Connection, job_ids: Sequence[int], rate_keys: Sequence[str]
+) -> None:
+    """:func:`lock_limit_keys` and these rate keys, in one statement and one order."""
+    _run(conn, LOCK_LIMIT_AND_RATE_KEYS, {"ids": list(job_ids), "rate_keys": sorted(rate_keys)})
+
+
+def rate_parked(conn: Connection, job_ids: Sequence[int]) -> list[ReleasedJob]:
+    """The jobs of ``job_ids`` this transaction parked for their rate, with their new message
+    ids and how long until due: the caller sends them, delayed, after commit."""
+    rows = _run(conn, RATE_PARKED, {"ids": list(job_ids)}).fetchall()
+    return _released(rows)
+
+
+def resend_lost_rate_waits(
+    conn: Connection, *, grace_seconds: float, limit: int
+) -> list[ReleasedJob]:
+    """Jobs waiting for their rate whose due time passed ``grace_seconds`` ago without a claim
+    (their message was lost: Redis emptied, a send failed): a new message id each, for the
+    caller to send. The old message, if it ever comes, does nothing."""
+    rows = _run(conn, RATE_RESEND_LOST, {"grace": grace_seconds, "limit": limit}).fetchall()
+    return _released(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class RateWaiting:
+    key: str
+    waiting: int
+    next_at: datetime
+
+
+def rate_waiting(conn: Connection, limit: int = 1000) -> list[RateWaiting]:
+    """Rate keys with jobs waiting for room, the most waiting first (operators: the
+    ``pgjobs_rate_waiting_jobs`` gauge). Keys span tenants: not for a tenant's eyes."""
+    rows = _run(conn, RATE_WAITING, {"limit": limit})
+    return [RateWaiting(r.key, int(r.waiting), r.next_at) for r in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
     """One delivery asking to run a job: its message id goes into the ``started`` event."""
@@ -892,6 +1111,7 @@ def claim_many(
     lease_seconds: float,
     worker: str | None,
     limited: bool = False,
+    rates: RateCheck | None = None,
 ) -> list[ClaimedJob | None]:
     """queued (or active with an expired lease) -> active for each request, in one statement;
     attempts + 1; payloads returned. One answer per request, in order.
@@ -904,11 +1124,25 @@ def claim_many(
 
     ``limited``: check concurrency limits (docs/limits.md), parking a job whose key has no free
     slot as ``waiting`` (its answer is None too); only in a transaction that ran
-    :func:`lock_limit_keys` for these jobs first.
+    :func:`lock_limit_keys` for these jobs first. ``rates``: check rate limits too, parking a
+    job over its rate as ``waiting`` until its window has room (after
+    :func:`lock_limit_and_rate_keys`; see :func:`rate_parked`).
     """
-    statement = CLAIM_LIMITED if limited else CLAIM
-    rows = _run(conn, statement, _claim_params(requests, lease_seconds, worker)).fetchall()
+    statement = CLAIM_RATED if rates else CLAIM_LIMITED if limited else CLAIM
+    params = _claim_params(requests, lease_seconds, worker) | _rate_params(rates)
+    rows = _run(conn, statement, params).fetchall()
     return _claimed_in_order(rows, len(requests))
+
+
+def _rate_params(rates: RateCheck | None) -> dict[str, Any]:
+    if rates is None:
+        return {}
+    return {
+        "rate_ids": rates.ids,
+        "rate_keys": rates.keys,
+        "rate_ns": rates.ns,
+        "rate_pers": rates.pers,
+    }
 
 
 def _claim_params(
@@ -1072,6 +1306,7 @@ _ROUND_SELECT = (
 )
 CLAIM_AND_COMPLETE = text(f"WITH {_CLAIM_CTES}, {_COMPLETE_CTES} {_ROUND_SELECT}")
 CLAIM_AND_COMPLETE_LIMITED = text(f"WITH {_CLAIM_CTES_LIMITED}, {_COMPLETE_CTES} {_ROUND_SELECT}")
+CLAIM_AND_COMPLETE_RATED = text(f"WITH {_CLAIM_CTES_RATED}, {_COMPLETE_CTES} {_ROUND_SELECT}")
 """A worker process's round (pgjobs/worker/state_writer.py): its claims and completions in one
 statement, so one commit. Never with a job both claimed and completed (the writer keeps them
 apart): one statement must not update a row twice."""
@@ -1111,11 +1346,16 @@ def claim_and_complete(
     lease_seconds: float,
     worker: str | None,
     limited: bool = False,
+    rates: RateCheck | None = None,
 ) -> tuple[list[ClaimedJob | None], list[bool]]:
     """:func:`claim_many` and :func:`complete_many` in one statement. No job may be both
-    claimed and completed in one call. ``limited``: as for :func:`claim_many`."""
+    claimed and completed in one call. ``limited``, ``rates``: as for :func:`claim_many`."""
     params = _claim_params(requests, lease_seconds, worker) | _complete_params(completions)
-    statement = CLAIM_AND_COMPLETE_LIMITED if limited else CLAIM_AND_COMPLETE
+    params |= _rate_params(rates)
+    if rates:
+        statement = CLAIM_AND_COMPLETE_RATED
+    else:
+        statement = CLAIM_AND_COMPLETE_LIMITED if limited else CLAIM_AND_COMPLETE
     rows = _run(conn, statement, params).fetchall()
     done = {row.id for row in rows if not row.is_claim}
     claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
@@ -1273,7 +1513,7 @@ def _release_statement(key: str, maximum: str, status: str, reason: str) -> Text
     ), picked AS (
         SELECT w.id FROM free f CROSS JOIN LATERAL (
             SELECT id FROM content_jobs
-            WHERE {key} = f.key AND status = '{status}'
+            WHERE {key} = f.key AND status = '{status}' AND rate_key IS NULL
             ORDER BY id LIMIT f.n
             FOR UPDATE SKIP LOCKED
         ) w
@@ -1329,6 +1569,10 @@ def release_waiting(
     (the rows are queued). Rows another releaser holds are skipped."""
     statement = RELEASE_HELD if held else RELEASE_WAITING
     rows = _run(conn, statement, {"keys": sorted(set(keys))}).fetchall()
+    return _released(rows)
+
+
+def _released(rows: Sequence[Any]) -> list[ReleasedJob]:
     return [ReleasedJob(r.id, r.tenant_id, r.type, r.queue_job_id, int(r.due_in_ms)) for r in rows]
 
 
@@ -1336,12 +1580,13 @@ SLOT_USAGE = text(
     """
     SELECT concurrency_key AS key,
            count(*) FILTER (WHERE status = 'active' AND lease_expires_at >= now()) AS in_use,
-           count(*) FILTER (WHERE status = 'waiting') AS waiting,
+           count(*) FILTER (WHERE status = 'waiting' AND rate_key IS NULL) AS waiting,
            max(concurrency_max) AS max
     FROM content_jobs
     WHERE concurrency_key IS NOT NULL AND status IN ('active', 'waiting')
     GROUP BY concurrency_key
-    ORDER BY count(*) FILTER (WHERE status = 'waiting') DESC, concurrency_key
+    ORDER BY count(*) FILTER (WHERE status = 'waiting' AND rate_key IS NULL) DESC,
+             concurrency_key
     LIMIT :limit
     """
 )

@@ -7,6 +7,7 @@ from pgjobs.db.models.job import TERMINAL_STATUSES, ContentJob, JobStatus
 from pgjobs.db.models.job_event import EventType, JobEvent
 from pgjobs.db.models.job_schedule import JobSchedule, MisfirePolicy, ScheduleStatus
 from pgjobs.db.models.mcp_server import AuthType, McpServer, McpServerStatus
+from pgjobs.db.models.rate_window import RateWindow
 from pgjobs.db.models.tenant import Tenant
 from pgjobs.db.models.tenant_quota import ALL_TYPES, TenantQuota, TenantQuotaUsage
 
@@ -27,6 +28,7 @@ __all__ = [
     "McpServerStatus",
     "MisfirePolicy",
     "Provider",
+    "RateWindow",
     "ScheduleStatus",
     "Tenant",
     "TenantQuota",

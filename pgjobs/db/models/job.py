@@ -44,7 +44,8 @@ class JobStatus(enum.StrEnum):
     WAITING = "waiting"
     """Parked by a claim that found every concurrency slot of its key taken (docs/limits.md):
     no attempt used, no message held, no worker thread. Out: a slot frees -> queued (re-sent),
-    cancel -> cancelled."""
+    cancel -> cancelled. Parked for a rate (``rate_key`` set): a delayed message due at
+    ``run_at``, when its window has room; its claim -> active (or parked again)."""
     ACTIVE = "active"
     """Claimed by a worker holding a lease. Out: succeeded, failed, cancelled, retry -> queued,
     lease expired -> rescued -> queued (or failed when attempts are used up)."""
@@ -113,6 +114,14 @@ class ContentJob(TimestampMixin, Base):
             postgresql_where=text("share_key IS NOT NULL"),
         ),
         CheckConstraint("(share_key IS NULL) = (share_max IS NULL)", name="share_pair"),
+        # Rate limits (docs/limits.md): the jobs of a rate key waiting for room in its window.
+        # Partial, so jobs never parked for a rate cost this index nothing.
+        Index(
+            "ix_content_jobs_rate_key",
+            "rate_key",
+            "status",
+            postgresql_where=text("rate_key IS NOT NULL"),
+        ),
         # Pruning walks finished jobs by completion time.
         Index(
             "ix_content_jobs_completed_at",
@@ -151,5 +160,8 @@ class ContentJob(TimestampMixin, Base):
     """``<queue>:<tenant id>`` when the job's queue is a fair queue, set at enqueue: at most
     ``share_max`` due jobs of a share are queued or running, the rest are held."""
     share_max: Mapped[int | None]
+    rate_key: Mapped[str | None] = mapped_column(String(300))
+    """Set when a claim parks the job ``waiting`` for room in its rate key's window (its
+    ``run_at`` is then when the room comes); NULL when it was parked for a concurrency slot."""
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
