@@ -151,6 +151,31 @@ def test_a_freed_share_sends_the_oldest_held_job_once(
     assert _statuses(tenant_id)[4] == "queued"
 
 
+@pytest.mark.usefixtures("fair")
+def test_two_releases_never_fill_the_same_room_twice(tenant_id: uuid.UUID) -> None:
+    """A release holds its shares' locks until it commits; a second one waits, then counts the
+    room after the first: one place free, one job sent (without the locks: two)."""
+    import threading
+
+    from pgjobs.db.engine import transaction
+    from pgjobs.db.jobs import state_machine as sm
+
+    ids = _many(tenant_id, 6)
+    cancel_job(tenant_id, ids[0])  # one place free
+    key = f"{QUEUE}:{tenant_id}"
+    second: list[int] = []
+    with transaction() as conn:
+        sm.lock_release_keys(conn, [], [key])
+        assert len(sm.release_waiting(conn, [key], held=True)) == 1
+        waiting = threading.Thread(target=lambda: second.append(release_slots([], [key])))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive()  # it waits for this release's commit
+    waiting.join(10)
+    assert second == [0]
+    assert _statuses(tenant_id).count("held") == 2  # of the 3 held, one was sent
+
+
 def test_a_queue_that_is_not_fair_holds_nothing(
     monkeypatch: pytest.MonkeyPatch, tenant_id: uuid.UUID
 ) -> None:
@@ -293,7 +318,7 @@ def test_weights_three_to_one_start_jobs_three_to_one(
 ) -> None:
     """A (weight 3) and B (weight 1) each enqueue 2,500 jobs at once: while both have jobs
     held, A starts three for each of B's, within 10%."""
-    _fair(monkeypatch, 16)
+    _fair(monkeypatch, 32)
     a, b = make_tenant(), make_tenant()
     set_share_weight(a, 3)
     _many(a, 2500)

@@ -14,7 +14,7 @@ import os
 import threading
 from collections.abc import Iterable
 
-from pgjobs.db.engine import autocommit
+from pgjobs.db.engine import autocommit, transaction
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.logs import get_logger
 from pgjobs.producer import broker
@@ -34,7 +34,8 @@ def release_slots(keys: Iterable[str | None], shares: Iterable[str | None] = ())
     if not (wanted or wanted_shares):
         return 0
     try:
-        with autocommit() as conn:
+        with transaction() as conn:  # the locks first: the release's snapshot follows them
+            sm.lock_release_keys(conn, wanted, wanted_shares)
             released = sm.release_waiting(conn, wanted) if wanted else []
             if wanted_shares:
                 released += sm.release_waiting(conn, wanted_shares, held=True)

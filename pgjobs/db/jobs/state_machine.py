@@ -1559,6 +1559,29 @@ class ReleasedJob:
     due_in_ms: int
 
 
+LOCK_RELEASE_KEYS = text(
+    """
+    -- the claim rounds' lock of each concurrency key, and one per fair share, all in the one
+    -- global order of LOCK_LIMIT_KEYS (no cycle with the claim rounds or another release)
+    SELECT count(pg_advisory_xact_lock(h)) FROM (
+        SELECT DISTINCT h FROM (
+            SELECT hashtextextended(k, 0) FROM unnest(CAST(:keys AS text[])) u(k)
+            UNION ALL
+            SELECT hashtextextended('share:' || k, 0) FROM unnest(CAST(:shares AS text[])) u(k)
+        ) x(h)
+        ORDER BY 1
+    ) k
+    """
+)
+
+
+def lock_release_keys(conn: Connection, keys: Sequence[str], shares: Sequence[str]) -> None:
+    """Serialise the releases of these concurrency keys and fair shares (and the claims of the
+    keys) until the transaction ends, so that a release counts the room after every release
+    and claim committed before it: two releases never fill the same room twice."""
+    _run(conn, LOCK_RELEASE_KEYS, {"keys": sorted(set(keys)), "shares": sorted(set(shares))})
+
+
 def release_waiting(
     conn: Connection, keys: Sequence[str], *, held: bool = False
 ) -> list[ReleasedJob]:
