@@ -26,11 +26,13 @@ from processes import Proc, Processes, worker_env
 from sqlalchemy import text
 
 from pgjobs.db.engine import autocommit
+from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import EventType, JobStatus
 from pgjobs.producer import JobRequest, cancel_job, enqueue, enqueue_many, flush
 from pgjobs.producer.errors import InvalidOption, UnknownTenant
 from pgjobs.producer.shares import set_share_weight, share_weight
 from pgjobs.settings import get_settings
+from pgjobs.worker import metrics
 from pgjobs.worker.limits import release_slots, sweep_waiting
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
@@ -145,6 +147,11 @@ def test_a_freed_share_sends_the_oldest_held_job_once(
     assert history == [EventType.ENQUEUED, EventType.ENQUEUED]
     assert assert_legal_history(history) is JobStatus.QUEUED
     assert assert_legal_history(types_of(tenant_id, ids[5])) is JobStatus.CANCELLED
+    with autocommit() as conn:
+        (usage,) = [u for u in sm.share_usage(conn) if u.key == key]
+    assert (usage.in_flight, usage.held, usage.max) == (3, 1, 3)
+    metrics.shares([usage])
+    assert metrics.share_held.labels(key)._value.get() == 1
     # the maintenance sweep does the same for every share with held jobs
     cancel_job(tenant_id, ids[1])
     assert sweep_waiting() == 1

@@ -122,12 +122,14 @@ def sweep_waiting() -> int:
 
 
 def refresh_limit_gauges() -> None:
-    """The ``pgjobs_limit_*`` gauges from :func:`sm.slot_usage` (raises nothing)."""
+    """The ``pgjobs_limit_*`` and ``pgjobs_share_*`` gauges from :func:`sm.slot_usage` and
+    :func:`sm.share_usage` (raises nothing)."""
     from pgjobs.worker import metrics
 
     try:
         with autocommit() as conn:
             metrics.limits(sm.slot_usage(conn))
+            metrics.shares(sm.share_usage(conn))
     except Exception as exc:  # noqa: BLE001 - a gauge must never stop its thread
         log.warning("limits.gauge_failed", error_type=type(exc).__name__)
 

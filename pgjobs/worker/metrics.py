@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from pgjobs.db.jobs.state_machine import RateWaiting, SlotUsage
+    from pgjobs.db.jobs.state_machine import RateWaiting, ShareUsage, SlotUsage
     from pgjobs.producer.served import WaitingType
 
 jobs_total = Counter(
@@ -69,6 +69,18 @@ rate_waiting = Gauge(
     ["key"],
     multiprocess_mode="mostrecent",
 )
+share_in_flight = Gauge(
+    "pgjobs_share_in_flight_jobs",
+    "Jobs of a tenant's fair share running or due, by share (queue:tenant; docs/limits.md)",
+    ["key"],
+    multiprocess_mode="mostrecent",
+)
+share_held = Gauge(
+    "pgjobs_share_held_jobs",
+    "Jobs held beyond a tenant's fair share, by share (queue:tenant; docs/limits.md)",
+    ["key"],
+    multiprocess_mode="mostrecent",
+)
 _reported: dict[str, set[str]] = {}
 """Per gauge name, the keys it has reported: a key idle now goes back to 0."""
 
@@ -86,6 +98,12 @@ def limits(usage: Sequence[SlotUsage]) -> None:
     """Set the limit gauges; keys reported before and idle now go back to 0."""
     _by_key(limit_slots_in_use, {u.key: u.in_use for u in usage})
     _by_key(limit_waiting, {u.key: u.waiting for u in usage})
+
+
+def shares(usage: Sequence[ShareUsage]) -> None:
+    """Set the fair share gauges; shares reported before and idle now go back to 0."""
+    _by_key(share_in_flight, {u.key: u.in_flight for u in usage})
+    _by_key(share_held, {u.key: u.held for u in usage})
 
 
 def rates(waiting: Sequence[RateWaiting]) -> None:

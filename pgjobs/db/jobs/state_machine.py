@@ -1631,6 +1631,38 @@ def slot_usage(conn: Connection, limit: int = 1000) -> list[SlotUsage]:
     return [SlotUsage(r.key, int(r.in_use), int(r.waiting), int(r.max)) for r in rows]
 
 
+SHARE_USAGE = text(
+    f"""
+    SELECT a.share_key AS key,
+           count(*) FILTER (WHERE {_IN_FLIGHT}) AS in_flight,
+           count(*) FILTER (WHERE a.status = 'held') AS held,
+           max(a.share_max) AS max
+    FROM content_jobs a
+    WHERE a.share_key IS NOT NULL AND a.status IN ('pending', 'queued', 'active', 'held')
+    GROUP BY a.share_key
+    ORDER BY count(*) FILTER (WHERE a.status = 'held') DESC, a.share_key
+    LIMIT :limit
+    """  # noqa: S608 - the module's own constant fragment
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ShareUsage:
+    key: str
+    """``<queue>:<tenant id>``."""
+    in_flight: int
+    """Jobs of the share running under a live lease, or due and on their way."""
+    held: int
+    max: int
+
+
+def share_usage(conn: Connection, limit: int = 1000) -> list[ShareUsage]:
+    """Fair shares with jobs in flight or held, the most held first (operators:
+    ``pgjobs_share_*`` gauges, docs/limits.md)."""
+    rows = _run(conn, SHARE_USAGE, {"limit": limit})
+    return [ShareUsage(r.key, int(r.in_flight), int(r.held), int(r.max)) for r in rows]
+
+
 def waiting_keys(conn: Connection, limit: int, *, held: bool = False) -> list[str]:
     """Concurrency keys with waiting jobs, or (``held``) fair shares with held jobs: the
     maintenance sweep releases their room."""
