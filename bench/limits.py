@@ -226,7 +226,7 @@ def run_all(srv: Servers, shape: WorkerShape, args: Any, log_dir: Path, say: Any
         (BACKLOG, "bench.rate_jobs", _keyed(rated, OFFERED * seconds * RATE_KEYS, RATE_KEYS), None),
     ]
     for label, imports, requests, produce in plan:
-        timeout = 600 if produce is None else seconds * 3 + 120
+        timeout = seconds * 4 + 180 if label in (RATED, BACKLOG) else 600
         run = measure(srv, shape, log_dir, label, imports, requests, timeout, produce)
         suite.runs.append(run)
         say(
