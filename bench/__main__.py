@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import api, churn, dataset, idle, limits, ours, peers, queries, raw, sections
+from bench import api, churn, dataset, fairness, idle, limits, ours, peers, queries, raw, sections
 from bench import schedules as schedule_bench
 from bench.procs import WorkerShape
 from bench.report import HALF_LOAD, HALF_OF_DRAIN, SAME_RATE_AS_RAW, Suite, write
@@ -27,7 +27,7 @@ from bench.stats import median
 
 MEASURES = (
     "drain", "enqueue", "many", "latency", "queries", "churn", "api", "schedules", "idle",
-    "peers", "limits",
+    "peers", "fairness", "limits",
 )  # fmt: skip
 
 
@@ -57,6 +57,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--schedule-workers", action="store_true", help="run our workers during the schedules"
     )
     p.add_argument("--idle-seconds", type=float, default=10.0, help="idle CPU measured over")
+    p.add_argument("--fair-jobs", type=int, default=100_000, help="tenant A's burst (fairness)")
+    p.add_argument("--fair-b-seconds", type=float, default=30.0, help="tenant B's enqueues")
     p.add_argument("--limit-jobs", type=int, default=2_000, help="jobs per limits drain")
     p.add_argument("--rate-seconds", type=int, default=60, help="backlog of the rate limit run")
     p.add_argument("--processes", type=int, default=2)
@@ -78,6 +80,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.api_seconds, args.api_stream_seconds, args.api_dataset_jobs = 3.0, 5.0, 20_000
         args.schedules, args.schedule_tenants, args.schedule_minutes = 1_000, 10, 1
         args.idle_seconds = 3.0
+        args.fair_jobs, args.fair_b_seconds = 3_000, 3.0
         args.rate_seconds = 10
         args.no_diagnostics = True
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
@@ -294,6 +297,14 @@ def main(argv: list[str] | None = None) -> int:
             peers_json = args.json.with_suffix(".peers.json")
             peers_json.write_text(json.dumps(dataclasses.asdict(measured_peers), indent=1))
         peers_section = peers.render(measured_peers)
+    fairness_section = None
+    if "fairness" in args.only:
+        measured_fair = fairness.run_all(srv, shape, args, log_dir, say)
+        measured_fair.meta.update(command=command.strip(), date=env["date"])
+        if args.json:
+            fair_json = args.json.with_suffix(".fairness.json")
+            fair_json.write_text(json.dumps(dataclasses.asdict(measured_fair), indent=1))
+        fairness_section = fairness.render(measured_fair)
     limits_section = None
     if "limits" in args.only:
         measured_limits = limits.run_all(srv, shape, args, log_dir, say)
@@ -306,11 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         ("api", api_section),
         ("idle", idle_section),
         ("peers", peers_section),
+        ("fairness", fairness_section),
         ("limits", limits_section),
         ("ui", None),  # bench/ui.py writes its own section; a full run keeps it
     )
     previous = args.out.read_text() if args.out.exists() else ""
-    if set(args.only) <= {"api", "idle", "peers", "limits"}:  # the rest of the page stays as it was
+    # a measure with a section of its own: the rest of the page stays as it was
+    if set(args.only) <= {"api", "idle", "peers", "fairness", "limits"}:
         page = previous
         for name, section in spliced:
             if section is not None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from bench import idle, ours, raw
+from bench import idle, ours, raw, threaded_enqueue
 from bench.procs import REPO, WorkerGroup, WorkerShape, self_cpu
 from bench.services import Servers, wait_until
 from bench.stats import median
@@ -55,6 +55,8 @@ class PeerResult:
     single_cpu_us_per_call: float = float("nan")
     batch_jobs_per_s: float = float("nan")
     batch_cpu_us_per_job: float = float("nan")
+    threaded_per_s: float = float("nan")
+    threaded_cpu_us_per_call: float = float("nan")
 
     @property
     def drain_per_s(self) -> float:
@@ -294,6 +296,9 @@ def ours_or_raw_run(
             many.rate,
             many.producer_cpu_us_per_job,
         )
+        threaded = threaded_enqueue.threaded_rate(srv, 2, 8, args.enqueue_calls * 2)
+        result.threaded_per_s = threaded.rate
+        result.threaded_cpu_us_per_call = threaded.producer_cpu_us_per_call
         idled = idle.ours_idle(srv, shape.processes, shape.threads, args.idle_seconds, log_dir)
     else:
         result = PeerResult("raw Dramatiq")
@@ -355,6 +360,8 @@ COLUMNS = (
     ("producer CPU µs/call", "single_cpu_us_per_call", "{:.0f}", False),
     ("batch jobs/s", "batch_jobs_per_s", "{:,.0f}", True),
     ("producer CPU µs/job (batch)", "batch_cpu_us_per_job", "{:.1f}", False),
+    ("enqueue/s, 2 processes x 8 threads", "threaded_per_s", "{:,.0f}", True),
+    ("producer CPU µs/call (2 x 8)", "threaded_cpu_us_per_call", "{:.0f}", False),
 )
 
 
@@ -405,6 +412,14 @@ def render(suite: PeersSuite) -> str:
             mine = _median(suite.results, "this system", name)
             ratios.append("-" if theirs != theirs or mine != mine else f"{mine / theirs:.2f}x")
         lines.append(f"| {system} | " + " | ".join(ratios) + " |")
+    single = _median(suite.results, "this system", "single_per_s")
+    threaded = _median(suite.results, "this system", "threaded_per_s")
+    if single == single and threaded == threaded:
+        lines += [
+            "",
+            f"This system's `enqueue` from 16 threads in 2 processes: {threaded:,.0f} calls/s, "
+            f"{threaded / single:.2f}x its single-thread rate (goal: at least 2x).",
+        ]
     lines += ["", "| run | system | " + " | ".join(c[0] for c in COLUMNS) + " |"]
     lines.append("|---|---|" + "---:|" * len(COLUMNS))
     per_run = len(systems)

@@ -204,3 +204,42 @@ def test_cli_create_list_revoke(tenant_id: uuid.UUID, tenant_slug: str) -> None:
         authenticate(raw)
     missing = invoke(tokens_cli, "revoke", "--tenant", tenant_slug, str(uuid.uuid4()))
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+# --- operator tokens (the dashboard's tenant switch, docs/ui.md) -------------------------------
+
+
+def test_cli_creates_an_operator_token(tenant_id: uuid.UUID, tenant_slug: str) -> None:
+    created = invoke(tokens_cli, "create", "--tenant", tenant_slug, "--name", "ops", "--operator")
+    assert created.exit_code == 0, created.output
+    raw = next(line for line in created.output.splitlines() if line.startswith("pgj_"))
+    principal = authenticate(raw)
+    assert principal.is_operator and principal.allows(TokenScope.OPERATOR)
+    assert principal.tenant_id == tenant_id  # its home tenant: the API acts on that one only
+    plain = invoke(tokens_cli, "create", "--tenant", tenant_slug, "--name", "plain")
+    raw = next(line for line in plain.output.splitlines() if line.startswith("pgj_"))
+    assert not authenticate(raw).is_operator
+    named = invoke(
+        tokens_cli, "create", "--tenant", tenant_slug, "--name", "x", "--scope", "operator"
+    )
+    assert named.exit_code == 2  # not a scope one can name: only --operator gives it
+
+
+def test_operator_scope_is_never_granted_by_scopes_nor_implied_by_admin(
+    tenant_id: uuid.UUID, other_tenant: uuid.UUID
+) -> None:
+    with pytest.raises(InvalidInput):
+        create_token(tenant_id, name="sneaky", scopes=[TokenScope.OPERATOR])
+    with pytest.raises(InvalidInput):
+        create_token(tenant_id, name="sneaky", scopes=["admin", "operator"])
+    admin = authenticate(create_token(tenant_id, name="a", scopes=["admin"]).token)
+    assert admin.allows(TokenScope.JOBS_WRITE) and not admin.allows(TokenScope.OPERATOR)
+    with pytest.raises(InvalidToken):
+        admin.acting_for(other_tenant)
+    assert admin.acting_for(tenant_id) == admin
+    made = create_token(tenant_id, name="op", scopes=["jobs:read"], operator=True)
+    assert set(made.record.scopes) == {TokenScope.JOBS_READ, TokenScope.OPERATOR}
+    operator = authenticate(made.token)
+    away = operator.acting_for(other_tenant)
+    assert away.tenant_id == other_tenant and away.actor == operator.actor
+    assert not away.allows(TokenScope.JOBS_WRITE)  # its own scopes, wherever it acts

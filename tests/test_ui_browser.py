@@ -151,9 +151,76 @@ def test_filter_and_bulk_retry(stack: Stack, driver: Any, tenant_a: uuid.UUID) -
     for box in driver.find_elements(By.CSS_SELECTOR, "input[name=job_id]"):
         box.click()
     driver.find_element(By.ID, "bulk-retry").click()
-    until(lambda: driver.current_url.endswith("/ui/jobs"))
+    result = until(lambda: driver.find_elements(By.ID, "bulk-result"))[0].text
+    assert result.startswith("3 jobs retried"), result
     for job_id in failing:
         until(lambda j=job_id: started_twice(stack, token, j))
+
+
+def delayed(stack: Stack, token: str) -> int:
+    """A job due in an hour."""
+    with stack.client(token) as client:
+        answer = client.post("/v1/jobs", json={"type": "api_steps", "payload": {}, "delay": 3600})
+        assert answer.status_code == 201, answer.text
+        return int(answer.json()["id"])
+
+
+def test_bulk_cancel_everything_the_filter_matches(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    waiting = [delayed(stack, token) for _ in range(4)]
+    done = enqueue(stack, token)
+    until(lambda: status_of(stack, token, done) == "succeeded")
+    theirs = delayed(stack, token_for(other := make_tenant()))
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs?status=pending&status=queued&status=succeeded")
+    driver.find_element(By.ID, "cancel-matching").click()
+    until(lambda: driver.find_elements(By.ID, "bulk-count"))
+    assert driver.find_element(By.ID, "bulk-count").text == "4"  # the succeeded job cannot move
+    screenshot(driver, "bulk-confirm")
+    newer = delayed(stack, token)  # created after the count: not part of what was confirmed
+    driver.find_element(By.ID, "confirm-bulk").click()
+    result = until(lambda: driver.find_elements(By.ID, "bulk-result"))[0].text
+    assert result.startswith("4 jobs cancelled"), result
+    assert [status_of(stack, token, j) for j in waiting] == ["cancelled"] * 4
+    assert status_of(stack, token, newer) in ("pending", "queued")
+    assert status_of(stack, token, done) == "succeeded"
+    assert status_of(stack, token_for(other), theirs) in ("pending", "queued")
+    with stack.client(token) as client:
+        events = client.get(f"/v1/jobs/{waiting[0]}/events").json()["items"]
+    assert events[-1]["event_type"] == "cancelled"
+    assert events[-1]["data"]["actor"].startswith("token:")  # the signed-in token acted
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    too_many = {"csrf_token": csrf, "action": "cancel", "job_id": list(range(1, 10_002))}
+    refused = httpx.post(f"{stack.url}/ui/bulk", data=too_many, cookies=cookies)
+    assert refused.status_code == 400 and "at most 10000" in refused.text
+    assert status_of(stack, token, newer) in ("pending", "queued")
+
+
+def test_run_now_for_a_delayed_job(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    job_id = delayed(stack, token)
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    assert "due in" in driver.find_element(By.ID, "due").text
+    screenshot(driver, "job-delayed")
+    driver.find_element(By.ID, "run-now").click()
+    until(lambda: status_of(stack, token, job_id) == "succeeded")
+    driver.get(f"{stack.url}/ui/jobs/{job_id}")
+    assert not driver.find_elements(By.ID, "run-now")  # not delayed any more
+    assert "run now" in driver.find_element(By.CSS_SELECTOR, "table.events").text
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    again = httpx.post(
+        f"{stack.url}/ui/jobs/{job_id}/run-now", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert again.status_code == 409 and "only a delayed job" in again.text
 
 
 def test_cancel_a_running_job(stack: Stack, driver: Any, tenant_a: uuid.UUID) -> None:
@@ -184,6 +251,17 @@ def test_read_only_token_cannot_act(stack: Stack, driver: Any, tenant_a: uuid.UU
         f"{stack.url}/ui/jobs/{job_id}/retry", data={"csrf_token": csrf}, cookies=cookies
     )
     assert forged.status_code == 403
+    assert status_of(stack, writer, job_id) == "failed"
+    driver.get(f"{stack.url}/ui/jobs?status=failed")
+    assert not driver.find_elements(By.ID, "retry-matching")
+    for path, data in (
+        ("bulk/matching", {"action": "retry", "status": "failed", "max_id": str(job_id)}),
+        ("bulk", {"action": "retry", "job_id": str(job_id)}),
+    ):
+        refused = httpx.post(
+            f"{stack.url}/ui/{path}", data={**data, "csrf_token": csrf}, cookies=cookies
+        )
+        assert refused.status_code == 403
     assert status_of(stack, writer, job_id) == "failed"
 
 
@@ -399,3 +477,152 @@ def test_the_job_pages_event_stream_needs_the_session(
     other = make_tenant()
     theirs = enqueue(stack, token_for(other))
     assert httpx.get(f"{stack.url}/ui/jobs/{theirs}/events", cookies=cookies).status_code == 404
+
+
+def test_operator_switches_tenants_and_acts_as_itself(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from pgjobs.auth.store import authenticate, create_token
+
+    slug = f"b-{uuid.uuid4().hex[:8]}"
+    tenant_b = make_tenant(slug)
+    theirs = enqueue(stack, token_for(tenant_b), fail=True)
+    until(lambda: status_of(stack, token_for(tenant_b), theirs) == "failed")
+    raw = create_token(tenant_a, name="ops", scopes=[READ, WRITE], operator=True).token
+    operator = authenticate(raw)
+    sign_in(driver, stack, raw)
+    assert driver.find_element(By.ID, "current-tenant").get_attribute("title") == str(tenant_a)
+    driver.get(f"{stack.url}/ui/jobs/{theirs}")
+    assert "no such job" in driver.page_source  # its own tenant until it switches
+    driver.find_element(By.ID, "switch-tenant").click()
+    row = until(lambda: driver.find_elements(By.CSS_SELECTOR, f"tr.tenant[data-slug={slug}]"))[0]
+    screenshot(driver, "tenants")
+    row.find_element(By.CSS_SELECTOR, "button.switch").click()
+    until(lambda: driver.current_url.endswith("/ui/overview"))
+    assert driver.find_element(By.ID, "current-tenant").text == slug  # its slug once switched
+    assert driver.find_element(By.ID, "current-tenant").get_attribute("title") == str(tenant_b)
+    assert driver.find_elements(By.ID, "away")
+    driver.get(f"{stack.url}/ui/jobs/{theirs}")
+    driver.find_element(By.ID, "retry").click()
+    until(lambda: started_twice(stack, token_for(tenant_b), theirs))
+    with stack.client(token_for(tenant_b)) as client:
+        events = client.get(f"/v1/jobs/{theirs}/events").json()["items"]
+    retry = next(e for e in events if e["event_type"] == "retry" and e["data"].get("manual"))
+    assert retry["data"]["actor"] == f"token:{operator.token_id}"  # the operator, by its token
+    driver.get(f"{stack.url}/ui/tenants")  # and back home
+    home = driver.find_element(By.CSS_SELECTOR, "tr.tenant:not([data-slug=" + slug + "])")
+    assert home  # the page lists every tenant
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    back = httpx.post(
+        f"{stack.url}/ui/tenants/{tenant_a}/switch", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert back.status_code == 303
+    assert httpx.get(f"{stack.url}/ui/jobs/{theirs}", cookies=cookies).status_code == 404
+    # a switch needs the CSRF token too, and an existing tenant
+    url = f"{stack.url}/ui/tenants/{tenant_b}/switch"
+    assert httpx.post(url, cookies=cookies).status_code == 403
+    missing = f"{stack.url}/ui/tenants/{uuid.uuid4()}/switch"
+    assert httpx.post(missing, data={"csrf_token": csrf}, cookies=cookies).status_code == 404
+
+
+def test_ordinary_tokens_never_switch_tenants(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    tenant_b = make_tenant()
+    theirs = enqueue(stack, token_for(tenant_b))
+    sign_in(driver, stack, token_for(tenant_a, TokenScope.ADMIN))  # admin is not operator
+    assert not driver.find_elements(By.ID, "switch-tenant")
+    csrf = driver.find_element(By.CSS_SELECTOR, "meta[name=csrf-token]").get_attribute("content")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    assert httpx.get(f"{stack.url}/ui/tenants", cookies=cookies).status_code == 403
+    forged = httpx.post(
+        f"{stack.url}/ui/tenants/{tenant_b}/switch", data={"csrf_token": csrf}, cookies=cookies
+    )
+    assert forged.status_code == 403
+    assert httpx.get(f"{stack.url}/ui/jobs/{theirs}", cookies=cookies).status_code == 404
+    # the tokens page cannot grant the operator scope either
+    driver.get(f"{stack.url}/ui/tokens")
+    assert not driver.find_elements(By.CSS_SELECTOR, "input[name=scope][value=operator]")
+    made = httpx.post(
+        f"{stack.url}/ui/tokens",
+        data={"csrf_token": csrf, "name": "sneaky", "scope": "operator"},
+        cookies=cookies,
+    )
+    assert 'id="new-token"' not in made.text and "operator scope cannot be granted" in made.text
+    from pgjobs.auth.store import list_tokens
+
+    assert all(TokenScope.OPERATOR not in t.scopes for t in list_tokens(tenant_a))
+
+
+def test_a_session_record_naming_another_tenant_ends_an_ordinary_session(
+    stack: Stack, tenant_a: uuid.UUID, server_urls: tuple[str, str]
+) -> None:
+    """Defence in depth: even a Redis record altered to name another tenant gives an ordinary
+    token nothing; its session ends."""
+    import hashlib
+    import json
+
+    import redis as redis_lib
+
+    tenant_b = make_tenant()
+    theirs = enqueue(stack, token_for(tenant_b))
+    with httpx.Client(base_url=stack.url) as browser_like:
+        page = browser_like.get("/ui/signin")
+        csrf = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        browser_like.post("/ui/signin", data={"token": token_for(tenant_a), "csrf_token": csrf})
+        session_id = browser_like.cookies["pgjobs_session"]
+        assert browser_like.get(f"/ui/jobs/{theirs}").status_code == 404
+        client = redis_lib.Redis.from_url(server_urls[1])
+        key = f"{stack.namespace}:ui:session:{hashlib.sha256(session_id.encode()).hexdigest()}"
+        record = json.loads(client.get(key))  # type: ignore[arg-type]
+        client.set(key, json.dumps(record | {"tenant_id": str(tenant_b)}))
+        answer = browser_like.get(f"/ui/jobs/{theirs}")
+        assert answer.status_code == 303 and answer.headers["location"].endswith("/ui/signin")
+        assert client.get(key) is None  # the session is gone
+
+
+def test_filter_by_time_range_and_idempotency_key(
+    stack: Stack, driver: Any, tenant_a: uuid.UUID
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    token = token_for(tenant_a)
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    with stack.client(token) as client:
+        keyed = client.post(
+            "/v1/jobs",
+            json={"type": "api_steps", "payload": {}, "delay": 3600},
+            headers={"Idempotency-Key": key},
+        ).json()["id"]
+    other = delayed(stack, token)
+    sign_in(driver, stack, token)
+    driver.get(f"{stack.url}/ui/jobs")
+    driver.find_element(By.ID, "key-filter").send_keys(key)
+    driver.find_element(By.ID, "apply-filter").click()
+    until(lambda: "idempotency_key=" in driver.current_url)
+    rows = driver.find_elements(By.CSS_SELECTOR, "tr.job")
+    assert [int(r.get_attribute("data-id")) for r in rows] == [keyed]
+    driver.find_element(By.ID, "cancel-matching").click()
+    assert until(lambda: driver.find_elements(By.ID, "bulk-count"))[0].text == "1"
+    driver.find_element(By.ID, "confirm-bulk").click()
+    until(lambda: driver.find_elements(By.ID, "bulk-result"))
+    assert status_of(stack, token, keyed) == "cancelled"
+    assert status_of(stack, token, other) in ("pending", "queued")
+    cookies = {"pgjobs_session": driver.get_cookie("pgjobs_session")["value"]}
+    future = httpx.get(
+        f"{stack.url}/ui/jobs", params={"created_after": "2999-01-01T00:00"}, cookies=cookies
+    )
+    assert future.status_code == 200 and "No jobs match." in future.text
+    past = httpx.get(
+        f"{stack.url}/ui/jobs",
+        params={"created_before": "2000-01-01T00:00", "status": "queued"},
+        cookies=cookies,
+    )
+    assert "No jobs match." in past.text
+    bad = httpx.get(f"{stack.url}/ui/jobs", params={"created_after": "soon"}, cookies=cookies)
+    assert bad.status_code == 400 and "created_after" in bad.text

@@ -33,10 +33,23 @@ from pgjobs.aio.feed import TERMINAL_EVENTS, get_feed, stop_feed
 from pgjobs.aio.redis_client import close_redis
 from pgjobs.aio.sending import send_and_mark
 from pgjobs.db.async_pool import close_pool, connection
+from pgjobs.db.jobs.state_machine import BulkCount, JobSelection
 from pgjobs.db.models import TERMINAL_STATUSES, JobStatus
 from pgjobs.db.schemas.job import JobEventRead, JobRead
 from pgjobs.db.statements import Plan, arun
-from pgjobs.producer.control import CancelResult, RetryResult, cancel_plan, retry_plan
+from pgjobs.producer.control import (
+    BulkAction,
+    BulkResult,
+    CancelResult,
+    RetryResult,
+    RunNowResult,
+    cancel_jobs_plan,
+    cancel_plan,
+    count_selected_plan,
+    retry_jobs_plan,
+    retry_plan,
+    run_job_now_plan,
+)
 from pgjobs.producer.enqueue import (
     EnqueuedJob,
     JobOptions,
@@ -58,19 +71,25 @@ from pgjobs.producer.status import (
 )
 
 __all__ = [
+    "BulkResult",
     "CancelResult",
     "EnqueuedJob",
     "JobRequest",
     "RetryResult",
+    "RunNowResult",
     "aclose",
     "cancel_job",
+    "cancel_jobs",
     "count_jobs_by_status",
+    "count_selected",
     "enqueue",
     "enqueue_many",
     "get_job",
     "get_job_events",
     "list_jobs",
     "retry_job",
+    "retry_jobs",
+    "run_job_now",
     "wait_for",
 ]
 
@@ -146,6 +165,34 @@ async def cancel_job(
 async def retry_job(tenant_id: uuid.UUID, job_id: int, *, actor: str | None = None) -> RetryResult:
     """``pgjobs.retry_job``, awaitable."""
     outgoing, result = await _run(retry_plan(tenant_id, job_id, actor=actor))
+    await send_and_mark([outgoing])
+    return result
+
+
+async def count_selected(selection: JobSelection, action: BulkAction) -> BulkCount:
+    """``pgjobs.producer.control.count_selected``, awaitable."""
+    return await _run(count_selected_plan(selection, action))
+
+
+async def cancel_jobs(
+    selection: JobSelection, *, reason: str | None = None, actor: str | None = None
+) -> BulkResult:
+    """``pgjobs.producer.control.cancel_jobs``, awaitable."""
+    return await _run(cancel_jobs_plan(selection, reason=reason, actor=actor))
+
+
+async def retry_jobs(selection: JobSelection, *, actor: str | None = None) -> BulkResult:
+    """``pgjobs.producer.control.retry_jobs``, awaitable."""
+    outgoing, result = await _run(retry_jobs_plan(selection, actor=actor))
+    await send_and_mark(outgoing)
+    return result
+
+
+async def run_job_now(
+    tenant_id: uuid.UUID, job_id: int, *, actor: str | None = None
+) -> RunNowResult:
+    """``pgjobs.producer.control.run_job_now``, awaitable."""
+    outgoing, result = await _run(run_job_now_plan(tenant_id, job_id, actor=actor))
     await send_and_mark([outgoing])
     return result
 

@@ -1,8 +1,9 @@
 """Sending committed jobs' messages from asyncio: the threaded sender's rule
 (pgjobs/producer/sender.py) with an asyncio Redis client.
 
-The messages are built, encoded and hooked by ``broker.Sending`` and laid out by
-``broker.stored_layout``, exactly as the threaded send does; only the write differs. A failed
+The messages are built, encoded and hooked by ``broker.Sending`` and written by the same
+script call (``send.lua``, arguments from ``wire.send_arguments``) as the threaded send does;
+only the client differs. A failed
 send leaves the rows pending for the relay, as there; the pending -> queued mark is handed to
 the process's marker thread, which never blocks the loop.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from redis.exceptions import NoScriptError
+
 from pgjobs.aio.redis_client import get_redis
-from pgjobs.producer import broker, sender
+from pgjobs.producer import broker, sender, wire
 
 
 async def send_and_mark(outgoing: Sequence[broker.Outgoing]) -> None:
@@ -21,14 +24,12 @@ async def send_and_mark(outgoing: Sequence[broker.Outgoing]) -> None:
         return
     try:
         sending = broker.Sending(outgoing)
-        layout = broker.stored_layout(sending.broker.namespace, sending.encoded)
-        async with get_redis().pipeline(transaction=True) as pipe:
-            for key, bodies in layout:
-                pipe.hset(f"{key}.msgs", mapping=bodies)  # type: ignore[arg-type]
-                pipe.rpush(key, *bodies)
-            rung = [broker.sleepers_key(key) for key, _ in layout]
-            pipe.eval(broker.RING_LUA, len(rung), *rung, broker.DOORBELL_TTL_MS)
-            await pipe.execute()
+        args = wire.send_arguments(sending.broker.namespace, sending.encoded)
+        client = get_redis()
+        try:
+            await client.evalsha(wire.SEND_SHA, *args)  # type: ignore[arg-type]
+        except NoScriptError:
+            await client.eval(wire.SEND_LUA, *args)  # type: ignore[arg-type]
         sending.sent()
     except Exception as exc:  # noqa: BLE001 - the relay re-sends; the job is safe in PostgreSQL
         sender.send_failed(outgoing, exc)

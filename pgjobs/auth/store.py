@@ -72,8 +72,21 @@ class Principal:
     expires_at: datetime | None
 
     def allows(self, scope: TokenScope) -> bool:
-        """``admin`` allows every scope."""
+        """``admin`` allows every scope but ``operator``."""
+        if scope is TokenScope.OPERATOR:
+            return self.is_operator
         return scope in self.scopes or TokenScope.ADMIN in self.scopes
+
+    @property
+    def is_operator(self) -> bool:
+        """May switch the dashboard to another tenant (docs/ui.md)."""
+        return TokenScope.OPERATOR in self.scopes
+
+    def acting_for(self, tenant_id: uuid.UUID) -> Principal:
+        """This operator token, acting on ``tenant_id``'s jobs (its actor stays the token)."""
+        if tenant_id != self.tenant_id and not self.is_operator:
+            raise InvalidToken("only an operator token may switch tenants")
+        return Principal(self.token_id, tenant_id, self.scopes, self.expires_at)
 
     @property
     def actor(self) -> str:
@@ -102,10 +115,15 @@ def create_token(
     name: str,
     scopes: Sequence[TokenScope | str],
     expires_at: datetime | None = None,
+    operator: bool = False,
 ) -> NewToken:
-    """A new token for the tenant. The raw token is in the answer and nowhere else."""
+    """A new token for the tenant. The raw token is in the answer and nowhere else.
+
+    ``operator``: add the ``operator`` scope (the dashboard's tenant switch, docs/ui.md); only
+    the CLI passes it, ``scopes`` can never carry it."""
     tenant_id = as_uuid(tenant_id, "tenant_id")
     data = validated(TokenCreate, {"name": name, "scopes": scopes, "expires_at": expires_at})
+    granted = {s.value for s in data.scopes} | ({TokenScope.OPERATOR.value} if operator else set())
     if data.expires_at is not None:
         as_moment(data.expires_at, "expires_at")
     for _ in range(3):  # a prefix collision (one in 3.6e15 per pair) draws again
@@ -118,7 +136,7 @@ def create_token(
                 name=data.name,
                 prefix=parts.prefix,
                 secret_hash=secret_hash(parts.secret),
-                scopes=sorted({s.value for s in data.scopes}),
+                scopes=sorted(granted),
                 expires_at=data.expires_at,
             )
             .returning(*_READ_COLUMNS)
@@ -131,7 +149,7 @@ def create_token(
         except ForeignKeyViolation:
             raise UnknownTenant(f"unknown tenant {tenant_id}") from None
         record = TokenRead.model_validate(row)
-        log.info("token.created", tenant_id=str(tenant_id), id=str(record.id))
+        log.info("token.created", tenant_id=str(tenant_id), id=str(record.id), operator=operator)
         return NewToken(raw, record)
     raise JobsError("could not draw an unused token prefix")  # pragma: no cover
 

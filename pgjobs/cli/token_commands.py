@@ -12,6 +12,7 @@ from pgjobs.auth.tokens import display_prefix
 from pgjobs.cli.common import echo_rows, json_option, tenant_id, tenant_option
 from pgjobs.cli.groups import JobsGroup
 from pgjobs.db.models import TokenScope
+from pgjobs.db.models.api_token import GRANTABLE_SCOPES
 
 COLUMNS = {
     "ID": lambda t: t.id,
@@ -37,14 +38,20 @@ def tokens() -> None:
     "--scope",
     "scopes",
     multiple=True,
-    type=click.Choice([s.value for s in TokenScope]),
+    type=click.Choice([s.value for s in GRANTABLE_SCOPES]),
     default=(TokenScope.JOBS_READ.value, TokenScope.JOBS_WRITE.value),
     show_default=True,
     help="Repeat for several.",
 )
 @click.option("--expires-in-days", type=float, default=None, help="Default: never expires.")
+@click.option(
+    "--operator",
+    is_flag=True,
+    help="An operator token: signs in to the dashboard and may switch it to any tenant, "
+    "acting there with its scopes (docs/ui.md).",
+)
 def tokens_create(
-    tenant: str, name: str, scopes: tuple[str, ...], expires_in_days: float | None
+    tenant: str, name: str, scopes: tuple[str, ...], expires_in_days: float | None, operator: bool
 ) -> None:
     """Create a token and print it: copy it now, it is not shown again."""
     expires_at = None
@@ -52,7 +59,9 @@ def tokens_create(
         if not 0 < expires_in_days <= 3650:
             raise click.BadParameter("must be between 0 and 3650", param_hint="--expires-in-days")
         expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
-    made = create_token(tenant_id(tenant), name=name, scopes=list(scopes), expires_at=expires_at)
+    made = create_token(
+        tenant_id(tenant), name=name, scopes=list(scopes), expires_at=expires_at, operator=operator
+    )
     record = made.record
     click.echo(
         f"created token {record.name} ({record.id}), scopes {','.join(record.scopes)}; "

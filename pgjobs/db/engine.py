@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,6 +102,14 @@ def session_factory() -> sessionmaker[Session]:
     return _sessions
 
 
+_reset_hooks: list[Callable[[], None]] = []
+
+
+def on_reset(hook: Callable[[], None]) -> None:
+    """Call ``hook`` whenever :func:`reset_engine` runs (``db.held`` closes its connections)."""
+    _reset_hooks.append(hook)
+
+
 def reset_engine() -> None:
     """Dispose of the engine so the next use builds one from current settings (tests, CLI)."""
     global _engine, _engine_pid, _sessions, _autocommit_engine
@@ -110,6 +118,8 @@ def reset_engine() -> None:
             if engine is not None:
                 engine.dispose()
         _engine, _engine_pid, _sessions, _autocommit_engine = None, None, None, None
+    for hook in _reset_hooks:
+        hook()
 
 
 @contextmanager

@@ -4,7 +4,8 @@ The row (pending) and its ``enqueued`` event are written first; the message (ids
 only after that write commits; then the row becomes queued, marked by the process's background
 marker shortly after (pgjobs/producer/sender.py). Two modes:
 
-* standalone (no ``session``): one statement in autocommit, then the send;
+* standalone (no ``session``): one statement in autocommit on the thread's held connection,
+  then the send (one script call);
 * inside the caller's SQLAlchemy ``Session``: rows are written in the caller's transaction and
   the messages wait in ``session.info`` until it commits; a rollback drops them unsent.
 
@@ -27,9 +28,10 @@ from typing_extensions import Unpack
 
 from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import wrap_db_errors
+from pgjobs.db.held import held_connection
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models.job import JobStatus
-from pgjobs.db.statements import Plan, run
+from pgjobs.db.statements import Plan, run, run_driver
 from pgjobs.db.timestamps import LATEST
 from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
 from pgjobs.logs import get_logger
@@ -40,7 +42,7 @@ from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
 from pgjobs.producer.quotas import quota_refusals
 from pgjobs.producer.shares import share_key
-from pgjobs.settings import get_settings
+from pgjobs.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
@@ -127,14 +129,23 @@ def enqueue_many(
     if not prepared:
         return []
     if session is None:
-        with quota_refusals(), autocommit() as conn:
-            inserted = run(conn, insert_plan(prepared))
+        inserted = _insert_standalone(prepared)
         sender.send_and_mark(outgoing_messages(prepared, inserted))
         return results(inserted)
     with quota_refusals(), wrap_db_errors():
         inserted = run(session.connection(), insert_plan(prepared))
     defer_until_commit(session, outgoing_messages(prepared, inserted))
     return results(inserted)
+
+
+def _insert_standalone(prepared: list[Prepared]) -> list[sm.InsertedJob]:
+    """The outbox INSERT committed by itself (autocommit: the statement is the transaction),
+    on the thread's held connection (``db.held``), else on one from the pool."""
+    with quota_refusals(), held_connection() as held:
+        if held is not None:
+            return run_driver(held, insert_plan(prepared))
+    with quota_refusals(), autocommit() as conn:
+        return run(conn, insert_plan(prepared))
 
 
 def prepare_requests(requests: object, actor: object = None) -> list[Prepared]:
@@ -147,10 +158,12 @@ def prepare_requests(requests: object, actor: object = None) -> list[Prepared]:
         raise InvalidOption.for_field("requests", "must be a sequence of JobRequest") from None
     if actor is not None:
         actor = as_text(actor, "actor", min_length=1, max_length=200, error=InvalidOption)
+    settings = get_settings()
+    message_ids = broker.new_message_ids(len(given))
     prepared = []
     for index, request in enumerate(given):
         try:
-            prepared.append(_prepare(request, actor))
+            prepared.append(_prepare(request, actor, settings, message_ids[index]))
         except ProducerError as exc:
             exc.index = index
             raise
@@ -192,12 +205,11 @@ def outgoing_messages(
     return out
 
 
-def _prepare(request: object, actor: str | None) -> Prepared:
+def _prepare(request: object, actor: str | None, settings: Settings, message_id: str) -> Prepared:
     """Validate one request completely before anything touches the database: this is the
     boundary of enqueue and enqueue_many, every argument checked here."""
     if not isinstance(request, JobRequest):
         raise InvalidOption.for_field("requests", "must hold JobRequest items")
-    settings = get_settings()
     job_type = request.type if isinstance(request.type, JobType) else get_job_type(request.type)
     tenant_id = as_uuid(request.tenant_id, "tenant_id", InvalidOption)
     payload_json = validated_payload(job_type, request.payload, settings.max_payload_bytes)
@@ -213,7 +225,7 @@ def _prepare(request: object, actor: str | None) -> Prepared:
         tenant_id=tenant_id,
         type=job_type.name,
         payload_json=payload_json,
-        message_id=broker.new_message_id(),
+        message_id=message_id,
         max_attempts=max_attempts,
         priority=priority,
         run_at=run_at,

@@ -72,7 +72,7 @@ def validated_payload(
     size = len(text.encode())
     if size > max_bytes:
         raise PayloadTooLarge(f"payload is {size} bytes; the limit is {max_bytes}")
-    if any(trace in text for trace in _SUSPECT) or len(text) > NUMERIC_DIGITS:
+    if _SUSPECT[0] in text or _SUSPECT[1] in text or len(text) > NUMERIC_DIGITS:
         problems = [*_jsonb_problems(text), *_replaced_keys(model, text)]
         if problems:
             raise InvalidPayload(name, [(path, "jsonb", rule) for path, rule in problems[:10]])

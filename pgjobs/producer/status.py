@@ -186,18 +186,29 @@ def list_jobs_plan(
 ) -> Plan[Page[JobRead]]:
     """:func:`list_jobs` for either shell: arguments checked now, the statement when run."""
     tenant_id = as_uuid(tenant_id, "tenant_id", InvalidOption)
-    filters = JobFilters(
+    filters = list_filters(status, type, created_after, created_before, idempotency_key)
+    if order not in ("newest", "oldest"):
+        raise InvalidOption.for_field("order", "must be 'newest' or 'oldest'")
+    limit = _limit(limit)
+    query = list_jobs_query(tenant_id, filters, cursor=cursor, limit=limit, order=order)
+    return _page(Step(query), JobRead, limit)
+
+
+def list_filters(
+    status: JobStatus | str | Iterable[JobStatus | str] | None,
+    type: object,
+    created_after: object,
+    created_before: object,
+    idempotency_key: object,
+) -> JobFilters:
+    """The filters of :func:`list_jobs`, checked (bulk calls select jobs with them too)."""
+    return JobFilters(
         _statuses(status),
         _optional_text(type, "type"),
         _optional_aware(created_after, "created_after"),
         _optional_aware(created_before, "created_before"),
         _optional_text(idempotency_key, "idempotency_key"),
     )
-    if order not in ("newest", "oldest"):
-        raise InvalidOption.for_field("order", "must be 'newest' or 'oldest'")
-    limit = _limit(limit)
-    query = list_jobs_query(tenant_id, filters, cursor=cursor, limit=limit, order=order)
-    return _page(Step(query), JobRead, limit)
 
 
 def _page(step: Step, shape: type[R], limit: int) -> Plan[Page[R]]:

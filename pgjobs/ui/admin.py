@@ -19,6 +19,7 @@ from pgjobs.api.audit import audit
 from pgjobs.auth import store as tokens
 from pgjobs.db.errors import JobsError
 from pgjobs.db.models import Provider, TokenScope
+from pgjobs.db.models.api_token import GRANTABLE_SCOPES
 from pgjobs.db.schemas.credential import CredentialRead
 from pgjobs.mcp import registry
 from pgjobs.producer.enqueue import EnqueuedJob, enqueue
@@ -118,7 +119,7 @@ class AdminViews:
         self, session: Session, new_token: str | None = None, error: str | None = None
     ) -> Response:
         found = await run_in_threadpool(tokens.list_tokens, session.principal.tenant_id)
-        scopes = [s.value for s in TokenScope]
+        scopes = [s.value for s in GRANTABLE_SCOPES]
         return await self._listing(
             session, "tokens.html", error, tokens=found, scopes=scopes, new_token=new_token
         )

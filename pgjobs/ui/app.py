@@ -32,6 +32,7 @@ from pgjobs.db.models import JobStatus, TokenScope
 from pgjobs.db.statements import arun
 from pgjobs.logs import get_logger
 from pgjobs.producer.errors import JobNotFound
+from pgjobs.ui.filters import PageFilter
 from pgjobs.ui.overview import overview_of
 from pgjobs.ui.render import minute_bars, redacted_json, relative, status_bars
 from pgjobs.ui.session import (
@@ -209,28 +210,23 @@ class Ui:
         if session is None:
             return self.pages.go("/signin")
         params = request.query_params
-        chosen = [s for s in params.getlist("status") if s in {v.value for v in JobStatus}]
-        options: dict[str, Any] = {"limit": PAGE_SIZE}
-        if chosen:
-            options["status"] = chosen
-        if params.get("type"):
-            options["type"] = params["type"]
-        if params.get("cursor"):
-            options["cursor"] = params["cursor"]
-        page = await aio.list_jobs(session.principal.tenant_id, **options)
-        keep = {k: v for k, v in options.items() if k in ("status", "type")}
+        chosen = PageFilter.of({k: params.getlist(k) for k in params})
+        try:
+            page = await aio.list_jobs(
+                session.principal.tenant_id,
+                limit=PAGE_SIZE,
+                cursor=params.get("cursor") or None,
+                **chosen.options(),
+            )
+        except JobsError as exc:
+            return self.pages.render("error.html", 400, session=session, message=str(exc))
         next_url = (
-            f"{self.prefix}/jobs?{urlencode({**keep, 'cursor': page.next_cursor}, doseq=True)}"
+            f"{self.prefix}/jobs?{urlencode([*chosen.fields(), ('cursor', page.next_cursor)])}"
             if page.next_cursor
             else None
         )
         return self.pages.render(
-            "jobs.html",
-            session=session,
-            jobs=page.items,
-            chosen=chosen,
-            type=params.get("type", ""),
-            next_url=next_url,
+            "jobs.html", session=session, jobs=page.items, chosen=chosen, next_url=next_url
         )
 
     async def job(self, request: Request, job_id: int) -> Response:
@@ -254,6 +250,8 @@ class Ui:
             payload=redacted_json(found.payload),
             result=redacted_json(found.result),
             timeline=timeline,
+            delayed=found.status in (JobStatus.PENDING, JobStatus.QUEUED)
+            and found.run_at > datetime.now(UTC),
         )
 
     async def progress(self, request: Request, job_id: int) -> Response:
@@ -290,27 +288,10 @@ class Ui:
         except JobNotFound:
             return JSONResponse({"error": "no such job"}, status_code=404)
 
-    async def act(self, request: Request, job_id: int, action: str) -> Response:
-        session, _, refusal = await self.acting(request)
-        if session is None:
-            return refusal
-        error = await apply(session, action, [job_id])
-        if error:
-            return self.pages.render("error.html", 409, session=session, message=error)
-        return self.pages.go(f"/jobs/{job_id}")
 
-    async def bulk(self, request: Request) -> Response:
-        session, form, refusal = await self.acting(request)
-        if session is None:
-            return refusal
-        ids = [int(v) for v in form.get("job_id", []) if v.isdigit()]
-        error = await apply(session, first(form, "action") or "", ids)
-        if error:
-            return self.pages.render("error.html", 409, session=session, message=error)
-        return self.pages.go("/jobs")
-
-
+from pgjobs.ui.actions import JobActions  # noqa: E402 - it needs Ui
 from pgjobs.ui.admin import AdminViews  # noqa: E402 - it needs Ui
+from pgjobs.ui.tenants import TenantViews  # noqa: E402 - it needs Ui
 
 
 def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> FastAPI:
@@ -333,37 +314,22 @@ def create_ui_app(prefix: str = "/ui", *, secure_cookie: bool | None = None) -> 
     app.add_api_route("/tokens/{prefix}/revoke", admin.revoke_token, methods=["POST"])
     app.add_api_route("/schedules", admin.schedules, methods=["GET"])
     app.add_api_route("/schedules/{schedule_id}/{action}", admin.schedule_action, methods=["POST"])
+    switcher = TenantViews(ui)
+    app.add_api_route("/tenants", switcher.tenants, methods=["GET"])
+    app.add_api_route("/tenants/{tenant_id}/switch", switcher.switch, methods=["POST"])
     app.add_api_route("/signin", ui.signin_form, methods=["GET"])
     app.add_api_route("/signin", ui.signin, methods=["POST"])
     app.add_api_route("/signout", ui.signout, methods=["POST"])
     app.add_api_route("/jobs", ui.jobs, methods=["GET"])
+    actions = JobActions(ui)
+    app.add_api_route("/jobs/confirm", actions.confirm, methods=["GET"])
     app.add_api_route("/jobs/{job_id}", ui.job, methods=["GET"])
     app.add_api_route("/jobs/{job_id}/progress", ui.progress, methods=["GET"])
     app.add_api_route("/jobs/{job_id}/events", ui.events, methods=["GET"])
-    app.add_api_route("/jobs/{job_id}/{action}", ui.act, methods=["POST"])
-    app.add_api_route("/bulk", ui.bulk, methods=["POST"])
+    app.add_api_route("/jobs/{job_id}/{action}", actions.act, methods=["POST"])
+    app.add_api_route("/bulk", actions.bulk_selected, methods=["POST"])
+    app.add_api_route("/bulk/matching", actions.bulk_matching, methods=["POST"])
     return app
-
-
-async def apply(session: Session, action: str, job_ids: list[int]) -> str | None:
-    """Cancel or retry jobs with the session's token as actor; the first error's text."""
-    principal = session.principal
-    failures = []
-    for job_id in job_ids:
-        try:
-            if action == "cancel":
-                await aio.cancel_job(principal.tenant_id, job_id, actor=principal.actor)
-            elif action == "retry":
-                await aio.retry_job(principal.tenant_id, job_id, actor=principal.actor)
-            else:
-                return f"unknown action {action!r}"
-        except JobNotFound:
-            return "no such job"
-        except JobsError as exc:
-            failures.append(f"job {job_id}: {exc}")
-            continue
-        audit(principal, f"job.{action}", job_id=job_id, via="ui")
-    return "; ".join(failures) or None
 
 
 def first(form: dict[str, list[str]], name: str) -> str | None:

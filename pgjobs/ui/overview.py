@@ -43,7 +43,7 @@ LIVE = text(
                AS unsent,
            now() AS db_now
     FROM content_jobs
-    WHERE tenant_id = :tenant_id AND status IN ('pending', 'queued', 'waiting', 'active')
+    WHERE tenant_id = :tenant_id AND status IN ('pending', 'queued', 'held', 'waiting', 'active')
     GROUP BY type, status
     """
 )
@@ -53,7 +53,7 @@ LIVE = text(
 class QueueLine:
     queue: str
     waiting: int = 0
-    """Pending, queued (due or not) or waiting for a concurrency slot."""
+    """Pending, queued (due or not), held for a fair share or waiting for a concurrency slot."""
     active: int = 0
     oldest_due_seconds: float | None = None
     """How long the oldest due waiting job has been due."""

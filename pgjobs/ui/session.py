@@ -1,8 +1,10 @@
 """Dashboard sessions kept in Redis: the cookie holds a random id, Redis its hash's record.
 
-A record names the tenant, the token (id and public prefix, never the secret), its scopes and
-a CSRF secret; it expires after ``SESSION_SECONDS`` and sign-out deletes it. Every request
-looks the token up again, so a revoked or expired token ends its sessions at once.
+A record names the tenant the session acts on, the token (id and public prefix, never the
+secret), its scopes and a CSRF secret; it expires after ``SESSION_SECONDS`` and sign-out deletes
+it. Every request looks the token up again, so a revoked or expired token ends its sessions at
+once. The tenant is the token's own, except for an operator token switched to another
+(:func:`switch_tenant`); a record naming another tenant for any other token ends the session.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pgjobs.aio.redis_client import get_redis
-from pgjobs.auth.store import Principal, lookup_plan
+from pgjobs.auth.store import InvalidToken, Principal, lookup_plan
 from pgjobs.db.async_pool import connection
 from pgjobs.db.models import TokenScope
 from pgjobs.db.statements import arun
@@ -35,8 +37,13 @@ class Session:
 
     key: str
     principal: Principal
+    """The token acting on the session's tenant (``principal.tenant_id``)."""
     prefix: str
     csrf: str
+    home_tenant_id: uuid.UUID
+    """The token's own tenant (another than the session's only for an operator token)."""
+    tenant_label: str | None = None
+    """The slug of the tenant an operator switched to (the header shows it)."""
 
     def can_write(self) -> bool:
         return self.principal.allows(TokenScope.JOBS_WRITE)
@@ -85,9 +92,27 @@ async def load_session(session_id: str | None) -> Session | None:
     ):
         await get_redis().delete(key)
         return None
-    principal = Principal(stored.id, stored.tenant_id, stored.scopes, stored.expires_at)
-    assert principal.tenant_id == uuid.UUID(record["tenant_id"])
-    return Session(key, principal, record["prefix"], record["csrf"])
+    home = Principal(stored.id, stored.tenant_id, stored.scopes, stored.expires_at)
+    try:
+        principal = home.acting_for(uuid.UUID(record["tenant_id"]))
+    except InvalidToken:
+        await get_redis().delete(key)
+        return None
+    return Session(
+        key, principal, record["prefix"], record["csrf"], stored.tenant_id, record.get("label")
+    )
+
+
+async def switch_tenant(session: Session, tenant_id: uuid.UUID, label: str) -> None:
+    """Have an operator token's session act on ``tenant_id`` from its next request (the
+    session keeps its expiry). InvalidToken for any other token."""
+    session.principal.acting_for(tenant_id)
+    redis = get_redis()
+    raw = await redis.get(session.key)
+    if raw is None:
+        raise InvalidToken("the session ended")
+    record = json.loads(raw) | {"tenant_id": str(tenant_id), "label": label}
+    await redis.set(session.key, json.dumps(record), keepttl=True)
 
 
 def csrf_ok(session: Session, presented: str | None) -> bool:

@@ -50,7 +50,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 
 from pgjobs.logs import get_logger
-from pgjobs.producer.broker import sleepers_key
+from pgjobs.producer.wire import sleepers_key
 from pgjobs.settings import get_settings
 from pgjobs.worker.messages import Refused, check
 from pgjobs.worker.runner import claim_ahead, state_writer

@@ -10,6 +10,8 @@ messages leave; a send that fails leaves them queued, for the relay.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterable
 
 from pgjobs.db.engine import autocommit
@@ -46,6 +48,64 @@ def release_slots(keys: Iterable[str | None], shares: Iterable[str | None] = ())
         return 0
     send_released(released)
     return len(released)
+
+
+class Releaser:
+    """Releases from a thread of its own, so that neither the writer's round (which every claim
+    and completion of the process waits for) nor a handler thread waits for the statement and
+    the send. Keys noted while a release runs go together into the next one: under load one
+    statement serves many completions. Built again after a fork."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._keys: set[str] = set()
+        self._shares: set[str] = set()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def note(self, keys: Iterable[str | None], shares: Iterable[str | None] = ()) -> None:
+        """These concurrency keys and fair shares have room now: release them soon."""
+        new_keys = {k for k in keys if k is not None}
+        new_shares = {k for k in shares if k is not None}
+        if not (new_keys or new_shares):
+            return
+        if self._pid != os.getpid():  # forked: the thread and the sets stayed behind
+            self._reset()
+        with self._cond:
+            self._keys |= new_keys
+            self._shares |= new_shares
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="releaser", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until nothing is noted or being released (tests; a stopping worker)."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not (self._keys or self._shares or self._busy), timeout
+            )
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._keys or self._shares))
+                keys, shares = self._keys, self._shares
+                self._keys, self._shares, self._busy = set(), set(), True
+            try:
+                release_slots(keys, shares)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+releaser = Releaser()
+"""This process's releaser."""
 
 
 def sweep_waiting() -> int:

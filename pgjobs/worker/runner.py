@@ -48,7 +48,7 @@ from pgjobs.worker.context import JobContext, JobControls
 from pgjobs.worker.errors import JobCancelled, JobTimeLimitExceeded, LeaseLost, PermanentError
 from pgjobs.worker.handlers.registry import get_handler
 from pgjobs.worker.leases import LeaseKeeper, RunningJob, WorkerShutdown
-from pgjobs.worker.limits import release_slots
+from pgjobs.worker.limits import releaser
 from pgjobs.worker.state_writer import StateWriter
 
 log = get_logger("pgjobs.worker.job")
@@ -320,9 +320,8 @@ class Attempt:
                 return transition(conn, self.job.id, self.job.attempt, *args)
 
         written = with_db_retry(write)
-        if written and (self.job.concurrency_key or self.job.share_key):
-            # its concurrency slot and fair share are free (docs/limits.md)
-            release_slots([self.job.concurrency_key], [self.job.share_key])
+        if written:  # its concurrency slot and fair share are free (docs/limits.md)
+            releaser.note([self.job.concurrency_key], [self.job.share_key])
         return written
 
     def _complete(self, result_json: str) -> None:

@@ -35,7 +35,7 @@ from pgjobs.db.jobs import state_machine as sm
 from pgjobs.logs import get_logger
 from pgjobs.producer.job_types import limits_declared, rated_types
 from pgjobs.settings import get_settings
-from pgjobs.worker.limits import release_slots
+from pgjobs.worker.limits import releaser
 from pgjobs.worker.rates import rate_check, send_parked
 
 log = get_logger("pgjobs.worker.state_writer")
@@ -227,8 +227,7 @@ class StateWriter:
             claimed, held = self._one_by_one(work)
         self._deliver(work, claimed, held)
         done = [c for c, ok in zip(work.completions, held, strict=True) if ok]
-        if any(c.limit_key or c.share_key for c in done):
-            release_slots([c.limit_key for c in done], [c.share_key for c in done])
+        releaser.note([c.limit_key for c in done], [c.share_key for c in done])
 
     def _statements(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion]

@@ -557,6 +557,209 @@ def manual_retry_plan(
     return RetriedJob(str(row.type), row.attempts, row.max_attempts)
 
 
+# --- bulk cancel / retry, run now (the dashboard and the API) -----------------------------------
+# Set-based forms of CANCEL and MANUAL_RETRY: the same legal moves and the same events, for up
+# to BULK_BATCH jobs of one tenant per statement, picked by ids or by a filter (the filters of
+# list_jobs). A batch walks ids upwards from ``after_id`` and never past ``max_id`` (the newest
+# job the caller counted: jobs created since are not touched); the caller loops batches.
+
+BULK_BATCH = 1000
+"""Jobs one bulk statement moves at most (its row locks, its transaction's size)."""
+
+CANCELLABLE = ("pending", "queued", "waiting", "held", "active")
+"""As CANCEL: cancelled at once, or (active) asked to stop. ``held`` is fair shares' parked
+status (docs/limits.md), cancelled at once like ``waiting``."""
+RETRYABLE = ("failed", "cancelled")
+
+_BULK_MATCH = """
+    tenant_id = :tenant_id
+    AND (CAST(:ids AS bigint[]) IS NULL OR id = ANY(CAST(:ids AS bigint[])))
+    AND (CAST(:type AS text) IS NULL OR type = CAST(:type AS text))
+    AND (CAST(:statuses AS text[]) IS NULL OR status = ANY(CAST(:statuses AS text[])))
+    AND (CAST(:created_after AS timestamptz) IS NULL
+         OR created_at >= CAST(:created_after AS timestamptz))
+    AND (CAST(:created_before AS timestamptz) IS NULL
+         OR created_at < CAST(:created_before AS timestamptz))
+    AND (CAST(:idempotency_key AS text) IS NULL
+         OR idempotency_key = CAST(:idempotency_key AS text))
+    AND id > :after_id AND id <= :max_id"""
+_BULK_TARGET = f"""
+    target AS (
+        SELECT id, status FROM content_jobs
+        WHERE {_BULK_MATCH} AND status = ANY(CAST(:movable AS text[]))
+        -- rows are locked in id order: concurrent bulk calls cannot deadlock on each other
+        ORDER BY id LIMIT :batch
+        FOR UPDATE
+    )"""  # noqa: S608 - the module's own constant fragments
+
+BULK_COUNT = text(
+    f"""
+    SELECT count(*) AS n, coalesce(max(id), 0) AS max_id FROM content_jobs
+    WHERE {_BULK_MATCH} AND status = ANY(CAST(:movable AS text[]))
+    """  # noqa: S608
+)
+
+BULK_CANCEL = text(
+    f"""
+    WITH {_BULK_TARGET}, cancelled AS (
+        UPDATE content_jobs j
+        SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
+            cancel_reason = CAST(:reason AS text), lease_expires_at = NULL, updated_at = now()
+        FROM target t
+        WHERE j.id = t.id AND t.status IN ('pending', 'queued', 'waiting', 'held')
+        RETURNING j.id, j.tenant_id
+    ), requested AS (
+        UPDATE content_jobs j
+        SET cancel_requested_at = coalesce(j.cancel_requested_at, now()),
+            cancel_reason = coalesce(j.cancel_reason, CAST(:reason AS text)), updated_at = now()
+        FROM target t
+        WHERE j.id = t.id AND t.status = 'active'
+        RETURNING j.id
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'cancelled',
+               jsonb_build_object('reason', CAST(:reason AS text), 'while_running', false)
+               || jsonb_strip_nulls(jsonb_build_object('actor', CAST(:actor AS text)))
+        FROM cancelled ORDER BY id
+    )
+    SELECT id, true AS done FROM cancelled
+    UNION ALL SELECT id, false FROM requested
+    UNION ALL SELECT coalesce(max(id), 0), NULL FROM target
+    """  # noqa: S608
+)
+
+BULK_RETRY = text(
+    f"""
+    WITH {_BULK_TARGET}, moved AS (
+        UPDATE content_jobs j
+        SET status = 'pending', queue_job_id = gen_random_uuid()::text, completed_at = NULL,
+            cancel_requested_at = NULL, cancel_reason = NULL, lease_expires_at = NULL,
+            result = NULL, progress = 0,
+            progress_message = NULL, run_at = now(), updated_at = now(),
+            max_attempts = greatest(j.max_attempts, j.attempts + 1)
+        FROM target t
+        WHERE j.id = t.id
+        RETURNING j.id, j.tenant_id, j.type, j.attempts, j.error_message, j.queue_job_id
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'retry',
+               jsonb_strip_nulls(jsonb_build_object('attempt', attempts, 'manual', true,
+                                                    'error', error_message,
+                                                    'actor', CAST(:actor AS text)))
+        FROM moved ORDER BY id
+    )
+    SELECT id, type, queue_job_id, true AS done FROM moved
+    UNION ALL SELECT coalesce(max(id), 0), NULL, NULL, NULL FROM target
+    """  # noqa: S608
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSelection:
+    """Which jobs of one tenant a bulk call is about: ``ids``, or a filter (every field
+    optional, combined with AND), never past ``max_id``."""
+
+    tenant_id: uuid.UUID
+    ids: tuple[int, ...] | None = None
+    statuses: tuple[JobStatus, ...] | None = None
+    type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    idempotency_key: str | None = None
+    max_id: int = 9223372036854775807
+
+    def params(self, movable: Sequence[str], after_id: int = 0) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "ids": None if self.ids is None else list(self.ids),
+            "type": self.type,
+            "statuses": None if self.statuses is None else [s.value for s in self.statuses],
+            "created_after": self.created_after,
+            "created_before": self.created_before,
+            "idempotency_key": self.idempotency_key,
+            "after_id": after_id,
+            "max_id": self.max_id,
+            "movable": list(movable),
+            "batch": BULK_BATCH,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BulkCount:
+    jobs: int
+    """Jobs the selection matches that the action can move."""
+    max_id: int
+    """The newest of them: pass it back as the selection's ``max_id`` to act on these only."""
+
+
+def bulk_count_plan(selection: JobSelection, movable: Sequence[str]) -> Plan[BulkCount]:
+    """How many jobs a bulk call on ``selection`` would move (its confirmation)."""
+    rows = yield Step(BULK_COUNT, selection.params(movable))
+    return BulkCount(int(rows[0].n), int(rows[0].max_id))
+
+
+@dataclass(frozen=True, slots=True)
+class BulkBatch:
+    moved: list[Any]
+    """Cancel: (id, done) rows, done False for a running job asked to stop. Retry: (id, type,
+    queue_job_id) rows of the jobs now pending, their messages to send."""
+    last_id: int
+    """The highest id the batch locked (0: none): the next batch starts after it."""
+
+
+def bulk_cancel_plan(
+    selection: JobSelection, after_id: int, reason: str | None, actor: str | None
+) -> Plan[BulkBatch]:
+    """:data:`CANCEL` for the next batch of ``selection`` after ``after_id``, one statement."""
+    params = selection.params(CANCELLABLE, after_id) | {"reason": reason, "actor": actor}
+    rows = yield Step(BULK_CANCEL, params)
+    return BulkBatch(
+        [r for r in rows if r.done is not None], max(r.id for r in rows if r.done is None)
+    )
+
+
+def bulk_retry_plan(selection: JobSelection, after_id: int, actor: str | None) -> Plan[BulkBatch]:
+    """:data:`MANUAL_RETRY` for the next batch of ``selection`` after ``after_id``, one
+    statement; each job gets a new message id."""
+    rows = yield Step(BULK_RETRY, selection.params(RETRYABLE, after_id) | {"actor": actor})
+    return BulkBatch(
+        [r for r in rows if r.done is not None], max(r.id for r in rows if r.done is None)
+    )
+
+
+RUN_NOW = text(
+    """
+    WITH moved AS (
+        -- not a status change (pending and queued stay so): the job is due now under a new
+        -- message id; the delayed message, when it comes, finds the job run or running
+        UPDATE content_jobs
+        SET run_at = now(), queue_job_id = :message_id, updated_at = now()
+        WHERE id = :id AND tenant_id = :tenant_id AND status IN ('pending', 'queued')
+          AND run_at > now()
+        RETURNING id, tenant_id, type, status
+    ), events AS (
+        INSERT INTO job_events (job_id, tenant_id, event_type, data)
+        SELECT id, tenant_id, 'enqueued',
+               jsonb_build_object('type', type, 'resent', true, 'reason', 'run now')
+               || jsonb_strip_nulls(jsonb_build_object('actor', CAST(:actor AS text)))
+        FROM moved
+    )
+    SELECT id, type, status FROM moved
+    """
+)
+
+
+def run_now_plan(
+    job_id: int, tenant_id: uuid.UUID, message_id: str, actor: str | None
+) -> Plan[str | None]:
+    """A delayed job (pending or queued, due later) due now under ``message_id``, with an
+    ``enqueued`` event (resent, ``run now``, the actor). Its type, or None when the job is
+    not delayed (or not there); the caller sends the message after commit."""
+    params = {"id": job_id, "tenant_id": tenant_id, "message_id": message_id, "actor": actor}
+    rows = yield Step(RUN_NOW, params)
+    return str(rows[0].type) if rows else None
+
+
 # --- worker side --------------------------------------------------------------------------------
 
 _CLAIM_SELECT = """

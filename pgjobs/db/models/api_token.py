@@ -27,6 +27,14 @@ class TokenScope(enum.StrEnum):
     """Enqueue, cancel and retry jobs."""
     ADMIN = "admin"
     """Manage the tenant's credentials and MCP servers."""
+    OPERATOR = "operator"
+    """Sign in to the dashboard and switch it to any tenant (``jobctl tokens create
+    --operator`` only: never granted through the API or the dashboard, and not implied by
+    ``admin``). It adds nothing to what the token may do over the HTTP API."""
+
+
+GRANTABLE_SCOPES = (TokenScope.JOBS_READ, TokenScope.JOBS_WRITE, TokenScope.ADMIN)
+"""The scopes a tenant's admin may give a token (every one but ``operator``)."""
 
 
 _SCOPES_SQL = ", ".join(f"'{s.value}'" for s in TokenScope)
