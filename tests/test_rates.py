@@ -146,6 +146,45 @@ def test_rate_declaration_and_keys(tenant_id: uuid.UUID) -> None:
         unregister("rate_missing")
 
 
+def _rated_round(
+    tenant: uuid.UUID, messages: dict[int, str]
+) -> tuple[list[bool], list[sm.ReleasedJob]]:
+    """A worker's claim round for these jobs (job id: message id), rate-checked: which started,
+    and which it parked for their rate."""
+    requests = [sm.ClaimRequest(i, tenant, m) for i, m in messages.items()]
+    with transaction() as conn:
+        rates = rate_check(conn, list(messages))
+        assert rates is not None
+        sm.lock_limit_and_rate_keys(conn, list(messages), rates.keys)
+        claimed = sm.claim_many(
+            conn, requests, lease_seconds=30, worker="t", limited=True, rates=rates
+        )
+        parked = sm.rate_parked(conn, list(messages))
+    return [c is not None for c in claimed], parked
+
+
+def test_the_sweep_resends_a_lost_rate_wait_once_per_grace(tenant_id: uuid.UUID) -> None:
+    """A job whose turn passed long ago gets a new message, due now, once: the next pass leaves
+    it alone (a pass every tick would replace each message before a long queue delivers it)."""
+    declared = job_type("rate_sweep", Tick, queue="rates", rate=Rate(1, per=60))
+    try:
+        ids = _enqueue(tenant_id, declared, ["a", "b"])
+        started, parked = _rated_round(tenant_id, {i: f"m{i}" for i in ids})
+        assert started == [True, False] and [p.id for p in parked] == [ids[1]]
+        with autocommit() as conn:  # its turn, an hour ago: its message was lost
+            conn.execute(
+                text("UPDATE content_jobs SET run_at = now() - interval '1 hour' WHERE id = :j"),
+                {"j": ids[1]},
+            )
+            lost = sm.resend_lost_rate_waits(conn, grace_seconds=5, limit=10)
+            assert [(j.id, j.due_in_ms) for j in lost] == [(ids[1], 0)]
+            assert lost[0].queue_job_id != parked[0].queue_job_id
+            assert sm.resend_lost_rate_waits(conn, grace_seconds=5, limit=10) == []
+        assert types_of(tenant_id, ids[1]) == [EventType.ENQUEUED, EventType.WAITING]
+    finally:
+        unregister("rate_sweep")
+
+
 def test_claim_parks_over_the_rate_once_and_its_message_claims_it_when_due(
     tenant_id: uuid.UUID,
 ) -> None:
@@ -158,16 +197,7 @@ def test_claim_parks_over_the_rate_once_and_its_message_claims_it_when_due(
         ids = _enqueue(tenant_id, declared, ["solo"] * 3)
 
         def claim(messages: dict[int, str]) -> tuple[list[bool], list[sm.ReleasedJob]]:
-            requests = [sm.ClaimRequest(i, tenant_id, m) for i, m in messages.items()]
-            with transaction() as conn:
-                rates = rate_check(conn, list(messages))
-                assert rates is not None
-                sm.lock_limit_and_rate_keys(conn, list(messages), rates.keys)
-                claimed = sm.claim_many(
-                    conn, requests, lease_seconds=30, worker="t", limited=True, rates=rates
-                )
-                parked = sm.rate_parked(conn, list(messages))
-            return [c is not None for c in claimed], parked
+            return _rated_round(tenant_id, messages)
 
         started, parked = claim({i: f"m{i}" for i in ids})
         assert started == [True, True, False]

@@ -1010,8 +1010,10 @@ RATE_RESEND_LOST = text(
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
+    -- due now: the next pass re-sends it only if this message too is lost for as long (a pass
+    -- every tick would replace the message before a long queue delivers it, for ever)
     UPDATE content_jobs j
-    SET queue_job_id = gen_random_uuid()::text, updated_at = now()
+    SET queue_job_id = gen_random_uuid()::text, run_at = now(), updated_at = now()
     FROM lost l
     WHERE j.id = l.id
     RETURNING j.id, j.tenant_id, j.type, j.queue_job_id, {_DUE_IN_MS}
@@ -1075,8 +1077,8 @@ def resend_lost_rate_waits(
     conn: Connection, *, grace_seconds: float, limit: int
 ) -> list[ReleasedJob]:
     """Jobs waiting for their rate whose due time passed ``grace_seconds`` ago without a claim
-    (their message was lost: Redis emptied, a send failed): a new message id each, for the
-    caller to send. The old message, if it ever comes, does nothing."""
+    (their message was lost: Redis emptied, a send failed): a new message id each, due now, for
+    the caller to send. The old message, if it ever comes, does nothing."""
     rows = _run(conn, RATE_RESEND_LOST, {"grace": grace_seconds, "limit": limit}).fetchall()
     return _released(rows)
 
