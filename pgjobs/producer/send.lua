@@ -3,7 +3,7 @@
 --
 -- It writes what Dramatiq's dispatch.lua `enqueue` writes per message (the body into the
 -- queue's message hash, the id onto the queue's list), for many messages at once, then rings
--- the queue's doorbells as RING_LUA (pgjobs/producer/broker.py) does.
+-- the queues' doorbells (the sleepers sets pgjobs/worker/consumer.py registers in).
 --
 -- KEYS, three per queue written to, in this order:
 --   <ns>:<queue>            the queue's list of message ids (RPUSH)
