@@ -14,6 +14,10 @@ The legal moves (docs/architecture.md)::
     pending --send--> queued --claim--> active --> succeeded | failed | cancelled
        |                 ^                 |
        +--> cancelled    +---- retry ------+   (also: lease expired -> rescued -> queued)
+
+    limits and fair shares (docs/limits.md): a claim with no slot or room parks a job as
+    waiting; enqueue writes a job beyond its tenant's fair share as held; both go back to
+    queued when their key has room, and both can be cancelled.
 """
 
 from __future__ import annotations
