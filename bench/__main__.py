@@ -273,46 +273,23 @@ def main(argv: list[str] | None = None) -> int:
             f"schedules: wall per minute p99 {result.wall_p99_s:.3f} s, firing delay p99 "
             f"{result.delay_p99_s:.3f} s ({result.jobs:,} jobs)"
         )
-    api_section = None
-    if "api" in args.only:
-        measured = api.run_all(srv, shape, args, log_dir, say)
+
+    def section(name: str, run_all: Any, render: Any, *run_args: Any) -> str | None:
+        """A measure with a section of its own: run, keep its JSON dump, render."""
+        if name not in args.only:
+            return None
+        measured = run_all(srv, *run_args, args, log_dir, say)
         measured.meta.update(command=command.strip(), date=env["date"])
         if args.json:
-            api_json = args.json.with_suffix(".api.json")
-            api_json.write_text(json.dumps(dataclasses.asdict(measured), indent=1, default=str))
-        api_section = api.render(measured)
-    idle_section = None
-    if "idle" in args.only:
-        measured_idle = idle.run_all(srv, args, log_dir, say)
-        measured_idle.meta.update(command=command.strip(), date=env["date"])
-        if args.json:
-            idle_json = args.json.with_suffix(".idle.json")
-            idle_json.write_text(json.dumps(dataclasses.asdict(measured_idle), indent=1))
-        idle_section = idle.render(measured_idle)
-    peers_section = None
-    if "peers" in args.only:
-        measured_peers = peers.run_all(srv, shape, args, log_dir, say)
-        measured_peers.meta.update(command=command.strip(), date=env["date"])
-        if args.json:
-            peers_json = args.json.with_suffix(".peers.json")
-            peers_json.write_text(json.dumps(dataclasses.asdict(measured_peers), indent=1))
-        peers_section = peers.render(measured_peers)
-    fairness_section = None
-    if "fairness" in args.only:
-        measured_fair = fairness.run_all(srv, shape, args, log_dir, say)
-        measured_fair.meta.update(command=command.strip(), date=env["date"])
-        if args.json:
-            fair_json = args.json.with_suffix(".fairness.json")
-            fair_json.write_text(json.dumps(dataclasses.asdict(measured_fair), indent=1))
-        fairness_section = fairness.render(measured_fair)
-    limits_section = None
-    if "limits" in args.only:
-        measured_limits = limits.run_all(srv, shape, args, log_dir, say)
-        measured_limits.meta.update(command=command.strip(), date=env["date"])
-        if args.json:
-            limits_json = args.json.with_suffix(".limits.json")
-            limits_json.write_text(json.dumps(dataclasses.asdict(measured_limits), indent=1))
-        limits_section = limits.render(measured_limits)
+            dump = json.dumps(dataclasses.asdict(measured), indent=1, default=str)
+            args.json.with_suffix(f".{name}.json").write_text(dump)
+        return str(render(measured))
+
+    api_section = section("api", api.run_all, api.render, shape)
+    idle_section = section("idle", idle.run_all, idle.render)
+    peers_section = section("peers", peers.run_all, peers.render, shape)
+    fairness_section = section("fairness", fairness.run_all, fairness.render, shape)
+    limits_section = section("limits", limits.run_all, limits.render, shape)
     spliced = (
         ("api", api_section),
         ("idle", idle_section),

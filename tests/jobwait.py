@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import EventType, JobStatus
@@ -87,3 +88,27 @@ def assert_legal_history(types: list[EventType]) -> JobStatus | None:
             assert not (event is EventType.STARTED and state is JobStatus.ACTIVE), where
         state = new
     return JobStatus.QUEUED if state is JobStatus.PENDING else state
+
+
+def status_counts(tenant_id: uuid.UUID) -> dict[str, int]:
+    """The tenant's jobs counted by status (one query)."""
+    from sqlalchemy import text
+
+    from pgjobs.db.engine import autocommit
+
+    with autocommit() as conn:
+        rows = conn.execute(
+            text("SELECT status, count(*) FROM content_jobs WHERE tenant_id = :t GROUP BY 1"),
+            {"t": tenant_id},
+        ).all()
+    return {str(s): int(n) for s, n in rows}
+
+
+def wait_succeeded(tenant_id: uuid.UUID, n: int, report: Callable[[], str], timeout: float) -> None:
+    """Until ``n`` of the tenant's jobs have succeeded; else fail with the counts and
+    ``report()`` (the processes' logs)."""
+    deadline = time.monotonic() + timeout
+    while (counts := status_counts(tenant_id)).get("succeeded", 0) < n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{counts} after {timeout:.0f}s\n{report()}")
+        time.sleep(0.1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 from helpers import make_tenant
-from jobwait import assert_legal_history, types_of
+from jobwait import assert_legal_history, status_counts, types_of, wait_succeeded
 from limit_jobs import MAX_PER_KEY, Sleep, create_runs_table, limited_type
 from processes import Processes, worker_env
 from sqlalchemy import text
@@ -68,23 +68,6 @@ def _enqueue(tenant: uuid.UUID, accounts: list[str], seconds: float) -> list[int
         JobRequest(limited_type, {"account": a, "seconds": seconds}, tenant) for a in accounts
     ]
     return [job.id for job in enqueue_many(requests)]
-
-
-def _statuses(tenant: uuid.UUID) -> dict[str, int]:
-    with autocommit() as conn:
-        rows = conn.execute(
-            text("SELECT status, count(*) FROM content_jobs WHERE tenant_id = :t GROUP BY 1"),
-            {"t": tenant},
-        ).all()
-    return {str(s): int(n) for s, n in rows}
-
-
-def _wait_succeeded(tenant: uuid.UUID, n: int, procs: Processes, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while (counts := _statuses(tenant)).get("succeeded", 0) < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{counts} after {timeout:.0f}s\n{procs.report()}")
-        time.sleep(0.1)
 
 
 def _max_overlap() -> dict[str, int]:
@@ -149,7 +132,7 @@ def test_missing_key_field_refuses_the_job_and_writes_nothing(tenant_id: uuid.UU
     try:
         with pytest.raises(InvalidPayload, match="concurrency key"):
             enqueue(declared, {"account": "a"}, tenant_id=tenant_id)
-        assert _statuses(tenant_id) == {}
+        assert status_counts(tenant_id) == {}
     finally:
         unregister("limit_missing_field")
 
@@ -165,7 +148,7 @@ def test_at_most_n_run_per_key_across_workers(
     tenant = make_tenant()
     accounts = [f"acct-{i % 3}" for i in range(36)]
     ids = _enqueue(tenant, accounts, seconds=0.3)
-    _wait_succeeded(tenant, len(ids), procs, timeout=120)
+    wait_succeeded(tenant, len(ids), procs.report, timeout=120)
 
     overlap = _max_overlap()
     assert set(overlap) == {"acct-0", "acct-1", "acct-2"}
@@ -194,15 +177,15 @@ def test_worker_killed_holding_slots_gives_them_back(
     tenant = make_tenant()
     ids = _enqueue(tenant, ["held"] * 8, seconds=1.5)
     deadline = time.monotonic() + 30
-    while _statuses(tenant).get("active", 0) < MAX_PER_KEY:
+    while status_counts(tenant).get("active", 0) < MAX_PER_KEY:
         assert time.monotonic() < deadline, procs.report()
         time.sleep(0.05)
     first.kill()
-    assert _statuses(tenant).get("succeeded", 0) == 0
+    assert status_counts(tenant).get("succeeded", 0) == 0
     second = procs.worker(env, threads=4)
     procs.maintenance(env)
     procs.wait_ready([second])
-    _wait_succeeded(tenant, len(ids), procs, timeout=120)
+    wait_succeeded(tenant, len(ids), procs.report, timeout=120)
     assert _max_overlap()["held"] <= MAX_PER_KEY
     for job_id in ids:
         assert assert_legal_history(types_of(tenant, job_id)) is JobStatus.SUCCEEDED
@@ -225,13 +208,13 @@ def test_redis_emptied_while_jobs_wait_loses_nothing(
     tenant = make_tenant()
     ids = _enqueue(tenant, [f"k{i % 2}" for i in range(16)], seconds=0.5)
     deadline = time.monotonic() + 30
-    while _statuses(tenant).get("waiting", 0) == 0:
+    while status_counts(tenant).get("waiting", 0) == 0:
         assert time.monotonic() < deadline, procs.report()
         time.sleep(0.02)
     keys = list(redis_client.scan_iter(match=f"{jobs_env}*", count=1000))
     if keys:
         redis_client.delete(*keys)
-    _wait_succeeded(tenant, len(ids), procs, timeout=120)
+    wait_succeeded(tenant, len(ids), procs.report, timeout=120)
     assert max(_max_overlap().values()) <= MAX_PER_KEY
     for job_id in ids:
         assert assert_legal_history(types_of(tenant, job_id)) is JobStatus.SUCCEEDED
@@ -250,7 +233,7 @@ def test_claim_parks_over_the_limit_and_a_freed_slot_releases_one(tenant_id: uui
         sm.lock_limit_keys(conn, ids)
         claimed = sm.claim_many(conn, requests, lease_seconds=30, worker="t", limited=True)
     assert [c is not None for c in claimed] == [True, True, False]
-    assert _statuses(tenant_id) == {"active": 2, "waiting": 1}
+    assert status_counts(tenant_id) == {"active": 2, "waiting": 1}
     with autocommit() as conn:
         usage = {u.key: u for u in sm.slot_usage(conn)}
         assert sm.release_waiting(conn, ["limit_sleep:solo"]) == []  # no slot free yet

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 from helpers import make_tenant
-from jobwait import assert_legal_history, types_of
+from jobwait import assert_legal_history, status_counts, types_of, wait_succeeded
 from processes import Processes, worker_env
 from rate_jobs import PER_SECOND, Tick, both_type, rated_type
 from sqlalchemy import text
@@ -74,23 +74,6 @@ def _enqueue(tenant: uuid.UUID, declared: JobType[Tick], accounts: list[str]) ->
     return [job.id for job in enqueue_many(requests)]
 
 
-def _statuses(tenant: uuid.UUID) -> dict[str, int]:
-    with autocommit() as conn:
-        rows = conn.execute(
-            text("SELECT status, count(*) FROM content_jobs WHERE tenant_id = :t GROUP BY 1"),
-            {"t": tenant},
-        ).all()
-    return {str(s): int(n) for s, n in rows}
-
-
-def _wait_succeeded(tenant: uuid.UUID, n: int, procs: Processes, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while (counts := _statuses(tenant)).get("succeeded", 0) < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{counts} after {timeout:.0f}s\n{procs.report()}")
-        time.sleep(0.1)
-
-
 def _events(tenant: uuid.UUID, kind: str) -> dict[str, list[tuple[int, float]]]:
     """Per account, (job id, epoch seconds) of each ``kind`` event of the tenant's jobs."""
     with autocommit() as conn:
@@ -141,7 +124,7 @@ def test_rate_declaration_and_keys(tenant_id: uuid.UUID) -> None:
     try:
         with pytest.raises(InvalidPayload, match="rate key"):
             _enqueue(tenant_id, declared, ["a"])
-        assert _statuses(tenant_id) == {}
+        assert status_counts(tenant_id) == {}
     finally:
         unregister("rate_missing")
 
@@ -201,7 +184,7 @@ def test_claim_parks_over_the_rate_once_and_its_message_claims_it_when_due(
 
         started, parked = claim({i: f"m{i}" for i in ids})
         assert started == [True, True, False]
-        assert _statuses(tenant_id) == {"active": 2, "waiting": 1}
+        assert status_counts(tenant_id) == {"active": 2, "waiting": 1}
         assert [p.id for p in parked] == [ids[2]]
         assert 0 < parked[0].due_in_ms <= 600
         key = f"rate_statement:{tenant_id}"
@@ -246,7 +229,7 @@ def test_at_most_n_starts_per_window_across_workers(
     tenant = make_tenant()
     ids = _enqueue(tenant, rated_type, [f"acct-{i % 2}" for i in range(60)])
     ids += _enqueue(tenant, both_type, ["both"] * 6)
-    _wait_succeeded(tenant, len(ids), procs, timeout=120)
+    wait_succeeded(tenant, len(ids), procs.report, timeout=120)
 
     starts = {k: [at for _, at in v] for k, v in _events(tenant, "started").items()}
     assert sorted(starts) == ["acct-0", "acct-1", "both"]
@@ -289,13 +272,13 @@ def test_redis_emptied_while_jobs_wait_for_their_rate_loses_nothing(
     tenant = make_tenant()
     ids = _enqueue(tenant, rated_type, ["flushed"] * 20)
     deadline = time.monotonic() + 30
-    while _statuses(tenant).get("waiting", 0) < 10:
+    while status_counts(tenant).get("waiting", 0) < 10:
         assert time.monotonic() < deadline, procs.report()
         time.sleep(0.02)
     keys = list(redis_client.scan_iter(match=f"{jobs_env}*", count=1000))
     if keys:
         redis_client.delete(*keys)
-    _wait_succeeded(tenant, len(ids), procs, timeout=120)
+    wait_succeeded(tenant, len(ids), procs.report, timeout=120)
     starts = [at for _, at in _events(tenant, "started")["flushed"]]
     assert _most_in_a_window(starts) <= PER_SECOND
     for job_id in ids:

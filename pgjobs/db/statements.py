@@ -15,7 +15,7 @@ the errors are the same objects on both sides.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -62,26 +62,21 @@ def _prepared(step: Step) -> tuple[str, dict[str, Any]]:
 
 def run(conn: Connection, plan: Plan[T]) -> T:
     """Run a plan on a SQLAlchemy connection (the thread shell)."""
-    try:
-        step = next(plan)
-        while True:
-            sql, params = _prepared(step)
-            rows = _execute_sql(conn, sql, params).fetchall()
-            step = plan.send(rows)
-    except StopIteration as done:
-        result: T = done.value
-        return result
+    return _drive(plan, lambda sql, params: _execute_sql(conn, sql, params).fetchall())
 
 
 def run_driver(conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
     """Run a plan on a psycopg connection the caller holds (``db.held``): no pool, no
     SQLAlchemy per call; psycopg prepares each statement on the connection once."""
+    return _drive(plan, lambda sql, params: _execute_driver(conn, sql, params).fetchall())
+
+
+def _drive(plan: Plan[T], rows_of: Callable[[str, dict[str, Any]], list[Any]]) -> T:
+    """Feed each step's rows back into the plan until it returns (the two thread shells)."""
     try:
         step = next(plan)
         while True:
-            sql, params = _prepared(step)
-            rows = _execute_driver(conn, sql, params).fetchall()
-            step = plan.send(rows)
+            step = plan.send(rows_of(*_prepared(step)))
     except StopIteration as done:
         result: T = done.value
         return result

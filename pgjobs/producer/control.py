@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
@@ -25,6 +25,8 @@ from pgjobs.producer.job_types import get_job_type
 from pgjobs.producer.status import get_job_plan, job_ref, list_filters
 
 log = get_logger(__name__)
+
+R = TypeVar("R")
 
 REASON_MAX = 1000
 """Characters of a cancellation reason (it is stored in the job's ``cancelled`` event)."""
@@ -104,11 +106,7 @@ def retry_job(tenant_id: uuid.UUID, job_id: int, *, actor: str | None = None) ->
 
     InvalidTransition when the job is not failed or cancelled; JobNotFound when missing.
     """
-    plan = retry_plan(tenant_id, job_id, actor=actor)
-    with autocommit() as conn:
-        outgoing, result = run(conn, plan)
-    sender.send_and_mark([outgoing])
-    return result
+    return _commit_then_send(retry_plan(tenant_id, job_id, actor=actor))
 
 
 def retry_plan(
@@ -236,11 +234,7 @@ def cancel_jobs_plan(
 def retry_jobs(selection: sm.JobSelection, *, actor: str | None = None) -> BulkResult:
     """:func:`retry_job` for every selected failed or cancelled job; ``sm.BULK_BATCH`` jobs a
     statement, their messages sent after."""
-    plan = retry_jobs_plan(selection, actor=actor)
-    with autocommit() as conn:
-        outgoing, result = run(conn, plan)
-    sender.send_and_mark(outgoing)
-    return result
+    return _commit_then_send(retry_jobs_plan(selection, actor=actor))
 
 
 def retry_jobs_plan(
@@ -295,11 +289,7 @@ def run_job_now(tenant_id: uuid.UUID, job_id: int, *, actor: str | None = None) 
 
     InvalidTransition when the job is not delayed (already due, running or ended); JobNotFound
     when missing."""
-    plan = run_job_now_plan(tenant_id, job_id, actor=actor)
-    with autocommit() as conn:
-        outgoing, result = run(conn, plan)
-    sender.send_and_mark([outgoing])
-    return result
+    return _commit_then_send(run_job_now_plan(tenant_id, job_id, actor=actor))
 
 
 def run_job_now_plan(
@@ -325,3 +315,12 @@ def _run_now(
     log.info("job.run_now", job_id=job_id, tenant_id=str(tenant_id))
     outgoing = broker.Outgoing(job_id, tenant_id, get_job_type(job_type).queue, message_id)
     return outgoing, RunNowResult(job_id, current.status)
+
+
+def _commit_then_send(plan: Plan[tuple[broker.Outgoing | list[broker.Outgoing], R]]) -> R:
+    """Run a transition's plan (one autocommit statement or more), then send the messages it
+    made: after the commit, as the outbox requires."""
+    with autocommit() as conn:
+        outgoing, result = run(conn, plan)
+    sender.send_and_mark(outgoing if isinstance(outgoing, list) else [outgoing])
+    return result

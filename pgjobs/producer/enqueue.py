@@ -234,7 +234,7 @@ def _prepare(request: object, actor: str | None, settings: Settings, message_id:
         actor=actor,
         concurrency_key=_concurrency_key(job_type, tenant_id, payload_json),
         concurrency_max=job_type.concurrency.max if job_type.concurrency else None,
-        share_key=share_key(job_type.queue, tenant_id),
+        share_key=share_key(job_type.queue, tenant_id, settings.fair_queues),
         share_in_flight=settings.fair_share_in_flight,
     )
     return Prepared(row, job_type.queue)

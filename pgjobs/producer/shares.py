@@ -21,7 +21,6 @@ from pgjobs.db.statements import execute
 from pgjobs.db.validation import as_int, as_uuid
 from pgjobs.logs import get_logger
 from pgjobs.producer.errors import InvalidOption, UnknownTenant
-from pgjobs.settings import get_settings
 
 log = get_logger(__name__)
 
@@ -34,9 +33,10 @@ SET_WEIGHT = text(
 GET_WEIGHT = text("SELECT share_weight FROM tenants WHERE id = :tenant_id")
 
 
-def share_key(queue: str, tenant_id: uuid.UUID) -> str | None:
-    """The job's fair share when ``queue`` is a fair queue, else None (and no cost)."""
-    fair = _fair_queues(get_settings().fair_queues)
+def share_key(queue: str, tenant_id: uuid.UUID, fair_queues: str) -> str | None:
+    """The job's fair share when ``queue`` is one of ``fair_queues`` (``JOBS_FAIR_QUEUES``,
+    read once per call by the caller), else None (and no cost)."""
+    fair = _fair_queues(fair_queues)
     if fair is None or (fair and queue not in fair):
         return None
     return f"{queue}:{tenant_id}"

@@ -443,12 +443,9 @@ def lock_unsent_candidates(
     return _run(conn, UNSENT_CANDIDATES, params).fetchall()
 
 
-CANCEL = text(
-    """
-    WITH target AS (
-        SELECT id, status FROM content_jobs
-        WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE
-    ), cancelled AS (
+# The cancel's moves from the locked `target` rows (id, status): one statement for a job, one
+# per batch in bulk. A waiting job is cancelled at once; a running one is asked to stop.
+_CANCEL_MOVES = """cancelled AS (
         UPDATE content_jobs j
         SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
             cancel_reason = CAST(:reason AS text), lease_expires_at = NULL, updated_at = now()
@@ -468,13 +465,20 @@ CANCEL = text(
         SELECT id, tenant_id, 'cancelled',
                jsonb_build_object('reason', CAST(:reason AS text), 'while_running', false)
                || jsonb_strip_nulls(jsonb_build_object('actor', CAST(:actor AS text)))
-        FROM cancelled
-    )
+        FROM cancelled ORDER BY id
+    )"""
+
+CANCEL = text(
+    f"""
+    WITH target AS (
+        SELECT id, status FROM content_jobs
+        WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE
+    ), {_CANCEL_MOVES}
     SELECT t.status AS previous,
            EXISTS (SELECT 1 FROM cancelled) AS cancelled,
            EXISTS (SELECT 1 FROM requested) AS requested
     FROM target t
-    """
+    """  # noqa: S608 - the module's own constant fragment
 )
 
 
@@ -507,28 +511,33 @@ def cancel_plan(
     return CancelOutcome(JobStatus(row.previous), row.cancelled, row.requested)
 
 
-MANUAL_RETRY = text(
-    """
-    WITH moved AS (
-        UPDATE content_jobs
-        SET status = 'pending', queue_job_id = :message_id, completed_at = NULL,
+# A manual retry's columns (after SET, the new message id's expression before it) and its
+# event from the `moved` rows: one statement for a job, one per batch in bulk.
+_RETRY_SET = """status = 'pending', completed_at = NULL,
             cancel_requested_at = NULL, cancel_reason = NULL, lease_expires_at = NULL,
             result = NULL, progress = 0,
             progress_message = NULL, run_at = now(), updated_at = now(),
-            max_attempts = greatest(max_attempts, attempts + 1)
-        WHERE id = :id AND tenant_id = :tenant_id AND status IN ('failed', 'cancelled')
-        RETURNING id, tenant_id, type, attempts, max_attempts, error_message
-    ), events AS (
+            max_attempts = greatest(j.max_attempts, j.attempts + 1)"""
+_RETRY_EVENTS = """events AS (
         -- The last error when there was one (a cancelled job may have none).
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'retry',
                jsonb_strip_nulls(jsonb_build_object('attempt', attempts, 'manual', true,
                                                     'error', error_message,
                                                     'actor', CAST(:actor AS text)))
-        FROM moved
-    )
+        FROM moved ORDER BY id
+    )"""
+
+MANUAL_RETRY = text(
+    f"""
+    WITH moved AS (
+        UPDATE content_jobs j
+        SET queue_job_id = :message_id, {_RETRY_SET}
+        WHERE id = :id AND tenant_id = :tenant_id AND status IN ('failed', 'cancelled')
+        RETURNING id, tenant_id, type, attempts, max_attempts, error_message
+    ), {_RETRY_EVENTS}
     SELECT id, type, attempts, max_attempts FROM moved
-    """
+    """  # noqa: S608 - the module's own constant fragments
 )
 
 
@@ -605,27 +614,7 @@ BULK_COUNT = text(
 
 BULK_CANCEL = text(
     f"""
-    WITH {_BULK_TARGET}, cancelled AS (
-        UPDATE content_jobs j
-        SET status = 'cancelled', completed_at = now(), cancel_requested_at = now(),
-            cancel_reason = CAST(:reason AS text), lease_expires_at = NULL, updated_at = now()
-        FROM target t
-        WHERE j.id = t.id AND t.status IN ('pending', 'queued', 'waiting', 'held')
-        RETURNING j.id, j.tenant_id
-    ), requested AS (
-        UPDATE content_jobs j
-        SET cancel_requested_at = coalesce(j.cancel_requested_at, now()),
-            cancel_reason = coalesce(j.cancel_reason, CAST(:reason AS text)), updated_at = now()
-        FROM target t
-        WHERE j.id = t.id AND t.status = 'active'
-        RETURNING j.id
-    ), events AS (
-        INSERT INTO job_events (job_id, tenant_id, event_type, data)
-        SELECT id, tenant_id, 'cancelled',
-               jsonb_build_object('reason', CAST(:reason AS text), 'while_running', false)
-               || jsonb_strip_nulls(jsonb_build_object('actor', CAST(:actor AS text)))
-        FROM cancelled ORDER BY id
-    )
+    WITH {_BULK_TARGET}, {_CANCEL_MOVES}
     SELECT id, true AS done FROM cancelled
     UNION ALL SELECT id, false FROM requested
     UNION ALL SELECT coalesce(max(id), 0), NULL FROM target
@@ -636,22 +625,11 @@ BULK_RETRY = text(
     f"""
     WITH {_BULK_TARGET}, moved AS (
         UPDATE content_jobs j
-        SET status = 'pending', queue_job_id = gen_random_uuid()::text, completed_at = NULL,
-            cancel_requested_at = NULL, cancel_reason = NULL, lease_expires_at = NULL,
-            result = NULL, progress = 0,
-            progress_message = NULL, run_at = now(), updated_at = now(),
-            max_attempts = greatest(j.max_attempts, j.attempts + 1)
+        SET queue_job_id = gen_random_uuid()::text, {_RETRY_SET}
         FROM target t
         WHERE j.id = t.id
         RETURNING j.id, j.tenant_id, j.type, j.attempts, j.error_message, j.queue_job_id
-    ), events AS (
-        INSERT INTO job_events (job_id, tenant_id, event_type, data)
-        SELECT id, tenant_id, 'retry',
-               jsonb_strip_nulls(jsonb_build_object('attempt', attempts, 'manual', true,
-                                                    'error', error_message,
-                                                    'actor', CAST(:actor AS text)))
-        FROM moved ORDER BY id
-    )
+    ), {_RETRY_EVENTS}
     SELECT id, type, queue_job_id, true AS done FROM moved
     UNION ALL SELECT coalesce(max(id), 0), NULL, NULL, NULL FROM target
     """  # noqa: S608
