@@ -122,7 +122,8 @@ def _proc_cpu(
     paths = (
         [Path(f"/proc/{pid}/stat") for pid in pids]
         if pids is not None
-        else Path("/proc").glob("[0-9]*/stat")
+        # not Path.glob, whose scan raises when a process exits meanwhile
+        else [Path(f"/proc/{pid}/stat") for pid in os.listdir("/proc") if pid.isdigit()]
     )
     for stat in paths:
         try:

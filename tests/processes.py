@@ -102,9 +102,13 @@ def _group_exists(pgid: int) -> bool:
 
 def _has_live_member(pgid: int) -> bool:
     """Whether the group has a member that is not a zombie (zombies only wait to be reaped)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    # Not Path.glob: its scan of a process's directory raises (ProcessLookupError) when the
+    # process exits meanwhile. Every read of a process's files is inside the try.
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         # fields: state ppid pgrp ...

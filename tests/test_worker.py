@@ -77,6 +77,11 @@ def echo(ctx: JobContext[Echo]) -> dict[str, Any]:
     return {"value": ctx.payload.value, "attempt": ctx.attempt}
 
 
+slow_echo_type = job_type("test_slow_echo", Echo, queue="testq", time_limit_seconds=30.0)
+"""The echo with room to sleep for seconds (a job that must still run when a test acts)."""
+handles(slow_echo_type)(echo)
+
+
 @pytest.fixture
 def db_env(use_fresh_db: str) -> str:
     return use_fresh_db
@@ -437,7 +442,10 @@ def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(
     """A fetched message's job is claimed before a thread is free for it; if the worker stops
     first, the job goes back to queued with its attempt returned, and runs elsewhere."""
     worker = worker_factory(threads=1)  # prefetch 2: one running, one claimed and waiting
-    jobs = [enqueue(echo_type, {"value": i, "sleep": 0.5}, tenant_id=tenant_id) for i in range(3)]
+    # 2 s: the first job must still run when the worker stops, even on a loaded machine
+    jobs = [
+        enqueue(slow_echo_type, {"value": i, "sleep": 2.0}, tenant_id=tenant_id) for i in range(3)
+    ]
     _wait(lambda: any((tenant_id, j.id) in started_runs for j in jobs))
     _wait(lambda: sum(EventType.STARTED in types_of(tenant_id, j.id) for j in jobs) >= 2)
     worker.stop(timeout=10_000)
