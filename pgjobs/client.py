@@ -82,6 +82,18 @@ class Cancelled(_Answer):
     stop_requested: bool
 
 
+class BulkCount(_Answer):
+    jobs: int
+    max_id: int
+
+
+class BulkDone(_Answer):
+    action: Literal["cancel", "retry"]
+    job_ids: list[int]
+    stop_requested: list[int]
+    more: bool
+
+
 class JobsPage(_Answer):
     items: list[Job]
     next_cursor: str | None
@@ -297,6 +309,26 @@ class Client:
     def retry_job(self, job_id: int) -> Job:
         return Job.model_validate(self._call("POST", f"/v1/jobs/{job_id}/retry"))
 
+    def run_job_now(self, job_id: int) -> Job:
+        """``POST /v1/jobs/{id}/run-now``: a delayed job runs now."""
+        return Job.model_validate(self._call("POST", f"/v1/jobs/{job_id}/run-now"))
+
+    def count_selected(self, action: Literal["cancel", "retry"], **selection: Any) -> BulkCount:
+        """``POST /v1/jobs/bulk/count``. ``selection``: ``ids`` and/or the filters of
+        :meth:`list_jobs` (``status`` a list); pass the answer's ``max_id`` to the action."""
+        body = {"action": action, **_selection(selection)}
+        return BulkCount.model_validate(self._call("POST", "/v1/jobs/bulk/count", json=body))
+
+    def cancel_jobs(self, *, reason: str | None = None, **selection: Any) -> BulkDone:
+        """``POST /v1/jobs/bulk/cancel``: at most 10,000 jobs a call (``more``: call again)."""
+        body = {"reason": reason, **_selection(selection)} if reason else _selection(selection)
+        return BulkDone.model_validate(self._call("POST", "/v1/jobs/bulk/cancel", json=body))
+
+    def retry_jobs(self, **selection: Any) -> BulkDone:
+        """``POST /v1/jobs/bulk/retry``: the failed and cancelled jobs of the selection."""
+        body = _selection(selection)
+        return BulkDone.model_validate(self._call("POST", "/v1/jobs/bulk/retry", json=body))
+
     def job_types(self) -> list[dict[str, Any]]:
         """Every job type the API knows, with its payload's JSON Schema."""
         types: list[dict[str, Any]] = self._call("GET", "/v1/job-types")
@@ -423,6 +455,13 @@ class Client:
                         break
             except httpx.ReadTimeout:
                 pass
+
+
+def _selection(selection: Mapping[str, Any]) -> dict[str, Any]:
+    body = {k: _jsonable(v) for k, v in selection.items() if v is not None}
+    if isinstance(body.get("status"), str):
+        body["status"] = [body["status"]]
+    return body
 
 
 def _job_body(

@@ -158,6 +158,69 @@ def test_cancel_and_retry(stack: Stack, tenant_a: uuid.UUID) -> None:
     assert all(a["actor"].startswith("token:") for a in mine)
 
 
+def test_bulk_cancel_and_retry_and_run_now(stack: Stack, tenant_a: uuid.UUID) -> None:
+    """Bulk actions by filter act on the jobs the count saw, never on newer ones; by ids, on
+    those ids; a delayed job runs now once."""
+    later = {"type": "api_steps", "payload": {}, "delay": 600}
+    with stack.client(token_for(tenant_a)) as client:
+        first = [client.post("/v1/jobs", json=later).json()["id"] for _ in range(3)]
+        selection = {"type": "api_steps", "status": ["pending", "queued"]}
+        counted = client.post("/v1/jobs/bulk/count", json={"action": "cancel", **selection})
+        assert counted.status_code == 200, counted.text
+        assert counted.json() == {"jobs": 3, "max_id": max(first)}
+        newer = client.post("/v1/jobs", json=later).json()["id"]
+        cancelled = client.post(
+            "/v1/jobs/bulk/cancel",
+            json={**selection, "max_id": counted.json()["max_id"], "reason": "bulk"},
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json() == {
+            "action": "cancel",
+            "job_ids": sorted(first),
+            "stop_requested": [],
+            "more": False,
+        }
+        assert client.get(f"/v1/jobs/{newer}").json()["status"] in ("pending", "queued")
+        events = client.get(f"/v1/jobs/{first[0]}/events").json()["items"]
+        assert events[-1]["event_type"] == "cancelled" and events[-1]["data"]["reason"] == "bulk"
+
+        retried = client.post("/v1/jobs/bulk/retry", json={"ids": first[:2]})
+        assert retried.json()["job_ids"] == sorted(first[:2]), retried.text
+        for job_id in first[:2]:
+            wait_status(client, job_id, {"succeeded"})
+        assert client.get(f"/v1/jobs/{first[2]}").json()["status"] == "cancelled"
+        # nothing left to move: an empty answer, not an error
+        again = client.post("/v1/jobs/bulk/retry", json={"ids": first[:2]})
+        assert again.json()["job_ids"] == []
+
+        ran = client.post(f"/v1/jobs/{newer}/run-now")
+        assert ran.status_code == 200, ran.text
+        wait_status(client, newer, {"succeeded"})
+        assert_problem(client.post(f"/v1/jobs/{newer}/run-now"), 409, "InvalidTransition")
+        assert_problem(client.post(f"/v1/jobs/{2**62}/run-now"), 404, "JobNotFound")
+
+        # a bulk call must say which jobs; bad selections are refused before anything moves
+        everything = client.post("/v1/jobs/bulk/cancel", json={})
+        assert_problem(everything, 422, "InvalidRequest")
+        only_max = client.post("/v1/jobs/bulk/cancel", json={"max_id": 5})
+        assert_problem(only_max, 422, "InvalidRequest")
+        too_many = client.post("/v1/jobs/bulk/cancel", json={"ids": list(range(1, 10_002))})
+        assert_problem(too_many, 422, "InvalidRequest")
+        unknown = client.post("/v1/jobs/bulk/count", json={"action": "delete", "type": "x"})
+        assert_problem(unknown, 422, "InvalidRequest")
+        extra = client.post("/v1/jobs/bulk/retry", json={"ids": [1], "every": True})
+        assert_problem(extra, 422, "InvalidRequest")
+    with stack.client(token_for(tenant_a, READ)) as reader:
+        count = reader.post("/v1/jobs/bulk/count", json={"action": "retry", "ids": first})
+        assert count.json()["jobs"] == 1
+        denied = reader.post("/v1/jobs/bulk/retry", json={"ids": first})
+        assert_problem(denied, 403, "InsufficientScope")
+        assert_problem(reader.post(f"/v1/jobs/{first[2]}/run-now"), 403, "InsufficientScope")
+    audits = [json.loads(line) for line in stack.logs().splitlines() if '"api.audit"' in line]
+    actions = [a["action"] for a in audits if a.get("tenant_id") == str(tenant_a)]
+    assert {"jobs.cancel", "jobs.retry", "job.run_now"} <= set(actions), actions
+
+
 def test_batch_is_all_or_nothing(stack: Stack, tenant_a: uuid.UUID) -> None:
     with stack.client(token_for(tenant_a)) as client:
         good = {"type": "api_steps", "payload": {"steps": 0}, "delay": 600}
@@ -377,12 +440,19 @@ def test_other_tenants_resources_are_404_and_unchanged(
                 other.get(f"/v1/jobs/{job_id}/stream"),
                 other.post(f"/v1/jobs/{job_id}/cancel"),
                 other.post(f"/v1/jobs/{job_id}/retry"),
+                other.post(f"/v1/jobs/{job_id}/run-now"),
             ]
             for answer in answers:
                 assert_problem(answer, 404, "JobNotFound")
         assert other.get(f"/v1/jobs/{theirs_id}").json() == (
             other.get(f"/v1/jobs/{missing_job}").json()
         )
+        theirs_ids = {"ids": [theirs_id, failed_id]}
+        for action in ("cancel", "retry"):
+            moved = other.post(f"/v1/jobs/bulk/{action}", json=theirs_ids)
+            assert moved.json()["job_ids"] == [], moved.text
+            counted = other.post("/v1/jobs/bulk/count", json={"action": action, **theirs_ids})
+            assert counted.json()["jobs"] == 0
         assert other.get("/v1/jobs").json()["items"] == []
         assert other.get("/v1/counts").json()["queued"] == 0
         for cid in (credential.id, uuid.uuid4()):
@@ -731,6 +801,13 @@ def test_client_against_the_server(stack: Stack, tenant_a: uuid.UUID) -> None:
         assert any(t["name"] == "api_steps" for t in jobs.job_types())
         with pytest.raises(TimeoutError):
             jobs.wait_for(batch[1].id, timeout=0.5)
+        counted = jobs.count_selected("cancel", ids=[batch[1].id], status=["pending", "queued"])
+        assert (counted.jobs, counted.max_id) == (1, batch[1].id)
+        assert jobs.cancel_jobs(ids=[batch[1].id], reason="x").job_ids == [batch[1].id]
+        assert jobs.retry_jobs(ids=[batch[1].id], max_id=batch[1].id).job_ids == [batch[1].id]
+        delayed = jobs.enqueue("api_steps", {}, delay=600)
+        assert jobs.run_job_now(delayed.id).id == delayed.id
+        assert jobs.wait_for(delayed.id, timeout=20).status == "succeeded"
         with pytest.raises(api_client.NotFound) as missing:
             jobs.get_job(2**62)
         assert missing.value.error == "JobNotFound"

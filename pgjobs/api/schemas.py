@@ -11,9 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from pgjobs.db.models import CredentialStatus, JobStatus, Provider
+from pgjobs.producer.control import BULK_MAX
 
 T = TypeVar("T")
 
@@ -87,6 +88,60 @@ class CancelOut(BaseModel):
     job_id: int
     status: JobStatus
     stop_requested: bool
+
+
+class BulkSelect(_Body):
+    """Which of the tenant's jobs a bulk call is about: ``ids``, or the filters of
+    ``GET /v1/jobs`` (combined with AND), or both. One of them is required: acting on every
+    job of the tenant takes a filter that says so (all the statuses)."""
+
+    ids: list[int] | None = Field(default=None, min_length=1, max_length=BULK_MAX)
+    status: list[JobStatus] | None = None
+    type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    idempotency_key: str | None = None
+    max_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="The `max_id` a bulk count answered: act only on jobs up to it, never on "
+        "jobs created after the count.",
+    )
+
+    @model_validator(mode="after")
+    def _says_which(self) -> BulkSelect:
+        if not self.options().keys() - {"max_id"}:
+            raise ValueError("give ids or at least one filter")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """The selection as ``pgjobs.producer.control.select_jobs`` takes it (a subclass's
+        own fields, such as a cancel's reason, left out)."""
+        return self.model_dump(exclude_none=True, include=set(BulkSelect.model_fields))
+
+
+class BulkCountIn(BulkSelect):
+    """``POST /v1/jobs/bulk/count``: how many jobs the action would move (dry run)."""
+
+    action: Literal["cancel", "retry"]
+
+
+class BulkCancelIn(BulkSelect):
+    """``POST /v1/jobs/bulk/cancel``."""
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class BulkCountOut(BaseModel):
+    jobs: int = Field(description="Jobs of the selection the action can move now.")
+    max_id: int = Field(description="The newest of them: pass it back to act on these only.")
+
+
+class BulkOut(BaseModel):
+    action: Literal["cancel", "retry"]
+    job_ids: list[int] = Field(description="The jobs moved (cancelled, asked to stop, retried).")
+    stop_requested: list[int] = Field(description="Running jobs asked to stop (cancel only).")
+    more: bool = Field(description=f"Stopped at {BULK_MAX} jobs: call again for the rest.")
 
 
 class JobTypeOut(BaseModel):

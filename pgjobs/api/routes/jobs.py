@@ -1,4 +1,5 @@
-"""``/v1/jobs``: enqueue (one or a batch), read, list, events, counts, cancel, retry.
+"""``/v1/jobs``: enqueue (one or a batch), read, list, events, counts, cancel, retry, run now,
+and bulk cancel and retry (by ids or by filter, with a count first).
 
 Every handler is a thin shell over ``pgjobs.aio`` with the token's tenant and the token as
 the actor: validation, statements and errors are the producer's own.
@@ -18,6 +19,11 @@ from pgjobs.api.schemas import (
     BATCH_MAX,
     BatchCreate,
     BatchOut,
+    BulkCancelIn,
+    BulkCountIn,
+    BulkCountOut,
+    BulkOut,
+    BulkSelect,
     CancelIn,
     CancelOut,
     EnqueuedOut,
@@ -25,8 +31,10 @@ from pgjobs.api.schemas import (
     JobQuery,
     PageOut,
 )
+from pgjobs.auth.store import Principal
 from pgjobs.db.models import JobStatus
 from pgjobs.db.schemas.job import JobEventRead, JobRead
+from pgjobs.producer.control import BulkResult, select_jobs
 from pgjobs.producer.enqueue import EnqueuedJob, JobRequest
 from pgjobs.producer.status import Page
 
@@ -116,6 +124,44 @@ async def create_jobs(body: BatchCreate, principal: Writer) -> Response:
     return json_response(BatchOut(jobs=[_out(job) for job in jobs]), 201 if created else 200)
 
 
+# The bulk routes come before /jobs/{job_id}/...: "bulk" is not a job id.
+
+
+@router.post("/jobs/bulk/count", response_model=BulkCountOut)
+async def bulk_count(body: BulkCountIn, principal: Caller) -> BulkCountOut:
+    """How many of the selected jobs the action would move now, and the newest one's id: pass
+    it back as ``max_id`` so that the action leaves jobs created after the count alone."""
+    selection = select_jobs(principal.tenant_id, **body.options())
+    counted = await aio.count_selected(selection, body.action)
+    return BulkCountOut(jobs=counted.jobs, max_id=counted.max_id)
+
+
+@router.post("/jobs/bulk/cancel", response_model=BulkOut)
+async def bulk_cancel(body: BulkCancelIn, principal: Writer) -> BulkOut:
+    """Cancel every selected job that has not ended (running ones are asked to stop), in
+    statements of 1,000 jobs; at most 10,000 a call (``more``: call again)."""
+    selection = select_jobs(principal.tenant_id, **body.options())
+    done = await aio.cancel_jobs(selection, reason=body.reason, actor=principal.actor)
+    return _bulk_out(principal, done)
+
+
+@router.post("/jobs/bulk/retry", response_model=BulkOut)
+async def bulk_retry(body: BulkSelect, principal: Writer) -> BulkOut:
+    """One more attempt for every selected failed or cancelled job (others are left alone)."""
+    selection = select_jobs(principal.tenant_id, **body.options())
+    return _bulk_out(principal, await aio.retry_jobs(selection, actor=principal.actor))
+
+
+def _bulk_out(principal: Principal, done: BulkResult) -> BulkOut:
+    audit(principal, f"jobs.{done.action}", jobs=len(done.job_ids))
+    return BulkOut(
+        action=done.action,
+        job_ids=done.job_ids,
+        stop_requested=done.stop_requested,
+        more=done.more,
+    )
+
+
 @router.get("/jobs/{job_id}", response_model=JobRead, responses=PROBLEMS)
 async def read_job(job_id: int, principal: Caller) -> Response:
     """One job: status, progress, result, last error."""
@@ -164,4 +210,12 @@ async def retry_job(job_id: int, principal: Writer) -> Response:
     """One more attempt for a failed or cancelled job (409 otherwise)."""
     await aio.retry_job(principal.tenant_id, job_id, actor=principal.actor)
     audit(principal, "job.retry", job_id=job_id)
+    return json_response(await aio.get_job(principal.tenant_id, job_id))
+
+
+@router.post("/jobs/{job_id}/run-now", response_model=JobRead, responses=PROBLEMS)
+async def run_job_now(job_id: int, principal: Writer) -> Response:
+    """Run a delayed job now (409 when it is not delayed: already due, running or ended)."""
+    await aio.run_job_now(principal.tenant_id, job_id, actor=principal.actor)
+    audit(principal, "job.run_now", job_id=job_id)
     return json_response(await aio.get_job(principal.tenant_id, job_id))
