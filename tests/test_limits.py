@@ -223,15 +223,14 @@ def test_redis_emptied_while_jobs_wait_loses_nothing(
 def test_claim_parks_over_the_limit_and_a_freed_slot_releases_one(tenant_id: uuid.UUID) -> None:
     """The statements alone: three jobs of one key (2 slots) claimed in one limited round, two
     claimed and one parked; usage says so; completing one releases the waiting one, once."""
-    from pgjobs.db.engine import transaction
     from pgjobs.db.jobs import state_machine as sm
     from pgjobs.worker import metrics
+    from pgjobs.worker.state_writer import limited_round
 
     ids = _enqueue(tenant_id, ["solo"] * 3, seconds=0)
     requests = [sm.ClaimRequest(i, tenant_id, f"m{i}") for i in ids]
-    with transaction() as conn:
-        sm.lock_limit_keys(conn, ids)
-        claimed = sm.claim_many(conn, requests, lease_seconds=30, worker="t", limited=True)
+    with autocommit() as conn:
+        claimed = limited_round(conn, requests, [], lease_seconds=30, worker="t").claimed
     assert [c is not None for c in claimed] == [True, True, False]
     assert status_counts(tenant_id) == {"active": 2, "waiting": 1}
     with autocommit() as conn:
@@ -257,3 +256,39 @@ def test_claim_parks_over_the_limit_and_a_freed_slot_releases_one(tenant_id: uui
             {"j": ids[2]},
         ).scalar_one()
     assert waiting == {"attempt": 0, "reason": "concurrency", "key": "limit_sleep:solo", "max": 2}
+
+
+def test_a_round_waits_for_a_round_in_flight_on_its_key_and_sees_its_claims(
+    tenant_id: uuid.UUID,
+) -> None:
+    """The locks make limited rounds exact: a round whose key another round holds waits, and
+    its claim then sees that round's claims (without the lock it would see none and run a
+    third job of a key of 2)."""
+    import threading
+
+    from pgjobs.db.engine import transaction
+    from pgjobs.db.jobs import state_machine as sm
+    from pgjobs.db.statements import execute
+    from pgjobs.worker.state_writer import LimitedRound, limited_round
+
+    ids = _enqueue(tenant_id, ["solo"] * 3, seconds=0)
+    requests = [sm.ClaimRequest(i, tenant_id, f"m{i}") for i in ids]
+    answer: list[LimitedRound] = []
+
+    def third_round() -> None:
+        with autocommit() as conn:
+            answer.append(limited_round(conn, requests[2:], [], lease_seconds=30, worker="b"))
+
+    with transaction() as conn:  # a round in flight: its locks taken, its claims not committed
+        for step in (
+            sm.lock_keys_step(ids[:2]),
+            sm.claim_round_step(requests[:2], [], lease_seconds=30, worker="a", limited=True),
+        ):
+            execute(conn, step.statement, step.params or {})
+        other = threading.Thread(target=third_round)
+        other.start()
+        other.join(timeout=0.5)
+        assert other.is_alive(), "the round did not wait for the key's lock"
+    other.join(timeout=10)
+    assert [c is None for c in answer[0].claimed] == [True]
+    assert status_counts(tenant_id) == {"active": 2, "waiting": 1}

@@ -25,7 +25,7 @@ from processes import Processes, worker_env
 from rate_jobs import PER_SECOND, Tick, both_type, rated_type
 from sqlalchemy import text
 
-from pgjobs.db.engine import autocommit, transaction
+from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
 from pgjobs.db.models import EventType, JobStatus
 from pgjobs.producer import JobRequest, enqueue_many
@@ -33,6 +33,7 @@ from pgjobs.producer.errors import InvalidPayload
 from pgjobs.producer.job_types import JobType, Rate, job_type, unregister
 from pgjobs.worker import metrics
 from pgjobs.worker.rates import rate_check
+from pgjobs.worker.state_writer import limited_round
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
@@ -135,15 +136,10 @@ def _rated_round(
     """A worker's claim round for these jobs (job id: message id), rate-checked: which started,
     and which it parked for their rate."""
     requests = [sm.ClaimRequest(i, tenant, m) for i, m in messages.items()]
-    with transaction() as conn:
-        rates = rate_check(conn, list(messages))
-        assert rates is not None
-        sm.lock_limit_and_rate_keys(conn, list(messages), rates.keys)
-        claimed = sm.claim_many(
-            conn, requests, lease_seconds=30, worker="t", limited=True, rates=rates
-        )
-        parked = sm.rate_parked(conn, list(messages))
-    return [c is not None for c in claimed], parked
+    with autocommit() as conn:
+        assert rate_check(conn, list(messages)) is not None
+        done = limited_round(conn, requests, [], lease_seconds=30, worker="t")
+    return [c is not None for c in done.claimed], done.parked
 
 
 def test_the_sweep_resends_a_lost_rate_wait_once_per_grace(tenant_id: uuid.UUID) -> None:

@@ -14,8 +14,9 @@ the errors are the same objects on both sides.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -131,6 +132,38 @@ def _execute_driver(
     cursor.execute(sql, params)
     observe_query(sql, (time.perf_counter() - started) * 1000, cursor.rowcount)
     return cursor
+
+
+def run_pipelined(conn: Connection, steps: Sequence[Step]) -> list[list[Any]]:
+    """Run ``steps`` as one transaction in one round trip, and return each step's rows.
+
+    BEGIN, the steps and COMMIT go to the server together (psycopg's pipeline mode) on an
+    autocommit connection, so no lock a step takes is held while the client is away. Each
+    statement still takes its own snapshot when it starts (READ COMMITTED): a statement after
+    an advisory lock sees everything committed before the lock was granted. On an error the
+    transaction is rolled back (the server skipped the rest, COMMIT included) and the error
+    raised; a broken connection is invalidated in the pool."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    prepared = [_prepared(step) for step in steps]
+    started = time.perf_counter()
+    cursors = [driver.cursor(row_factory=namedtuple_row) for _ in prepared]
+    try:
+        with driver.pipeline():
+            driver.execute("BEGIN")
+            for cursor, (sql, params) in zip(cursors, prepared, strict=True):
+                cursor.execute(sql, params)
+            driver.execute("COMMIT")
+    except psycopg.OperationalError:
+        conn.invalidate()
+        raise
+    except psycopg.Error:
+        with contextlib.suppress(psycopg.Error):
+            driver.execute("ROLLBACK")
+        raise
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    observe_query("; ".join(sql for sql, _ in prepared), elapsed_ms, cursors[-1].rowcount)
+    return [cursor.fetchall() if cursor.description else [] for cursor in cursors]
 
 
 def array_literal(values: list[Any]) -> str:

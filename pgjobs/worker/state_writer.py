@@ -29,9 +29,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from pgjobs.db.engine import autocommit, transaction
+from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import DatabaseUnavailable
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.statements import execute, run_pipelined
 from pgjobs.logs import get_logger
 from pgjobs.producer.job_types import limits_declared, rated_types
 from pgjobs.settings import get_settings
@@ -70,6 +71,49 @@ class _Completion:
 class _Round:
     claims: list[_Claim] = field(default_factory=list)
     completions: list[_Completion] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitedRound:
+    claimed: list[sm.ClaimedJob | None]
+    """One answer per claim request (None: a duplicate, or parked for a slot or a rate)."""
+    held: list[bool]
+    """One answer per completion (False: the lease was lost)."""
+    parked: list[sm.ReleasedJob]
+    """Jobs parked for their rate: their delayed messages to send once committed."""
+
+
+def limited_round(
+    conn: Connection,
+    requests: Sequence[sm.ClaimRequest],
+    completions: Sequence[sm.Completion],
+    *,
+    lease_seconds: float,
+    worker: str | None,
+) -> LimitedRound:
+    """A claim round with concurrency or rate limits declared (docs/limits.md), on an
+    autocommit connection: the rated jobs' keys (pgjobs/worker/rates.py), then one transaction
+    sent in one round trip: the keys locked, the claim with its checks, and the jobs it parked
+    for their rate. No lock is held while the client is away."""
+    ids = [r.job_id for r in requests]
+    rates = rate_check(conn, ids)  # reads payloads only, before any lock
+    steps = [
+        sm.lock_keys_step(ids, rates.keys if rates else ()),
+        sm.claim_round_step(
+            requests,
+            completions,
+            lease_seconds=lease_seconds,
+            worker=worker,
+            limited=True,
+            rates=rates,
+        ),
+    ]
+    if rates is not None:
+        steps.append(sm.rate_parked_step(rates.ids))
+    rows = run_pipelined(conn, steps)
+    claimed, held = sm.claim_round_result(rows[1], requests, completions)
+    parked = sm.released_of(rows[2]) if rates is not None else []
+    return LimitedRound(claimed, held, parked)
 
 
 class StateWriter:
@@ -238,32 +282,21 @@ class StateWriter:
         if claims and (limits_declared() or rated_types()):
             return self._limited(claims, completions, lease_seconds)
         with autocommit() as conn:
-            return self._round(conn, claims, completions, lease_seconds, limited=False)
+            return self._round(conn, claims, completions, lease_seconds)
 
     def _limited(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion], lease_seconds: float
     ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
-        """The limited round: the rated jobs' keys (pgjobs/worker/rates.py), the keys locked,
-        the claim with its checks; jobs it parked for their rate get their delayed messages
-        once it has committed."""
-        ids = [c.request.job_id for c in claims]
-        parked: list[sm.ReleasedJob] = []
-        with transaction() as conn:
-            rates = rate_check(conn, ids)
-            if rates is None:
-                sm.lock_limit_keys(conn, ids)
-            else:
-                sm.lock_limit_and_rate_keys(conn, ids, rates.keys)
-            result = self._round(
-                conn, claims, completions, lease_seconds, limited=True, rates=rates
+        with autocommit() as conn:
+            done = limited_round(
+                conn,
+                [c.request for c in claims],
+                [c.completion for c in completions],
+                lease_seconds=lease_seconds,
+                worker=self.worker,
             )
-            if rates is not None:
-                rated = set(rates.ids)
-                unclaimed = [i for i, c in zip(ids, result[0], strict=True) if c is None]
-                if rated.intersection(unclaimed):
-                    parked = sm.rate_parked(conn, [i for i in unclaimed if i in rated])
-        send_parked(parked)
-        return result
+        send_parked(done.parked)
+        return done.claimed, done.held
 
     def _round(
         self,
@@ -271,31 +304,14 @@ class StateWriter:
         claims: Sequence[_Claim],
         completions: Sequence[_Completion],
         lease_seconds: float,
-        *,
-        limited: bool,
-        rates: sm.RateCheck | None = None,
     ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
-        if claims and completions:
-            return sm.claim_and_complete(
-                conn,
-                [c.request for c in claims],
-                [c.completion for c in completions],
-                lease_seconds=lease_seconds,
-                worker=self.worker,
-                limited=limited,
-                rates=rates,
-            )
-        if claims:
-            requests = [c.request for c in claims]
-            return sm.claim_many(
-                conn,
-                requests,
-                lease_seconds=lease_seconds,
-                worker=self.worker,
-                limited=limited,
-                rates=rates,
-            ), []
-        return [], sm.complete_many(conn, [c.completion for c in completions])
+        done = [c.completion for c in completions]
+        if not claims:
+            return [], sm.complete_many(conn, done)
+        requests = [c.request for c in claims]
+        step = sm.claim_round_step(requests, done, lease_seconds=lease_seconds, worker=self.worker)
+        rows = execute(conn, step.statement, step.params or {}).fetchall()
+        return sm.claim_round_result(rows, requests, done)
 
     def _one_by_one(self, work: _Round) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
         claimed: list[sm.ClaimedJob | None] = []

@@ -862,10 +862,12 @@ LOCK_LIMIT_KEYS = text(
 )
 
 
-def lock_limit_keys(conn: Connection, job_ids: Sequence[int]) -> None:
-    """Serialise the claims of these jobs' concurrency keys until the transaction ends: the
-    first statement of a limited claim round (docs/limits.md)."""
-    _run(conn, LOCK_LIMIT_KEYS, {"ids": list(job_ids)})
+def lock_keys_step(job_ids: Sequence[int], rate_keys: Sequence[str] = ()) -> Step:
+    """Serialise the claims of these jobs' concurrency keys, and of these rate keys, until the
+    transaction ends: the first statement of a limited claim round (docs/limits.md)."""
+    if not rate_keys:
+        return Step(LOCK_LIMIT_KEYS, {"ids": list(job_ids)})
+    return Step(LOCK_LIMIT_AND_RATE_KEYS, {"ids": list(job_ids), "rate_keys": sorted(rate_keys)})
 
 
 # --- rate limits (docs/limits.md) ----------------------------------------------------------------
@@ -1041,18 +1043,11 @@ def rate_candidates(
     return [RateCandidate(r.id, r.tenant_id, r.type, r.payload) for r in rows]
 
 
-def lock_limit_and_rate_keys(
-    conn: Connection, job_ids: Sequence[int], rate_keys: Sequence[str]
-) -> None:
-    """:func:`lock_limit_keys` and these rate keys, in one statement and one order."""
-    _run(conn, LOCK_LIMIT_AND_RATE_KEYS, {"ids": list(job_ids), "rate_keys": sorted(rate_keys)})
-
-
-def rate_parked(conn: Connection, job_ids: Sequence[int]) -> list[ReleasedJob]:
+def rate_parked_step(job_ids: Sequence[int]) -> Step:
     """The jobs of ``job_ids`` this transaction parked for their rate, with their new message
-    ids and how long until due: the caller sends them, delayed, after commit."""
-    rows = _run(conn, RATE_PARKED, {"ids": list(job_ids)}).fetchall()
-    return _released(rows)
+    ids and how long until due (read with :func:`released_of`): the caller sends them,
+    delayed, after commit. The last statement of a claim round with rates."""
+    return Step(RATE_PARKED, {"ids": list(job_ids)})
 
 
 def resend_lost_rate_waits(
@@ -1062,7 +1057,7 @@ def resend_lost_rate_waits(
     (their message was lost: Redis emptied, a send failed): a new message id each, due now, for
     the caller to send. The old message, if it ever comes, does nothing."""
     rows = _run(conn, RATE_RESEND_LOST, {"grace": grace_seconds, "limit": limit}).fetchall()
-    return _released(rows)
+    return released_of(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1094,8 +1089,6 @@ def claim_many(
     *,
     lease_seconds: float,
     worker: str | None,
-    limited: bool = False,
-    rates: RateCheck | None = None,
 ) -> list[ClaimedJob | None]:
     """queued (or active with an expired lease) -> active for each request, in one statement;
     attempts + 1; payloads returned. One answer per request, in order.
@@ -1105,17 +1098,49 @@ def claim_many(
 
     ``None`` when the job is missing, terminal, not yet due, or held by a live lease: the
     message is then a duplicate and does nothing. Job ids must be distinct within one call.
+    With limits declared, a worker's round is :func:`claim_round_step` with ``limited``.
+    """
+    step = claim_round_step(requests, (), lease_seconds=lease_seconds, worker=worker)
+    rows = _run(conn, step.statement, step.params or {}).fetchall()
+    return claim_round_result(rows, requests, ())[0]
+
+
+def claim_round_step(
+    requests: Sequence[ClaimRequest],
+    completions: Sequence[Completion],
+    *,
+    lease_seconds: float,
+    worker: str | None,
+    limited: bool = False,
+    rates: RateCheck | None = None,
+) -> Step:
+    """The one statement of a worker's round: its claims, and its completions if any (read
+    its rows with :func:`claim_round_result`); never with a job both claimed and completed.
 
     ``limited``: check concurrency limits (docs/limits.md), parking a job whose key has no free
-    slot as ``waiting`` (its answer is None too); only in a transaction that ran
-    :func:`lock_limit_keys` for these jobs first. ``rates``: check rate limits too, parking a
-    job over its rate as ``waiting`` until its window has room (after
-    :func:`lock_limit_and_rate_keys`; see :func:`rate_parked`).
-    """
-    statement = CLAIM_RATED if rates else CLAIM_LIMITED if limited else CLAIM
+    slot as ``waiting`` (its answer is None); only in a transaction that ran
+    :func:`lock_keys_step` for these jobs first. ``rates``: check rate limits too, parking a
+    job over its rate as ``waiting`` until its window has room (after :func:`lock_keys_step`
+    with the rate keys; then :func:`rate_parked_step`)."""
     params = _claim_params(requests, lease_seconds, worker) | _rate_params(rates)
-    rows = _run(conn, statement, params).fetchall()
-    return _claimed_in_order(rows, len(requests))
+    if not completions:
+        return Step(CLAIM_RATED if rates else CLAIM_LIMITED if limited else CLAIM, params)
+    params |= _complete_params(completions)
+    if rates:
+        return Step(CLAIM_AND_COMPLETE_RATED, params)
+    return Step(CLAIM_AND_COMPLETE_LIMITED if limited else CLAIM_AND_COMPLETE, params)
+
+
+def claim_round_result(
+    rows: Sequence[Any], requests: Sequence[ClaimRequest], completions: Sequence[Completion]
+) -> tuple[list[ClaimedJob | None], list[bool]]:
+    """The rows of :func:`claim_round_step`'s statement: one answer per request and one per
+    completion, in order."""
+    if not completions:
+        return _claimed_in_order(rows, len(requests)), []
+    done = {row.id for row in rows if not row.is_claim}
+    claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
+    return claimed, [c.job_id in done for c in completions]
 
 
 def _rate_params(rates: RateCheck | None) -> dict[str, Any]:
@@ -1320,30 +1345,6 @@ def _complete_params(completions: Sequence[Completion]) -> dict[str, Any]:
         "results": [c.result_json for c in completions],
         "durations": [c.duration_ms for c in completions],
     }
-
-
-def claim_and_complete(
-    conn: Connection,
-    requests: Sequence[ClaimRequest],
-    completions: Sequence[Completion],
-    *,
-    lease_seconds: float,
-    worker: str | None,
-    limited: bool = False,
-    rates: RateCheck | None = None,
-) -> tuple[list[ClaimedJob | None], list[bool]]:
-    """:func:`claim_many` and :func:`complete_many` in one statement. No job may be both
-    claimed and completed in one call. ``limited``, ``rates``: as for :func:`claim_many`."""
-    params = _claim_params(requests, lease_seconds, worker) | _complete_params(completions)
-    params |= _rate_params(rates)
-    if rates:
-        statement = CLAIM_AND_COMPLETE_RATED
-    else:
-        statement = CLAIM_AND_COMPLETE_LIMITED if limited else CLAIM_AND_COMPLETE
-    rows = _run(conn, statement, params).fetchall()
-    done = {row.id for row in rows if not row.is_claim}
-    claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
-    return claimed, [c.job_id in done for c in completions]
 
 
 def complete(
@@ -1576,10 +1577,12 @@ def release_waiting(
     (the rows are queued). Rows another releaser holds are skipped."""
     statement = RELEASE_HELD if held else RELEASE_WAITING
     rows = _run(conn, statement, {"keys": sorted(set(keys))}).fetchall()
-    return _released(rows)
+    return released_of(rows)
 
 
-def _released(rows: Sequence[Any]) -> list[ReleasedJob]:
+def released_of(rows: Sequence[Any]) -> list[ReleasedJob]:
+    """The jobs a release, a resend or :func:`rate_parked_step` returned, for the caller to
+    send."""
     return [ReleasedJob(r.id, r.tenant_id, r.type, r.queue_job_id, int(r.due_in_ms)) for r in rows]
 
 
