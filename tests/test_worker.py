@@ -441,7 +441,7 @@ def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(
 ) -> None:
     """A fetched message's job is claimed before a thread is free for it; if the worker stops
     first, the job goes back to queued with its attempt returned, and runs elsewhere."""
-    worker = worker_factory(threads=1)  # prefetch 2: one running, one claimed and waiting
+    worker = worker_factory(threads=1)  # prefetch 3: one running, two claimed and waiting
     # 2 s: the first job must still run when the worker stops, even on a loaded machine
     jobs = [
         enqueue(slow_echo_type, {"value": i, "sleep": 2.0}, tenant_id=tenant_id) for i in range(3)
@@ -471,3 +471,32 @@ def test_the_consumer_knows_the_worker_thread_count(worker_factory: StartWorker)
     """The consumer sizes its fetches by the worker's threads (pgjobs/worker/consumer.py)."""
     worker = worker_factory(threads=3)
     assert worker.broker.worker_threads == 3
+
+
+def test_a_worker_holds_at_most_three_messages_per_thread(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    """The prefetch is three messages per thread (pgjobs/worker/setup.py): a worker with 2
+    threads and a full queue claims ahead (a message waits for each thread while the next
+    batch is fetched) but never holds more than 6 jobs; the rest stay queued."""
+    worker = worker_factory(threads=2)
+    assert worker.consumers["testq"].prefetch == 6
+    jobs = [
+        enqueue(slow_echo_type, {"value": i, "sleep": 1.0}, tenant_id=tenant_id) for i in range(12)
+    ]
+    ids = {j.id for j in jobs}
+    _wait(lambda: len([r for r in started_runs if r[1] in ids]) >= 2)
+    time.sleep(0.3)  # room for any further fetch while the first two run
+    claimed = [j for j in jobs if get_job(tenant_id, j.id).status is JobStatus.ACTIVE]
+    assert 2 < len(claimed) <= 6
+    assert sum(get_job(tenant_id, j.id).status is JobStatus.QUEUED for j in jobs) >= 6
+
+
+def test_dramatiq_queue_prefetch_still_sets_the_prefetch(
+    monkeypatch: pytest.MonkeyPatch, worker_factory: StartWorker
+) -> None:
+    import dramatiq.worker
+
+    monkeypatch.setattr(dramatiq.worker, "QUEUE_PREFETCH", 2)
+    worker = worker_factory(threads=2)
+    assert worker.queue_prefetch == 2 and worker.consumers["testq"].prefetch == 2

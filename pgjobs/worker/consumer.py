@@ -172,18 +172,21 @@ class SafeRedisConsumer(_RedisConsumer):
             pass
 
     def _fetch_at_most_out(self) -> int:
-        """Fetch only while no more than this many messages are out: the worker's thread count
-        (so every thread still has a message, and a fetch brings the rest of the prefetch in
-        one batch, claimed in one round), or half the prefetch when the thread count is not
-        known. Stock Dramatiq fetches whenever one message of room is free: fetches of about
-        two messages, and as many claim rounds. A delay queue's messages wait in the consumer
-        for their eta, not for a thread: it fetches as stock Dramatiq does."""
+        """Fetch only while no more than this many messages are out: the prefetch less a batch
+        of one message per thread (so the fetch and its claim round happen while a message
+        still waits for each thread; pgjobs/worker/setup.py gives a prefetch of three per
+        thread), and never less than the thread count (with a prefetch under twice the threads,
+        a fetch while every thread still has a message); half the prefetch when the thread count
+        is not known. Stock Dramatiq fetches whenever one message of room is free: fetches of
+        about two messages, and as many claim rounds. A delay queue's messages wait in the
+        consumer for their eta, not for a thread: it fetches as stock Dramatiq does."""
         threads = getattr(self.broker, "worker_threads", None)
         prefetch = int(self.prefetch)
         if self.queue_name.endswith(".DQ"):
             return prefetch - 1
-        limit = int(threads) if threads else prefetch // 2
-        return max(0, min(limit, prefetch - 1))
+        if not threads:
+            return prefetch // 2
+        return max(min(int(threads), prefetch - 1), prefetch - int(threads))
 
     def _wait_for_room(self) -> bool:
         """Wait (woken by the acks) until few enough messages are out to fetch, at most the
