@@ -10,7 +10,8 @@ that is waiting (its claims and its completions) in one statement, so one commit
 * a completion does not: the thread goes on to its next message at once, and the message's
   Redis ack waits until the completion has committed (``SafeRedisConsumer.ack`` hands it here),
   so a crash before the commit leaves the message unacked and the job is run again, never lost.
-  The acks of a round go to Redis in one script call per queue.
+  The acks of a round go to Redis in one script call per queue, once its statement has
+  committed (the claims of the round do not wait for Redis).
 
 A lone request is written at once (the writer sleeps only while there is nothing to write), so
 an idle worker pays no latency for the batching. When PostgreSQL is unreachable, claims fail
@@ -169,26 +170,36 @@ class StateWriter:
                 acks, self._acks = self._acks, []
                 self._in_flight = len(work.claims) + len(work.completions) + len(acks)
                 self._cond.notify_all()  # flush() waits on the same condition
+            error: Exception | None = None
             try:
-                if acks and not self._ack(acks):
-                    time.sleep(0.25)
                 if work.claims or work.completions:
                     self._write(work)
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any error
+                error = exc
+                if isinstance(exc, DatabaseUnavailable):
+                    exc = DatabaseUnavailable("database unavailable")
+                self._requeue(work, exc)
+            # after the write, so that the round's claims are not kept waiting for Redis; with
+            # the acks of the round's own completions, which have committed now
+            with self._cond:
+                acks += self._acks
+                self._acks = []
+            acked = not acks or self._ack(acks)
+            with self._cond:
+                self._in_flight = 0
+                self._cond.notify_all()
+            if not acked:
+                time.sleep(0.25)
+            if error is None:
                 failures = 0
-            except DatabaseUnavailable:
+            elif isinstance(error, DatabaseUnavailable):
                 delay = _RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)]
                 failures += 1
                 log.warning("db.unavailable.retrying", retry_in_s=delay, who="state_writer")
-                self._requeue(work, DatabaseUnavailable("database unavailable"))
                 time.sleep(delay)
-            except Exception as exc:  # noqa: BLE001 - the writer must outlive any error
-                log.error("state_writer.round_failed", error_type=type(exc).__name__)
-                self._requeue(work, exc)
+            else:
+                log.error("state_writer.round_failed", error_type=type(error).__name__)
                 time.sleep(0.1)
-            finally:
-                with self._cond:
-                    self._in_flight = 0
-                    self._cond.notify_all()
 
     def _take(self) -> _Round:
         """What the next round writes: the completions, and the claims of other jobs (a claim
