@@ -500,3 +500,44 @@ def test_dramatiq_queue_prefetch_still_sets_the_prefetch(
     monkeypatch.setattr(dramatiq.worker, "QUEUE_PREFETCH", 2)
     worker = worker_factory(threads=2)
     assert worker.queue_prefetch == 2 and worker.consumers["testq"].prefetch == 2
+
+
+def test_completions_wait_for_company_and_go_with_the_next_claim(tenant_id: uuid.UUID) -> None:
+    """Completions alone wait (up to COMPLETION_WAIT_S, here made long) for others or for a
+    claim round, and then commit in it; nothing is reported written before."""
+    from pgjobs.worker import state_writer as sw
+
+    jobs = [enqueue(echo_type, {"value": i}, tenant_id=tenant_id) for i in range(3)]
+    writer = sw.StateWriter(worker="test")
+    requests = [sm.ClaimRequest(j.id, tenant_id, j.message_id) for j in jobs]
+    claimed = [c for c in writer.claim(requests[:2]) if c is not None]
+    assert len(claimed) == 2
+    written: list[bool] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sw, "COMPLETION_WAIT_S", 60.0)
+        for job in claimed:
+            writer.complete(
+                sm.Completion(job.id, job.attempt, "1", 1.0), str(job.id), written.append
+            )
+        time.sleep(0.5)
+        assert written == []
+        assert all(get_job(tenant_id, j.id).status is JobStatus.ACTIVE for j in jobs[:2])
+        writer.claim(requests[2:])  # the claim's round takes the completions along
+        assert written == [True, True]
+        assert all(get_job(tenant_id, j.id).status is JobStatus.SUCCEEDED for j in jobs[:2])
+
+
+def test_a_completion_its_caller_waits_for_is_written_at_once(tenant_id: uuid.UUID) -> None:
+    from pgjobs.worker import state_writer as sw
+
+    job = enqueue(echo_type, {"value": 1}, tenant_id=tenant_id)
+    writer = sw.StateWriter(worker="test")
+    [claimed] = writer.claim([sm.ClaimRequest(job.id, tenant_id, job.message_id)])
+    assert claimed is not None
+    done = threading.Event()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sw, "COMPLETION_WAIT_S", 60.0)
+        completion = sm.Completion(job.id, claimed.attempt, "1", 1.0)
+        writer.complete(completion, None, lambda held: done.set())
+        assert done.wait(10.0)
+    assert get_job(tenant_id, job.id).status is JobStatus.SUCCEEDED
