@@ -37,6 +37,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per measure (median reported)")
     p.add_argument("--only", default=",".join(MEASURES), help="comma-separated measures")
     p.add_argument("--jobs", type=int, default=10_000, help="jobs per drain run")
+    p.add_argument("--nap-jobs", type=int, default=5_000, help="jobs per drain run of 5 ms jobs")
     p.add_argument("--enqueue-calls", type=int, default=3_000, help="calls per enqueue run")
     p.add_argument("--many-jobs", type=int, default=50_000, help="jobs per enqueue_many run")
     p.add_argument("--batch", type=int, default=1_000, help="jobs per enqueue_many call")
@@ -74,6 +75,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.runs = 1
         args.jobs, args.enqueue_calls, args.many_jobs = 1_000, 300, 5_000
+        args.nap_jobs = 1_000
         args.latency_seconds = 3.0
         args.dataset_jobs, args.dataset_events = 100_000, 1_000_000
         args.query_calls, args.churn_jobs = 300, 1_000
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs": args.runs,
             "batch": args.batch,
             "cores": os.cpu_count() or 2,
+            "threads": shape.processes * shape.threads,
             "environment": env,
         }
     )
@@ -200,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                 result = fn(srv, shape, args.jobs, log_dir)
                 (suite.drain_raw if side == "raw" else suite.drain_ours).append(result)
                 say(f"run {run + 1} drain {side}: {result.rate:,.0f} jobs/s")
+            for side, fn in sides if run % 2 == 0 else reversed(sides):
+                result = fn(srv, shape, args.nap_jobs, log_dir, napping=True)
+                (suite.nap_raw if side == "raw" else suite.nap_ours).append(result)
+                say(f"run {run + 1} drain of 5 ms jobs {side}: {result.steady_rate:,.0f} jobs/s")
             if run == 0 and not args.no_diagnostics:
                 for label, settings in (
                     ("ours with JOBS_LOG_LEVEL=WARNING", {"log_level": "WARNING"}),

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from bench.latency import open_loop
-from bench.noop_jobs import noop
+from bench.noop_jobs import nap, noop
 from bench.procs import ServerCpu, WorkerGroup, WorkerShape, ours_argv, poll_env, self_cpu
 from bench.results import DrainResult, LatencyResult, RateResult, insert_alone_side
 from bench.services import QUEUE, Env, Servers, scratch, wait_until
@@ -47,11 +47,17 @@ def _workers(
     return WorkerGroup(f"ours-{env.namespace}", argv, worker_env, log_dir)
 
 
-def fill(tenant: uuid.UUID, jobs: int, start: int = 0) -> None:
-    """Queue ``jobs`` noop jobs with ``enqueue_many`` (batches of 1,000)."""
+def fill(tenant: uuid.UUID, jobs: int, start: int = 0, napping: bool = False) -> None:
+    """Queue ``jobs`` noop jobs (``napping``: 5 ms jobs) with ``enqueue_many`` (batches of
+    1,000)."""
     for offset in range(0, jobs, BATCH):
         size = min(BATCH, jobs - offset)
-        enqueue_many([JobRequest(noop, {"n": start + offset + i}, tenant) for i in range(size)])
+        enqueue_many(
+            [
+                JobRequest(nap, {}, tenant) if napping else JobRequest(noop, {"n": n}, tenant)
+                for n in range(start + offset, start + offset + size)
+            ]
+        )
     flush()  # every job queued before the workers start, as after any quiet moment
 
 
@@ -76,6 +82,7 @@ def drain(
     db_settings: dict[str, str] | None = None,
     around: Around | None = None,
     every_queue: bool = False,
+    napping: bool = False,
     **settings: str,
 ) -> DrainResult:
     """Queue ``jobs``, start the workers, wait for the last completion. Times come from the
@@ -84,12 +91,13 @@ def drain(
     ``settings`` are JOBS_* settings of the workers; ``db_settings`` are set on the scratch
     database (``ALTER DATABASE ... SET``) for diagnostic runs; ``around(env, tenant)`` is a
     context entered once the jobs are queued and left after the drain (what else runs during
-    it: the API's event streams, a NOTIFY trigger and its listener)."""
+    it: the API's event streams, a NOTIFY trigger and its listener). ``napping``: 5 ms jobs
+    (``bench_nap``) instead of noop jobs."""
     with scratch(srv) as env, env.pg() as conn, ExitStack() as extra:
         for name, value in (db_settings or {}).items():
             conn.execute(f"ALTER DATABASE {conn.info.dbname} SET {name} = '{value}'")
         tenant = _tenant()
-        fill(tenant, jobs)
+        fill(tenant, jobs, napping=napping)
         if around is not None:
             extra.enter_context(around(env, tenant))
         client = env.redis()

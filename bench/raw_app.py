@@ -17,8 +17,12 @@ from dramatiq.brokers.redis import RedisBroker
 QUEUE = "bench"
 
 
+NAP_SECONDS = 0.005
+
+
 def build(redis_url: str, namespace: str) -> tuple[RedisBroker, Any, Any]:
-    """(broker, noop actor, latency actor) on ``namespace``."""
+    """(broker, noop actor, latency actor) on ``namespace``; the 5 ms actor is the broker's
+    ``bench_nap``."""
     broker = RedisBroker(url=redis_url, namespace=namespace)
 
     def noop(n: int = 0) -> None:
@@ -31,13 +35,18 @@ def build(redis_url: str, namespace: str) -> tuple[RedisBroker, Any, Any]:
         started = time.time() * 1000 - sent_ms
         broker.client.rpush(key, started)
 
+    def nap(n: int = 0) -> None:
+        """Sleeps 5 ms, like our ``bench_nap`` (bench/noop_jobs.py)."""
+        time.sleep(NAP_SECONDS)
+
     actors = (
         dramatiq.actor(noop, actor_name="bench_noop", queue_name=QUEUE, broker=broker),
+        dramatiq.actor(nap, actor_name="bench_nap", queue_name=QUEUE, broker=broker),
         dramatiq.actor(
             noop_latency, actor_name="bench_noop_latency", queue_name=QUEUE, broker=broker
         ),
     )
-    return broker, actors[0], actors[1]
+    return broker, actors[0], actors[2]
 
 
 if "BENCH_RAW_NAMESPACE" in os.environ:  # a worker process started by the bench

@@ -42,6 +42,9 @@ class Suite:
     drain_raw: list[DrainResult] = field(default_factory=list)
     drain_ours: list[DrainResult] = field(default_factory=list)
     drain_diag: list[tuple[str, DrainResult]] = field(default_factory=list)
+    nap_raw: list[DrainResult] = field(default_factory=list)
+    """Drains of jobs whose handler sleeps 5 ms (the threads' ideal: threads / 5 ms)."""
+    nap_ours: list[DrainResult] = field(default_factory=list)
     send_raw: list[RateResult] = field(default_factory=list)
     enqueue_ours: list[RateResult] = field(default_factory=list)
     many_ours: list[RateResult] = field(default_factory=list)
@@ -390,6 +393,9 @@ def _drain_section(suite: Suite) -> list[str]:
         body.append(_drain_cells(name, runs))
     for name, result in suite.drain_diag:
         body.append(_drain_cells(f"diagnostic: {name} (1 run)", [result]))
+    for name, runs in (("raw Dramatiq", suite.nap_raw), ("this system", suite.nap_ours)):
+        if runs:
+            body.append(_drain_cells(f"{name}, 5 ms handler ({runs[0].jobs:,} jobs)", runs))
     lines += _table(header, body)
     lines += [
         "",
@@ -400,6 +406,7 @@ def _drain_section(suite: Suite) -> list[str]:
         ),
         "",
     ]
+    lines += _nap_lines(suite)
     raw, ours = suite.drain_raw, suite.drain_ours
     cpu_ours = sum(
         _m(ours, a) for a in ("worker_cpu_ms_per_job", "pg_cpu_ms_per_job", "redis_cpu_ms_per_job")
@@ -413,6 +420,23 @@ def _drain_section(suite: Suite) -> list[str]:
         "",
     ]
     return lines
+
+
+def _nap_lines(suite: Suite) -> list[str]:
+    """The 5 ms drains against what the threads could do: one job per thread every 5 ms."""
+    if not (suite.nap_raw and suite.nap_ours):
+        return []
+    threads = suite.meta.get("threads")
+    if not threads:
+        return []
+    ideal = threads / 0.005
+    raw, ours = _m(suite.nap_raw, "steady_rate"), _m(suite.nap_ours, "steady_rate")
+    return [
+        f"5 ms handler: the threads ({threads}) could run at most {ideal:,.0f} jobs/s; steady, "
+        f"raw Dramatiq reaches {raw:,.0f} ({raw / ideal:.2f} of that) and this system "
+        f"{ours:,.0f} ({ours / ideal:.2f}; {ours / raw:.2f}x raw).",
+        "",
+    ]
 
 
 def _drain_cells(name: str, runs: Sequence[DrainResult]) -> list[str]:
@@ -815,6 +839,8 @@ def load(path: Path) -> Suite:
     suite.drain_raw = [DrainResult(**d) for d in data["drain_raw"]]
     suite.drain_ours = [DrainResult(**d) for d in data["drain_ours"]]
     suite.drain_diag = [(label, DrainResult(**d)) for label, d in data["drain_diag"]]
+    suite.nap_raw = [DrainResult(**d) for d in data.get("nap_raw", [])]
+    suite.nap_ours = [DrainResult(**d) for d in data.get("nap_ours", [])]
     suite.send_raw = [RateResult(**d) for d in data["send_raw"]]
     suite.enqueue_ours = [RateResult(**d) for d in data["enqueue_ours"]]
     suite.many_ours = [RateResult(**d) for d in data["many_ours"]]

@@ -1,5 +1,7 @@
-"""A consumer fetches once no more messages are out than its worker has threads (half its
-prefetch when that is unknown), woken by the acks, so fetches and claim rounds are batches."""
+"""A consumer fetches once a batch of one message per thread is free (its prefetch is three
+per thread: a message still waits for each thread when it fetches), never before no more
+messages are out than its worker has threads (half its prefetch when that is unknown), woken
+by the acks, so fetches and claim rounds are batches."""
 
 from __future__ import annotations
 
@@ -64,3 +66,20 @@ def test_a_delay_queue_fetches_whenever_there_is_room() -> None:
     )
     consumer.queued_message_ids.update(f"m{i}" for i in range(100))
     assert consumer._fetch_at_most_out() == 3999
+
+
+def test_with_three_per_thread_fetches_while_a_message_waits_for_each_thread() -> None:
+    """The default prefetch (pgjobs/worker/setup.py): a batch of one message per thread is
+    fetched while every thread runs one and one waits for each, not once they have run dry."""
+    consumer = _full_consumer(timeout_ms=10_000, threads=4, prefetch=12)
+    assert consumer._fetch_at_most_out() == 8
+    room, waited = _wait_while_finishing(consumer, 4)
+    assert room and waited < 2.0
+
+
+def test_with_twice_the_threads_fetches_once_each_thread_has_one_left() -> None:
+    """A prefetch set to Dramatiq's two per thread keeps the batches of one per thread."""
+    consumer = _full_consumer(timeout_ms=300, threads=4, prefetch=8)
+    assert consumer._fetch_at_most_out() == 4
+    room, _ = _wait_while_finishing(consumer, 3)
+    assert not room

@@ -441,7 +441,7 @@ def test_jobs_claimed_ahead_are_given_back_when_the_worker_stops(
 ) -> None:
     """A fetched message's job is claimed before a thread is free for it; if the worker stops
     first, the job goes back to queued with its attempt returned, and runs elsewhere."""
-    worker = worker_factory(threads=1)  # prefetch 2: one running, one claimed and waiting
+    worker = worker_factory(threads=1)  # prefetch 3: one running, two claimed and waiting
     # 2 s: the first job must still run when the worker stops, even on a loaded machine
     jobs = [
         enqueue(slow_echo_type, {"value": i, "sleep": 2.0}, tenant_id=tenant_id) for i in range(3)
@@ -471,3 +471,73 @@ def test_the_consumer_knows_the_worker_thread_count(worker_factory: StartWorker)
     """The consumer sizes its fetches by the worker's threads (pgjobs/worker/consumer.py)."""
     worker = worker_factory(threads=3)
     assert worker.broker.worker_threads == 3
+
+
+def test_a_worker_holds_at_most_three_messages_per_thread(
+    tenant_id: uuid.UUID, worker_factory: StartWorker
+) -> None:
+    """The prefetch is three messages per thread (pgjobs/worker/setup.py): a worker with 2
+    threads and a full queue claims ahead (a message waits for each thread while the next
+    batch is fetched) but never holds more than 6 jobs; the rest stay queued."""
+    worker = worker_factory(threads=2)
+    assert worker.consumers["testq"].prefetch == 6
+    jobs = [
+        enqueue(slow_echo_type, {"value": i, "sleep": 1.0}, tenant_id=tenant_id) for i in range(12)
+    ]
+    ids = {j.id for j in jobs}
+    _wait(lambda: len([r for r in started_runs if r[1] in ids]) >= 2)
+    time.sleep(0.3)  # room for any further fetch while the first two run
+    claimed = [j for j in jobs if get_job(tenant_id, j.id).status is JobStatus.ACTIVE]
+    assert 2 < len(claimed) <= 6
+    assert sum(get_job(tenant_id, j.id).status is JobStatus.QUEUED for j in jobs) >= 6
+
+
+def test_dramatiq_queue_prefetch_still_sets_the_prefetch(
+    monkeypatch: pytest.MonkeyPatch, worker_factory: StartWorker
+) -> None:
+    import dramatiq.worker
+
+    monkeypatch.setattr(dramatiq.worker, "QUEUE_PREFETCH", 2)
+    worker = worker_factory(threads=2)
+    assert worker.queue_prefetch == 2 and worker.consumers["testq"].prefetch == 2
+
+
+def test_completions_wait_for_company_and_go_with_the_next_claim(tenant_id: uuid.UUID) -> None:
+    """Completions alone wait (up to COMPLETION_WAIT_S, here made long) for others or for a
+    claim round, and then commit in it; nothing is reported written before."""
+    from pgjobs.worker import state_writer as sw
+
+    jobs = [enqueue(echo_type, {"value": i}, tenant_id=tenant_id) for i in range(3)]
+    writer = sw.StateWriter(worker="test")
+    requests = [sm.ClaimRequest(j.id, tenant_id, j.message_id) for j in jobs]
+    claimed = [c for c in writer.claim(requests[:2]) if c is not None]
+    assert len(claimed) == 2
+    written: list[bool] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sw, "COMPLETION_WAIT_S", 60.0)
+        for job in claimed:
+            writer.complete(
+                sm.Completion(job.id, job.attempt, "1", 1.0), str(job.id), written.append
+            )
+        time.sleep(0.5)
+        assert written == []
+        assert all(get_job(tenant_id, j.id).status is JobStatus.ACTIVE for j in jobs[:2])
+        writer.claim(requests[2:])  # the claim's round takes the completions along
+        assert written == [True, True]
+        assert all(get_job(tenant_id, j.id).status is JobStatus.SUCCEEDED for j in jobs[:2])
+
+
+def test_a_completion_its_caller_waits_for_is_written_at_once(tenant_id: uuid.UUID) -> None:
+    from pgjobs.worker import state_writer as sw
+
+    job = enqueue(echo_type, {"value": 1}, tenant_id=tenant_id)
+    writer = sw.StateWriter(worker="test")
+    [claimed] = writer.claim([sm.ClaimRequest(job.id, tenant_id, job.message_id)])
+    assert claimed is not None
+    done = threading.Event()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sw, "COMPLETION_WAIT_S", 60.0)
+        completion = sm.Completion(job.id, claimed.attempt, "1", 1.0)
+        writer.complete(completion, None, lambda held: done.set())
+        assert done.wait(10.0)
+    assert get_job(tenant_id, job.id).status is JobStatus.SUCCEEDED

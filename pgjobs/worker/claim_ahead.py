@@ -1,10 +1,10 @@
 """Claims made when a batch of messages is fetched from Redis, one statement for the batch.
 
-Dramatiq's consumer fetches up to its prefetch (twice the thread count) at a time. Claiming
+The consumer fetches up to its prefetch (three messages per thread) at a time. Claiming
 those jobs there, together, instead of one by one on each handler thread, turns a claim round
 trip and commit per job into one per batch, and the threads never wait for a claim while
 messages are queued. The price: a claimed job may wait in the process's memory for a thread
-(at most the prefetch, so up to one handler duration) after its ``started`` event; its lease is
+(at most the prefetch, so up to two handler durations) after its ``started`` event; its lease is
 kept by the lease keeper meanwhile. Jobs claimed ahead and never started are released (back to
 queued, the attempt given back) when the worker stops, and as soon as Dramatiq is done with
 their message without a thread having taken the claim (it refused the message).

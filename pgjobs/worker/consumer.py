@@ -16,12 +16,13 @@ A handler thread hands a job's completion to the process's writer (pgjobs/worker
 and moves on; when Dramatiq then acks the message, the ack is left to the writer until that write
 has committed. On shutdown the consumer waits for those writes and acks before it closes.
 
-The consumer fetches only once no more messages are out than the worker has threads (every
-thread still has one), so each fetch brings the rest of the prefetch (half of it with
-Dramatiq's default of twice the threads) and the writer claims them in one round; it waits for
-that woken by the acks. Stock Dramatiq fetches whenever one message of room is free, about two
-messages per fetch and per claim round, which doubled PostgreSQL's CPU per job
-(docs/performance.md).
+The consumer fetches a batch of one message per thread once that much room is free, and the
+writer claims it in one round; it waits for that woken by the acks. With the prefetch of three
+per thread (pgjobs/worker/setup.py) the fetch happens while every thread still runs a message
+and one more waits for each, so the threads do not run dry during the fetch and its claim
+round (with two per thread they did: 5 ms handlers drained at 0.79 of the threads' rate). Stock
+Dramatiq fetches whenever one message of room is free, about two messages per fetch and per
+claim round, which doubled PostgreSQL's CPU per job (docs/performance.md).
 
 An empty queue is waited on, not polled: the consumer adds its own doorbell (a Redis list) to
 the queue's sleepers set, fetches once more (a message written before it registered is found
@@ -172,18 +173,21 @@ class SafeRedisConsumer(_RedisConsumer):
             pass
 
     def _fetch_at_most_out(self) -> int:
-        """Fetch only while no more than this many messages are out: the worker's thread count
-        (so every thread still has a message, and a fetch brings the rest of the prefetch in
-        one batch, claimed in one round), or half the prefetch when the thread count is not
-        known. Stock Dramatiq fetches whenever one message of room is free: fetches of about
-        two messages, and as many claim rounds. A delay queue's messages wait in the consumer
-        for their eta, not for a thread: it fetches as stock Dramatiq does."""
+        """Fetch only while no more than this many messages are out: the prefetch less a batch
+        of one message per thread (so the fetch and its claim round happen while a message
+        still waits for each thread; pgjobs/worker/setup.py gives a prefetch of three per
+        thread), and never less than the thread count (with a prefetch under twice the threads,
+        a fetch while every thread still has a message); half the prefetch when the thread count
+        is not known. Stock Dramatiq fetches whenever one message of room is free: fetches of
+        about two messages, and as many claim rounds. A delay queue's messages wait in the
+        consumer for their eta, not for a thread: it fetches as stock Dramatiq does."""
         threads = getattr(self.broker, "worker_threads", None)
         prefetch = int(self.prefetch)
         if self.queue_name.endswith(".DQ"):
             return prefetch - 1
-        limit = int(threads) if threads else prefetch // 2
-        return max(0, min(limit, prefetch - 1))
+        if not threads:
+            return prefetch // 2
+        return max(min(int(threads), prefetch - 1), prefetch - int(threads))
 
     def _wait_for_room(self) -> bool:
         """Wait (woken by the acks) until few enough messages are out to fetch, at most the

@@ -10,6 +10,7 @@ Dramatiq defaults overridden on purpose:
   errors are retried by the runner, counted in PostgreSQL, with the job type's backoff;
 * a consumer that checks every message before claiming its job, and dead-letters the
   malformed ones instead of raising (pgjobs/worker/consumer.py, pgjobs/worker/messages.py);
+* a queue's prefetch of three messages per thread, not two (:data:`PREFETCH_PER_THREAD`);
 * the process logs what it serves at start and records it in Redis for the others
   (pgjobs/worker/presence.py).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import dramatiq
+import dramatiq.worker as dramatiq_worker
 import redis
 from dramatiq.middleware import (
     AgeLimit,
@@ -55,12 +57,23 @@ class WorkerBroker(broker_module.JobsBroker):
         return SafeRedisConsumer
 
 
+PREFETCH_PER_THREAD = 3
+"""A queue's prefetch unless ``dramatiq_queue_prefetch`` sets it: a message running on each
+thread, one waiting for each thread, and one more for each thread fetched while those wait
+(pgjobs/worker/consumer.py). Dramatiq's default of two per thread left no message waiting when
+the next batch was fetched: with 5 ms handlers the threads idled through each fetch and claim."""
+
+
 class ThreadCount(Middleware):
-    """Tells the broker the worker's thread count at boot (the consumer sizes its fetches)."""
+    """Tells the broker the worker's thread count at boot (the consumer sizes its fetches), and
+    sets the queues' prefetch to :data:`PREFETCH_PER_THREAD` per thread unless
+    ``dramatiq_queue_prefetch`` sets it."""
 
     def before_worker_boot(self, broker: Any, worker: Any) -> None:
         if isinstance(broker, WorkerBroker):
             broker.worker_threads = worker.worker_threads
+            if not dramatiq_worker.QUEUE_PREFETCH:  # (the consumers are added after this)
+                worker.queue_prefetch = min(worker.worker_threads * PREFETCH_PER_THREAD, 65535)
 
 
 class GracefulShutdown(Middleware):
