@@ -14,8 +14,9 @@ import os
 import threading
 from collections.abc import Iterable
 
-from pgjobs.db.engine import autocommit, transaction
+from pgjobs.db.engine import autocommit
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.statements import run_pipelined
 from pgjobs.logs import get_logger
 from pgjobs.producer import broker
 from pgjobs.producer.errors import UnknownJobType
@@ -33,12 +34,14 @@ def release_slots(keys: Iterable[str | None], shares: Iterable[str | None] = ())
     wanted_shares = sorted({k for k in shares if k is not None})
     if not (wanted or wanted_shares):
         return 0
+    steps = [sm.lock_release_step(wanted, wanted_shares)]  # first: the releases' snapshots follow
+    if wanted:
+        steps.append(sm.release_step(wanted))
+    if wanted_shares:
+        steps.append(sm.release_step(wanted_shares, held=True))
     try:
-        with transaction() as conn:  # the locks first: the release's snapshot follows them
-            sm.lock_release_keys(conn, wanted, wanted_shares)
-            released = sm.release_waiting(conn, wanted) if wanted else []
-            if wanted_shares:
-                released += sm.release_waiting(conn, wanted_shares, held=True)
+        with autocommit() as conn:  # one transaction, one round trip
+            rows = run_pipelined(conn, steps)
     except Exception as exc:  # noqa: BLE001 - the sweep releases them later
         log.warning(
             "limits.release_failed",
@@ -47,6 +50,7 @@ def release_slots(keys: Iterable[str | None], shares: Iterable[str | None] = ())
             shares=len(wanted_shares),
         )
         return 0
+    released = [job for found in rows[1:] for job in sm.released_of(found)]
     send_released(released)
     return len(released)
 

@@ -1560,24 +1560,34 @@ LOCK_RELEASE_KEYS = text(
 )
 
 
-def lock_release_keys(conn: Connection, keys: Sequence[str], shares: Sequence[str]) -> None:
+def lock_release_step(keys: Sequence[str], shares: Sequence[str]) -> Step:
     """Serialise the releases of these concurrency keys and fair shares (and the claims of the
     keys) until the transaction ends, so that a release counts the room after every release
     and claim committed before it: two releases never fill the same room twice."""
-    _run(conn, LOCK_RELEASE_KEYS, {"keys": sorted(set(keys)), "shares": sorted(set(shares))})
+    return Step(LOCK_RELEASE_KEYS, {"keys": sorted(set(keys)), "shares": sorted(set(shares))})
+
+
+def release_step(keys: Sequence[str], *, held: bool = False) -> Step:
+    """waiting -> queued, under a new message id, for as many waiting jobs of each concurrency
+    key as it has free slots, oldest first; an ``enqueued`` event (resent, ``concurrency slot
+    free``) each. ``held``: the same for held jobs of fair shares (``keys`` are share keys),
+    held -> queued. Read with :func:`released_of`; the caller sends their messages after
+    commit; a lost send is the relay's (the rows are queued). Rows another releaser holds are
+    skipped."""
+    return Step(RELEASE_HELD if held else RELEASE_WAITING, {"keys": sorted(set(keys))})
+
+
+def lock_release_keys(conn: Connection, keys: Sequence[str], shares: Sequence[str]) -> None:
+    """:func:`lock_release_step` on ``conn``, in its transaction."""
+    _run(conn, LOCK_RELEASE_KEYS, lock_release_step(keys, shares).params or {})
 
 
 def release_waiting(
     conn: Connection, keys: Sequence[str], *, held: bool = False
 ) -> list[ReleasedJob]:
-    """waiting -> queued, under a new message id, for as many waiting jobs of each concurrency
-    key as it has free slots, oldest first; an ``enqueued`` event (resent, ``concurrency slot
-    free``) each. ``held``: the same for held jobs of fair shares (``keys`` are share keys),
-    held -> queued. The caller sends their messages after commit; a lost send is the relay's
-    (the rows are queued). Rows another releaser holds are skipped."""
-    statement = RELEASE_HELD if held else RELEASE_WAITING
-    rows = _run(conn, statement, {"keys": sorted(set(keys))}).fetchall()
-    return released_of(rows)
+    """:func:`release_step` on ``conn``."""
+    step = release_step(keys, held=held)
+    return released_of(_run(conn, step.statement, step.params or {}).fetchall())
 
 
 def released_of(rows: Sequence[Any]) -> list[ReleasedJob]:
