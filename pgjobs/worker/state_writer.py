@@ -18,9 +18,9 @@ worker's claims pay no latency for the batching. Completions alone wait up to
 ``COMPLETION_WAIT_S`` (5 ms) for others, or for a claim round to ride in: no thread waits for
 them, only their acks; those of jobs with a fair share (held jobs wait for them), and those a
 caller waits for, are written at once (a concurrency key's slot is freed with the round).
-When PostgreSQL is unreachable, claims fail back to their threads (which retry) and completions wait in memory, their messages unacked;
-when a round fails for another reason, its requests are written one by one so that one bad
-request never fails another.
+When PostgreSQL is unreachable, claims fail back to their threads (which retry) and
+completions wait in memory, their messages unacked; when a round fails for another reason, its
+requests are written one by one so that one bad request never fails another.
 """
 
 from __future__ import annotations
