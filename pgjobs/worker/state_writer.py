@@ -16,8 +16,8 @@ that is waiting (its claims and its completions) in one statement, so one commit
 A claim is written at once (the writer sleeps only while there is nothing to write), so an idle
 worker's claims pay no latency for the batching. Completions alone wait up to
 ``COMPLETION_WAIT_S`` (5 ms) for others, or for a claim round to ride in: no thread waits for
-them, only their acks; those of jobs with a fair share (held jobs wait for them), and those a
-caller waits for, are written at once (a concurrency key's slot is freed with the round).
+them, only their acks; those a caller waits for are written at once (a concurrency key's
+slot and a fair share's room are freed with the round).
 When PostgreSQL is unreachable, claims fail back to their threads (which retry) and
 completions wait in memory, their messages unacked; when a round fails for another reason, its
 requests are written one by one so that one bad request never fails another.
@@ -134,7 +134,7 @@ class StateWriter:
         """When the oldest completion waiting for a round was handed over (monotonic)."""
         self._waited_for = False
         """A waiting completion must not wait for company: a caller blocks on it (a direct
-        call, without a message), or its job's fair share waits for it."""
+        call, without a message)."""
         self._by_message: dict[str, _Completion] = {}
         self._acks: list[tuple[Any, Any]] = []
         self._in_flight = 0
@@ -174,7 +174,7 @@ class StateWriter:
             self._start()
             if not self._completions:
                 self._completions_since = time.monotonic()
-            alone = message_id is None or share_key is not None
+            alone = message_id is None
             self._waited_for = self._waited_for or alone
             self._completions.append(pending)
             if message_id is not None:
