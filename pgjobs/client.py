@@ -321,7 +321,7 @@ class Client:
 
     def cancel_jobs(self, *, reason: str | None = None, **selection: Any) -> BulkDone:
         """``POST /v1/jobs/bulk/cancel``: at most 10,000 jobs a call (``more``: call again)."""
-        body = {"reason": reason, **_selection(selection)} if reason else _selection(selection)
+        body = _selection({**selection, "reason": reason})
         return BulkDone.model_validate(self._call("POST", "/v1/jobs/bulk/cancel", json=body))
 
     def retry_jobs(self, **selection: Any) -> BulkDone:

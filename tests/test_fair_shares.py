@@ -166,13 +166,14 @@ def test_two_releases_never_fill_the_same_room_twice(tenant_id: uuid.UUID) -> No
 
     from pgjobs.db.engine import transaction
     from pgjobs.db.jobs import state_machine as sm
+    from pgjobs.db.statements import execute_step
 
     ids = _many(tenant_id, 6)
     cancel_job(tenant_id, ids[0])  # one place free
     key = f"{QUEUE}:{tenant_id}"
     second: list[int] = []
     with transaction() as conn:
-        sm.lock_release_keys(conn, [], [key])
+        execute_step(conn, sm.lock_release_step([], [key]))
         assert len(sm.release_waiting(conn, [key], held=True)) == 1
         waiting = threading.Thread(target=lambda: second.append(release_slots([], [key])))
         waiting.start()

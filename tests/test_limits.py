@@ -268,7 +268,7 @@ def test_a_round_waits_for_a_round_in_flight_on_its_key_and_sees_its_claims(
 
     from pgjobs.db.engine import transaction
     from pgjobs.db.jobs import state_machine as sm
-    from pgjobs.db.statements import execute
+    from pgjobs.db.statements import execute_step
     from pgjobs.worker.state_writer import LimitedRound, limited_round
 
     ids = _enqueue(tenant_id, ["solo"] * 3, seconds=0)
@@ -284,7 +284,7 @@ def test_a_round_waits_for_a_round_in_flight_on_its_key_and_sees_its_claims(
             sm.lock_keys_step(ids[:2]),
             sm.claim_round_step(requests[:2], [], lease_seconds=30, worker="a", limited=True),
         ):
-            execute(conn, step.statement, step.params or {})
+            execute_step(conn, step)
         other = threading.Thread(target=third_round)
         other.start()
         other.join(timeout=0.5)

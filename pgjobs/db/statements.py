@@ -111,7 +111,12 @@ def execute(
     connection invalidated in the pool, slow statements logged without their parameters.
     Driver errors leave through ``db.errors.wrap_db_errors`` of the caller's context.
     """
-    return _execute_sql(conn, *_prepared(Step(statement, params)))
+    return execute_step(conn, Step(statement, params))
+
+
+def execute_step(conn: Connection, step: Step) -> psycopg.Cursor[Any]:
+    """:func:`execute` of a step (a state machine's ``*_step`` builder), alone on ``conn``."""
+    return _execute_sql(conn, *_prepared(step))
 
 
 def _execute_sql(conn: Connection, sql: str, params: dict[str, Any]) -> psycopg.Cursor[Any]:

@@ -36,7 +36,7 @@ from sqlalchemy import Connection
 from pgjobs.db.engine import autocommit
 from pgjobs.db.errors import DatabaseUnavailable
 from pgjobs.db.jobs import state_machine as sm
-from pgjobs.db.statements import execute, run_pipelined
+from pgjobs.db.statements import execute_step, run_pipelined
 from pgjobs.logs import get_logger
 from pgjobs.producer.job_types import limits_declared, rated_types
 from pgjobs.settings import get_settings
@@ -174,8 +174,8 @@ class StateWriter:
             self._start()
             if not self._completions:
                 self._completions_since = time.monotonic()
-            alone = message_id is None
-            self._waited_for = self._waited_for or alone
+            if message_id is None:  # a direct call: its caller blocks on the write
+                self._waited_for = True
             self._completions.append(pending)
             if message_id is not None:
                 self._by_message[message_id] = pending
@@ -354,8 +354,7 @@ class StateWriter:
             return [], sm.complete_many(conn, done)
         requests = [c.request for c in claims]
         step = sm.claim_round_step(requests, done, lease_seconds=lease_seconds, worker=self.worker)
-        rows = execute(conn, step.statement, step.params or {}).fetchall()
-        return sm.claim_round_result(rows, requests, done)
+        return sm.claim_round_result(execute_step(conn, step).fetchall(), requests, done)
 
     def _one_by_one(self, work: _Round) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
         claimed: list[sm.ClaimedJob | None] = []

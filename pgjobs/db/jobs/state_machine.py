@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, TextClause, text
 
 from pgjobs.db.models.job import JobStatus
-from pgjobs.db.statements import Plan, Step, run
+from pgjobs.db.statements import Plan, Step, execute_step, run
 from pgjobs.db.statements import execute as _run
 
 # Legal (from, to) pairs of content_jobs.status. The tests replay every recorded event
@@ -1101,8 +1101,7 @@ def claim_many(
     With limits declared, a worker's round is :func:`claim_round_step` with ``limited``.
     """
     step = claim_round_step(requests, (), lease_seconds=lease_seconds, worker=worker)
-    rows = _run(conn, step.statement, step.params or {}).fetchall()
-    return claim_round_result(rows, requests, ())[0]
+    return claim_round_result(execute_step(conn, step).fetchall(), requests, ())[0]
 
 
 def claim_round_step(
@@ -1577,17 +1576,11 @@ def release_step(keys: Sequence[str], *, held: bool = False) -> Step:
     return Step(RELEASE_HELD if held else RELEASE_WAITING, {"keys": sorted(set(keys))})
 
 
-def lock_release_keys(conn: Connection, keys: Sequence[str], shares: Sequence[str]) -> None:
-    """:func:`lock_release_step` on ``conn``, in its transaction."""
-    _run(conn, LOCK_RELEASE_KEYS, lock_release_step(keys, shares).params or {})
-
-
 def release_waiting(
     conn: Connection, keys: Sequence[str], *, held: bool = False
 ) -> list[ReleasedJob]:
     """:func:`release_step` on ``conn``."""
-    step = release_step(keys, held=held)
-    return released_of(_run(conn, step.statement, step.params or {}).fetchall())
+    return released_of(execute_step(conn, release_step(keys, held=held)).fetchall())
 
 
 def released_of(rows: Sequence[Any]) -> list[ReleasedJob]:
