@@ -14,6 +14,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as redis_lib
@@ -25,7 +26,7 @@ from sqlalchemy import text
 
 from pgjobs.db.engine import autocommit
 from pgjobs.db.models import EventType, JobStatus
-from pgjobs.producer import JobRequest, enqueue_many
+from pgjobs.producer import JobRequest, enqueue_many, flush
 from pgjobs.producer.errors import InvalidPayload
 from pgjobs.producer.job_types import Limit
 
@@ -292,3 +293,49 @@ def test_a_round_waits_for_a_round_in_flight_on_its_key_and_sees_its_claims(
     other.join(timeout=10)
     assert [c is None for c in answer[0].claimed] == [True]
     assert status_counts(tenant_id) == {"active": 2, "waiting": 1}
+
+
+def test_a_claim_made_ahead_leaves_a_full_key_alone_and_a_completion_says_when_a_slot_frees(
+    tenant_id: uuid.UUID,
+) -> None:
+    """A claim made ahead (when messages are fetched) neither claims nor parks a job whose key
+    is full: its thread claims it later. A claim on a thread parks it, and the round names its
+    key (to release once committed). A completion frees a slot for a waiting job only when the
+    key's jobs in flight, queued ones included, leave room."""
+    from pgjobs.db.jobs import state_machine as sm
+    from pgjobs.worker.state_writer import limited_round
+
+    key = "limit_sleep:solo"
+    ids = _enqueue(tenant_id, ["solo"] * 4, seconds=0)
+    flush()  # marked sent: queued
+
+    def request(i: int, *, ahead: bool) -> sm.ClaimRequest:
+        return sm.ClaimRequest(ids[i], tenant_id, f"m{ids[i]}", ahead=ahead)
+
+    def round_of(*requests: sm.ClaimRequest, done: tuple[sm.ClaimedJob, ...] = ()) -> Any:
+        completions = [sm.Completion(job.id, job.attempt, "null", 1.0) for job in done]
+        with autocommit() as conn:
+            return limited_round(conn, requests, completions, lease_seconds=30, worker="t")
+
+    ahead = round_of(*(request(i, ahead=True) for i in range(4)))
+    assert [c is not None for c in ahead.claimed] == [True, True, False, False]
+    assert status_counts(tenant_id) == {"active": 2, "queued": 2}
+    assert ahead.parked_keys == []
+    assert types_of(tenant_id, ids[2]) == [EventType.ENQUEUED]  # left alone: no event
+
+    at_thread = round_of(request(2, ahead=False))
+    assert at_thread.claimed == [None]
+    assert at_thread.parked_keys == [key]
+    assert status_counts(tenant_id) == {"active": 2, "queued": 1, "waiting": 1}
+
+    first, second = (job for job in ahead.claimed if job is not None)
+    # one slot frees, but the queued job (on its way) takes it: nothing to release
+    assert round_of(done=(first,)).answers.frees == [False]
+    last = round_of(request(3, ahead=False))
+    assert last.claimed[0] is not None
+    # the second frees a slot that nothing in flight takes: the waiting job's
+    assert round_of(done=(second,)).answers.frees == [True]
+    with autocommit() as conn:
+        assert [r.id for r in sm.release_waiting(conn, [key])] == [ids[2]]
+        # nothing waits any more: the last completion frees nothing to release
+        assert sm.complete_round(conn, [sm.Completion(ids[3], 1, "null", 1.0)]) == ([True], [False])

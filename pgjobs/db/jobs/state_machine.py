@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, TextClause, text
 
@@ -132,10 +132,13 @@ _INSERT_INTO = """
                               concurrency_max, share_key, share_max)
 """
 # A job in flight for its concurrency key or fair share (docs/limits.md): running under a live
-# lease, or due (within the second) and on its way to a claim. Jobs of the key are `a`.
-_IN_FLIGHT = """((a.status = 'active' AND a.lease_expires_at >= now())
-                 OR (a.status IN ('pending', 'queued')
-                     AND a.run_at <= now() + interval '1 second'))"""
+# lease, or due (within the second) and on its way to a claim. Jobs of the key are `a`. The
+# first condition repeats the statuses so that the (key, status) indexes find them: without
+# it a count read every job the key ever had.
+_IN_FLIGHT = """(a.status IN ('active', 'pending', 'queued')
+                 AND ((a.status = 'active' AND a.lease_expires_at >= now())
+                      OR (a.status IN ('pending', 'queued')
+                          AND a.run_at <= now() + interval '1 second')))"""
 # How many more due jobs a fair share takes (0 while jobs of it are held: they go first).
 _SHARE_ROOM = f"""CASE WHEN EXISTS (SELECT 1 FROM content_jobs h
                                     WHERE h.share_key = {{key}} AND h.status = 'held')
@@ -747,10 +750,11 @@ def run_now_plan(
 _CLAIM_SELECT = """
     claim_input AS (
         SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:tenant_ids AS uuid[]),
-                             CAST(:message_ids AS text[]))
-            WITH ORDINALITY AS i(id, tenant_id, message_id, ord)
+                             CAST(:message_ids AS text[]), CAST(:aheads AS boolean[]))
+            WITH ORDINALITY AS i(id, tenant_id, message_id, ahead, ord)
     ), claim_rows AS (
-        SELECT j.id, j.status, i.message_id, i.ord, j.concurrency_key, j.concurrency_max
+        SELECT j.id, j.status, i.message_id, i.ord, i.ahead, j.concurrency_key,
+               j.concurrency_max
         FROM content_jobs j JOIN claim_input i ON j.id = i.id
         -- Primary-key lookups only, whatever the statistics say: the `IS TRUE` wrappers hide
         -- these conditions from the (tenant_id, ...) and partial status indexes, through
@@ -801,9 +805,14 @@ _CLAIM_CTES = f"{_CLAIM_SELECT}, claim_target AS (SELECT * FROM claim_rows){_CLA
 # lease has not expired, so a dead worker's slots come back when its leases expire. Correct only
 # after LOCK_LIMIT_KEYS, in the same transaction: the lock serialises the claims of a key, and
 # this statement's snapshot, taken after it, sees every claim committed before.
-_LIMIT_RANKED = """, claim_busy AS (
+_LIMIT_RANKED = """, claim_busy AS MATERIALIZED (
+        -- Once per key (not per row of the batch), through the (key, status) index. The status
+        -- is written as a range so that the planner cannot pick the partial index of live
+        -- leases instead: walking every job claimed ahead, and every stale entry a drain leaves
+        -- in it, for each key was most of a limited claim's cost (docs/limits.md).
         SELECT k.key, (SELECT count(*) FROM content_jobs a
-                       WHERE a.concurrency_key = k.key AND a.status = 'active'
+                       WHERE a.concurrency_key = k.key
+                         AND a.status BETWEEN 'active' AND 'active'
                          AND a.lease_expires_at >= now()) AS busy
         FROM (SELECT DISTINCT concurrency_key AS key FROM claim_rows
               WHERE concurrency_key IS NOT NULL) k
@@ -815,12 +824,13 @@ _LIMIT_RANKED = """, claim_busy AS (
         FROM claim_rows r LEFT JOIN claim_busy b ON b.key = r.concurrency_key
     )"""
 # A row parked for a slot has no rate key (it waits for a slot, not a time); one that was
-# already waiting (for its rate) records no second `waiting` event.
+# already waiting (for its rate) records no second `waiting` event. A row claimed ahead that
+# does not fit is neither claimed nor parked: its thread claims it again when it runs.
 _LIMIT_PARK = """, parked AS (
         UPDATE content_jobs j
         SET status = 'waiting', lease_expires_at = NULL, rate_key = NULL, updated_at = now()
         FROM claim_ranked r
-        WHERE j.id = r.id AND NOT r.fits
+        WHERE j.id = r.id AND NOT r.fits AND NOT r.ahead
         RETURNING j.id, j.tenant_id, j.attempts, j.concurrency_key, j.concurrency_max,
                   r.status AS was
     ), park_events AS (
@@ -860,6 +870,23 @@ LOCK_LIMIT_KEYS = text(
     ) k
     """
 )
+
+
+PARKED_KEYS = text(
+    """
+    SELECT DISTINCT concurrency_key AS key FROM content_jobs
+    -- parked for a slot by this transaction: its rows are locked, and now() is its own start
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'waiting' AND rate_key IS NULL
+      AND concurrency_key IS NOT NULL AND updated_at = now()
+    """
+)
+
+
+def parked_keys_step(job_ids: Sequence[int]) -> Step:
+    """The concurrency keys of the jobs of a claim round that it parked for a slot, read in its
+    transaction after the claim: the round releases them once committed, in case a slot freed
+    while it ran (a completion that did not yet see the parked job leaves it to this)."""
+    return Step(PARKED_KEYS, {"ids": list(job_ids)})
 
 
 def lock_keys_step(job_ids: Sequence[int], rate_keys: Sequence[str] = ()) -> Step:
@@ -1081,6 +1108,10 @@ class ClaimRequest:
     job_id: int
     tenant_id: uuid.UUID
     message_id: str | None
+    ahead: bool = False
+    """Claimed before a thread is free for it (pgjobs/worker/claim_ahead.py): with limits, a job
+    whose key has no free slot is left as it is (not parked): its thread claims it when it
+    runs, by then often with a slot, so a job claimed ahead never holds a slot it cannot use."""
 
 
 def claim_many(
@@ -1101,7 +1132,7 @@ def claim_many(
     With limits declared, a worker's round is :func:`claim_round_step` with ``limited``.
     """
     step = claim_round_step(requests, (), lease_seconds=lease_seconds, worker=worker)
-    return claim_round_result(execute_step(conn, step).fetchall(), requests, ())[0]
+    return claim_round_result(execute_step(conn, step).fetchall(), requests, ()).claimed
 
 
 def claim_round_step(
@@ -1130,16 +1161,36 @@ def claim_round_step(
     return Step(CLAIM_AND_COMPLETE_LIMITED if limited else CLAIM_AND_COMPLETE, params)
 
 
+class RoundResult(NamedTuple):
+    """The answers of a worker's round, in the order of its requests and completions."""
+
+    claimed: list[ClaimedJob | None]
+    """Per claim request: the job, or None (a duplicate, or parked for a slot or a rate)."""
+    held: list[bool]
+    """Per completion: written (False: the attempt's lease was lost, nothing written)."""
+    frees: list[bool]
+    """Per completion: its concurrency key has a waiting job and room for it now (release)."""
+
+
 def claim_round_result(
     rows: Sequence[Any], requests: Sequence[ClaimRequest], completions: Sequence[Completion]
-) -> tuple[list[ClaimedJob | None], list[bool]]:
+) -> RoundResult:
     """The rows of :func:`claim_round_step`'s statement: one answer per request and one per
     completion, in order."""
     if not completions:
-        return _claimed_in_order(rows, len(requests)), []
-    done = {row.id for row in rows if not row.is_claim}
+        return RoundResult(_claimed_in_order(rows, len(requests)), [], [])
     claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
-    return claimed, [c.job_id in done for c in completions]
+    return RoundResult(claimed, *_completed_in_order(rows, completions))
+
+
+def _completed_in_order(
+    rows: Sequence[Any], completions: Sequence[Completion]
+) -> tuple[list[bool], list[bool]]:
+    """(held, frees) per completion from a round's rows (claim rows, if any, ignored)."""
+    frees = {row.id: bool(row.frees) for row in rows if not getattr(row, "is_claim", False)}
+    return [c.job_id in frees for c in completions], [
+        frees.get(c.job_id, False) for c in completions
+    ]
 
 
 def _rate_params(rates: RateCheck | None) -> dict[str, Any]:
@@ -1160,6 +1211,7 @@ def _claim_params(
         "ids": [r.job_id for r in requests],
         "tenant_ids": [r.tenant_id for r in requests],
         "message_ids": [r.message_id for r in requests],
+        "aheads": [r.ahead for r in requests],
         "lease_seconds": lease_seconds,
         "worker": worker,
     }
@@ -1296,7 +1348,8 @@ _COMPLETE_CTES = """
         -- primary-key lookups only (see CLAIM)
         WHERE j.id = i.id AND j.id = ANY(CAST(:done_ids AS bigint[]))
           AND (j.status = 'active' AND j.attempts = i.attempt) IS TRUE
-        RETURNING j.id, j.tenant_id, j.attempts, i.duration_ms
+        RETURNING j.id, j.tenant_id, j.attempts, i.duration_ms, j.concurrency_key,
+                  j.concurrency_max
     ), done_events AS (
         INSERT INTO job_events (job_id, tenant_id, event_type, data)
         SELECT id, tenant_id, 'completed',
@@ -1304,17 +1357,44 @@ _COMPLETE_CTES = """
         FROM done ORDER BY id
     )"""
 
-COMPLETE = text(f"WITH {_COMPLETE_CTES} SELECT id FROM done")  # noqa: S608
+# Whether a completed job frees a slot that a waiting job of its concurrency key can take: one
+# waits, and the key's jobs in flight, less those this statement completes (its snapshot still
+# sees them active), are under the key's maximum (counted no further than that: a key's backlog
+# can be long). Only then does the worker run a release (pgjobs/worker/limits.py): during a
+# backlog a key's queued jobs fill its room, and a release per round that found none was most of
+# a limited drain's extra cost (docs/limits.md). A hint read without the key's lock: a job
+# parked while this statement ran is released by its parker.
+_FREES_WAITING = f""", done_keys AS (
+        SELECT concurrency_key AS key, count(*) AS n, max(concurrency_max) AS max
+        FROM done WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key
+    ), freeing AS (
+        SELECT k.key FROM done_keys k
+        -- CASE: the count only for a key that has a waiting job (most have none)
+        WHERE CASE WHEN EXISTS (SELECT 1 FROM content_jobs w
+                                WHERE w.concurrency_key = k.key AND w.status = 'waiting'
+                                  AND w.rate_key IS NULL)
+                   THEN (SELECT count(*) FROM (
+                           SELECT 1 FROM content_jobs a
+                           WHERE a.concurrency_key = k.key AND {_IN_FLIGHT}
+                           LIMIT k.max + k.n) f) - k.n < k.max
+                   ELSE false END
+    )"""  # noqa: S608 - constant fragments
+_FREES = "coalesce(d.concurrency_key IN (SELECT key FROM freeing), false)"
+
+COMPLETE = text(
+    f"WITH {_COMPLETE_CTES}{_FREES_WAITING} SELECT d.id, {_FREES} AS frees FROM done d"  # noqa: S608
+)
 
 _ROUND_SELECT = (
-    f"SELECT true AS is_claim, {_CLAIMED_COLUMNS} FROM claimed "  # noqa: S608
-    "UNION ALL SELECT false, id"
+    f"SELECT true AS is_claim, {_CLAIMED_COLUMNS}, false AS frees FROM claimed "  # noqa: S608
+    "UNION ALL SELECT false, d.id"
     + ", NULL" * _CLAIMED_COLUMNS.count(",")  # a NULL for every claimed column but the id
-    + " FROM done"
+    + f", {_FREES} FROM done d"
 )
-CLAIM_AND_COMPLETE = text(f"WITH {_CLAIM_CTES}, {_COMPLETE_CTES} {_ROUND_SELECT}")
-CLAIM_AND_COMPLETE_LIMITED = text(f"WITH {_CLAIM_CTES_LIMITED}, {_COMPLETE_CTES} {_ROUND_SELECT}")
-CLAIM_AND_COMPLETE_RATED = text(f"WITH {_CLAIM_CTES_RATED}, {_COMPLETE_CTES} {_ROUND_SELECT}")
+_ROUND_CTES = f"{_COMPLETE_CTES}{_FREES_WAITING} {_ROUND_SELECT}"
+CLAIM_AND_COMPLETE = text(f"WITH {_CLAIM_CTES}, {_ROUND_CTES}")
+CLAIM_AND_COMPLETE_LIMITED = text(f"WITH {_CLAIM_CTES_LIMITED}, {_ROUND_CTES}")
+CLAIM_AND_COMPLETE_RATED = text(f"WITH {_CLAIM_CTES_RATED}, {_ROUND_CTES}")
 """A worker process's round (pgjobs/worker/state_writer.py): its claims and completions in one
 statement, so one commit. Never with a job both claimed and completed (the writer keeps them
 apart): one statement must not update a row twice."""
@@ -1333,8 +1413,16 @@ class Completion:
 def complete_many(conn: Connection, completions: Sequence[Completion]) -> list[bool]:
     """active -> succeeded for each completion, in one statement. One answer per completion,
     in order; False: that attempt's lease was lost and nothing was written for it."""
-    done = {row.id for row in _run(conn, COMPLETE, _complete_params(completions))}
-    return [c.job_id in done for c in completions]
+    return complete_round(conn, completions)[0]
+
+
+def complete_round(
+    conn: Connection, completions: Sequence[Completion]
+) -> tuple[list[bool], list[bool]]:
+    """:func:`complete_many`, with whether each completion frees a slot for a waiting job
+    (:class:`RoundResult`'s ``held`` and ``frees``)."""
+    rows = _run(conn, COMPLETE, _complete_params(completions)).fetchall()
+    return _completed_in_order(rows, completions)
 
 
 def _complete_params(completions: Sequence[Completion]) -> dict[str, Any]:
@@ -1487,8 +1575,9 @@ def _release_statement(key: str, maximum: str, status: str, reason: str) -> Text
         SELECT DISTINCT k FROM unnest(CAST(:keys AS text[])) AS u(k)
     ), free AS (
         -- a key's room: its maximum less its jobs in flight (running, or due and on their way)
-        SELECT k.k AS key, greatest(0, m.max - (
-            SELECT count(*) FROM content_jobs a WHERE a.{key} = k.k AND {_IN_FLIGHT})) AS n
+        SELECT k.k AS key, greatest(0, m.max - (SELECT count(*) FROM (
+            SELECT 1 FROM content_jobs a WHERE a.{key} = k.k AND {_IN_FLIGHT}
+            LIMIT m.max) f)) AS n
         FROM keys k
         CROSS JOIN LATERAL (
             SELECT {maximum} AS max FROM content_jobs
