@@ -339,3 +339,39 @@ def test_a_claim_made_ahead_leaves_a_full_key_alone_and_a_completion_says_when_a
         assert [r.id for r in sm.release_waiting(conn, [key])] == [ids[2]]
         # nothing waits any more: the last completion frees nothing to release
         assert sm.complete_round(conn, [sm.Completion(ids[3], 1, "null", 1.0)]) == ([True], [False])
+
+
+def test_a_job_left_unclaimed_ahead_is_claimed_in_the_next_fetchs_round(
+    tenant_id: uuid.UUID,
+) -> None:
+    """Claims made ahead leave a job whose key is full in hand, unclaimed; once a slot frees,
+    the round of the next fetch claims it, so its thread finds it claimed and it never waits."""
+    from dramatiq import Message
+
+    from pgjobs.db.jobs import state_machine as sm
+    from pgjobs.worker.claim_ahead import ClaimAhead, NotClaimed
+    from pgjobs.worker.leases import LeaseKeeper
+    from pgjobs.worker.state_writer import StateWriter
+
+    ids = _enqueue(tenant_id, ["solo"] * 3, seconds=0)
+    flush()
+    writer = StateWriter(worker="t")
+    keeper = LeaseKeeper(lease_seconds=30, heartbeat_seconds=10, grace=1)
+    ahead = ClaimAhead(lambda: writer, lambda: keeper)
+    messages = [
+        Message("q", "run_job", (i, str(tenant_id)), {}, {}, message_id=f"m{i}") for i in ids
+    ]
+    ahead.claim_fetched(messages)
+    assert status_counts(tenant_id) == {"active": 2, "queued": 1}
+    first = ahead.take(f"m{ids[0]}")
+    assert isinstance(first, sm.ClaimedJob)
+    with autocommit() as conn:
+        assert sm.complete_many(conn, [sm.Completion(first.id, first.attempt, "1", 1.0)])
+    ahead.claim_fetched([])  # a fetch that found nothing new: the one in hand rides along
+    third = ahead.take(f"m{ids[2]}")
+    assert isinstance(third, sm.ClaimedJob) and third.id == ids[2]
+    assert types_of(tenant_id, ids[2]) == [EventType.ENQUEUED, EventType.STARTED]
+    assert ahead.take("never fetched") is NotClaimed.NOT_CLAIMED
+    second = ahead.take(f"m{ids[1]}")
+    assert isinstance(second, sm.ClaimedJob)
+    assert keeper._held == {}  # every claim taken: none held for a thread any more

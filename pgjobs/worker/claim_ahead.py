@@ -10,11 +10,13 @@ queued, the attempt given back) when the worker stops, and as soon as Dramatiq i
 their message without a thread having taken the claim (it refused the message).
 
 A job that is not claimed here (a duplicate message, or a job of a concurrency key with no free
-slot: the claim leaves it as it is instead of parking it, docs/limits.md) is claimed by its
-thread when the thread takes its message. So a slot is never held by a job claimed ahead that
-could not have started, and a job parks only if its key is still full when a thread is free
-for it (with 3 messages per thread in hand, claiming ahead parked 7% of a drain's jobs over 20
-keys of 3 slots; leaving them to their threads, under 2%).
+slot: the claim leaves it as it is instead of parking it, docs/limits.md) rides in the rounds
+of the next fetches, by which time its key has often freed a slot, and else is claimed by its
+thread when the thread takes its message (a thread waits for a round that holds its message's
+claim). So a slot is never held by a job claimed ahead that could not have started, and a job
+parks only if its key is still full when a thread is free for it (with 3 messages per thread
+in hand, claiming ahead parked 7% of a drain's jobs over 20 keys of 3 slots; leaving them to
+their threads, under 2%).
 
 Only messages the consumer has checked (pgjobs/worker/messages.py) are claimed here: a junk message
 carrying a real job's ids must not claim it.
@@ -46,51 +48,80 @@ class NotClaimed(enum.Enum):
     NOT_CLAIMED = "not claimed"
 
 
+RETRIES = 2
+"""How many more fetches' rounds a message not claimed ahead rides in before only its thread
+tries (a duplicate, which no round claims, costs a primary-key lookup per round until then)."""
+
+
 class ClaimAhead:
     def __init__(
         self, writer: Callable[[], StateWriter], keeper: Callable[[], LeaseKeeper]
     ) -> None:
         self._writer = writer
         self._keeper = keeper
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._claimed: dict[str, sm.ClaimedJob] = {}
+        self._unclaimed: dict[str, tuple[sm.ClaimRequest, int]] = {}
+        """Messages in hand not claimed yet (no free slot for their key, or duplicates), and how
+        many more rounds they may ride in."""
+        self._in_round: set[str] = set()
+        """Messages whose claim is in a round now: their threads wait for its answer."""
 
     def claim_fetched(self, messages: list[Any]) -> None:
-        """Claim the jobs of freshly fetched, checked messages (Dramatiq ``Message`` objects).
-        Raises nothing: a batch not claimed here is claimed by the threads, one by one."""
+        """Claim the jobs of freshly fetched, checked messages (Dramatiq ``Message`` objects),
+        with those still in hand that a round before left unclaimed. Raises nothing: a message
+        not claimed here is claimed by its thread."""
         by_job: dict[int, sm.ClaimRequest] = {}
-        with self._lock:
-            pending = set(self._claimed)
-        for request in map(_request, messages):
-            # a duplicate (same job, or the same message fetched again) is claimed by its thread
-            if request is not None and request.message_id not in pending:
-                by_job.setdefault(request.job_id, request)
-        distinct = list(by_job.values())
+        retries: dict[str, int] = {}
+        with self._cond:
+            known = self._claimed.keys() | self._unclaimed.keys() | self._in_round
+            for request in map(_request, messages):
+                # the same job twice, or a message fetched again: only its thread claims it
+                if request is not None and request.message_id not in known:
+                    by_job.setdefault(request.job_id, request)
+            for message_id, (request, left) in list(self._unclaimed.items()):
+                if request.job_id not in by_job:
+                    del self._unclaimed[message_id]
+                    by_job[request.job_id] = request
+                    retries[message_id] = left - 1
+            distinct = list(by_job.values())
+            self._in_round.update(r.message_id for r in distinct if r.message_id is not None)
         if not distinct:
             return
+        results: list[sm.ClaimedJob | None] = [None] * len(distinct)
         try:
             results = self._writer().claim(distinct)
         except Exception as exc:  # noqa: BLE001 - the threads claim these themselves
             log.warning("claim_ahead.failed", error_type=type(exc).__name__, jobs=len(distinct))
-            return
-        with self._lock:
+        with self._cond:
             for request, job in zip(distinct, results, strict=True):
-                # not claimed (a duplicate, or no slot for it yet): its thread claims it itself
-                if job is not None and request.message_id is not None:
-                    self._claimed[request.message_id] = job
+                mid = request.message_id
+                assert mid is not None
+                self._in_round.discard(mid)
+                left = retries.get(mid, RETRIES)
+                if job is not None:
+                    self._claimed[mid] = job
+                elif left > 0:
+                    self._unclaimed[mid] = (request, left)
+            self._cond.notify_all()
+        claimed = {r.message_id: job for r, job in zip(distinct, results, strict=True) if job}
+        if not claimed:
+            return
         try:
-            self._keeper().hold([(job.id, job.attempt) for job in results if job is not None])
+            self._keeper().hold([(job.id, job.attempt) for job in claimed.values()])
         except Exception as exc:  # noqa: BLE001 - a claim must not wait unheld: give it back
             log.warning("claim_ahead.hold_failed", error_type=type(exc).__name__)
-            self.release(messages, requeued=False)
+            self._give_back({m for m in claimed if m is not None}, requeued=False)
 
     def take(self, message_id: str | None) -> sm.ClaimedJob | NotClaimed:
-        """The claim made for this message, or NOT_CLAIMED (its thread claims it itself).
-        A job taken here is the caller's now: the lease keeper stops holding it (the runner
-        tracks it while it runs)."""
+        """The claim made for this message, or NOT_CLAIMED (its thread claims it itself); waits
+        for a round in flight with its claim. A job taken here is the caller's now: the lease
+        keeper stops holding it (the runner tracks it while it runs)."""
         if message_id is None:
             return NotClaimed.NOT_CLAIMED
-        with self._lock:
+        with self._cond:
+            self._cond.wait_for(lambda: message_id not in self._in_round)
+            self._unclaimed.pop(message_id, None)
             job = self._claimed.pop(message_id, NotClaimed.NOT_CLAIMED)
         if isinstance(job, sm.ClaimedJob):
             self._keeper().unhold([job.id])
@@ -102,18 +133,23 @@ class ClaimAhead:
         stopping), and each job's message id becomes its message's; otherwise the message
         will not run (Dramatiq refused it), and the job keeps its own message id, so its own
         message, or else the relay, delivers it. Messages with nothing claimed cost a lookup."""
-        with self._lock:
-            taken = [(m, self._claimed.pop(m.message_id, None)) for m in messages]
-        jobs = [(m, job) for m, job in taken if isinstance(job, sm.ClaimedJob)]
+        self._give_back({m.message_id for m in messages}, requeued=requeued)
+
+    def _give_back(self, message_ids: set[str], *, requeued: bool) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._in_round.intersection(message_ids))
+            for message_id in message_ids:
+                self._unclaimed.pop(message_id, None)
+            jobs = [(m, self._claimed.pop(m)) for m in message_ids if m in self._claimed]
         if not jobs:
             return
         self._keeper().unhold([job.id for _, job in jobs])
         reason = "worker shutdown" if requeued else "message refused"
         try:
             with autocommit() as conn:
-                for message, job in jobs:
-                    message_id = message.message_id if requeued else None
-                    sm.release(conn, job.id, job.attempt, message_id, reason=reason)
+                for message_id, job in jobs:
+                    given = message_id if requeued else None
+                    sm.release(conn, job.id, job.attempt, given, reason=reason)
         except Exception as exc:  # noqa: BLE001 - their leases expire; the rescuer requeues them
             log.warning("claim_ahead.release_failed", error_type=type(exc).__name__)
             return
