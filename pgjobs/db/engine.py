@@ -55,6 +55,10 @@ def build_engine(url: str, settings: Settings | None = None, *, autocommit: bool
         # No pre-ping: it costs a round trip per checkout. A connection broken by a server
         # restart fails once and is invalidated with its pool (the caller retries).
         pool_recycle=1800,
+        # The connection returned last is the next one out: a worker's writer keeps using one
+        # connection, whose statements are prepared and planned, instead of cycling through
+        # every connection the pool ever opened (each planning the big statements anew).
+        pool_use_lifo=True,
         connect_args=connection_options(settings),
     )
     read_any_timestamp(engine)

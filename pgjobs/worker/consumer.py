@@ -222,8 +222,12 @@ class SafeRedisConsumer(_RedisConsumer):
     def _release_untaken(self, message: Any) -> None:
         """A message is done with, and no thread took its claim: Dramatiq refused it (nacked
         it, or skipped it) after it was claimed. Its job goes back to the queue now, rather
-        than be held by the lease keeper for ever (a lookup when there is none)."""
-        claim_ahead().release([message], requeued=False)
+        than be held by the lease keeper for ever (a lookup when there is none). Not on a
+        delay queue: nothing is claimed from one, and the ack of a delayed message that is
+        due comes after Dramatiq put it, under the same message id, on its queue, where it
+        may already be claimed (a rate-limited job was given back that way)."""
+        if not self._delays:
+            claim_ahead().release([message], requeued=False)
 
     def requeue(self, messages: Any) -> None:
         """Dramatiq gives back the messages a stopping worker did not run: release their
@@ -231,7 +235,8 @@ class SafeRedisConsumer(_RedisConsumer):
         messages = list(messages)
         for message in messages:
             self._etas.pop(message.message_id, None)
-        claim_ahead().release(messages, requeued=True)
+        if not self._delays:
+            claim_ahead().release(messages, requeued=True)
         super().requeue(messages)
 
     def close(self) -> None:

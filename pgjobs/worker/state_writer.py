@@ -109,6 +109,7 @@ def limited_round(
     ids = [r.job_id for r in requests]
     rates = rate_check(conn, ids)  # reads payloads only, before any lock
     steps = [
+        sm.generic_plans_step(),
         sm.lock_keys_step(ids, rates.keys if rates else ()),
         sm.claim_round_step(
             requests,
@@ -126,8 +127,8 @@ def limited_round(
     if at_thread:
         steps.append(sm.parked_keys_step(at_thread))
     rows = run_pipelined(conn, steps)
-    answers = sm.claim_round_result(rows[1], requests, completions)
-    parked = sm.released_of(rows[2]) if rates is not None else []
+    answers = sm.claim_round_result(rows[2], requests, completions)
+    parked = sm.released_of(rows[3]) if rates is not None else []
     parked_keys = [row.key for row in rows[-1]] if at_thread else []
     return LimitedRound(answers, parked, parked_keys)
 
