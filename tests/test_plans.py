@@ -71,26 +71,57 @@ def test_batched_transitions_use_the_primary_key(
 ) -> None:
     """Planned on the hot path's own connections (the autocommit engine's), as prepared
     statements are: on a tiny table too, where a sequential scan is the cheaper plan at that
-    moment and a cached generic plan would keep scanning the table as it grows."""
+    moment and a cached generic plan would keep scanning the table as it grows. A limited
+    round always runs generic plans (docs/limits.md): its statements must find a key's jobs
+    through the key indexes, never through a status index or a hash of every waiting job."""
     jobs = _enqueue_backlog(tenant_id, backlog)
     ids = array_literal([j.id for j in jobs[:3]])
     tenants = array_literal([tenant_id] * 3)
     texts = array_literal(["m1", "m2", "m3"])
     numbers = array_literal([1, 1, 1])
-    claim = {"ids": ids, "tenant_ids": tenants, "message_ids": texts, "lease_seconds": 30}
+    flags = array_literal([True, False, True])
+    claim = {
+        "ids": ids,
+        "tenant_ids": tenants,
+        "message_ids": texts,
+        "aheads": flags,
+        "lease_seconds": 30,
+        "worker": "w",
+    }
     done = {"done_ids": ids, "done_attempts": numbers, "results": texts, "durations": numbers}
     statements = {
         "MARK_SENT": (sm.MARK_SENT, {"ids": ids}),
         "RESEND": (sm.RESEND, {"ids": ids, "message_ids": texts, "reason": "test"}),
-        "CLAIM": (sm.CLAIM, {**claim, "worker": "w"}),
-        "COMPLETE": (sm.COMPLETE, done),
-        "CLAIM_AND_COMPLETE": (sm.CLAIM_AND_COMPLETE, {**claim, **done, "worker": "w"}),
+        "CLAIM": (sm.CLAIM, claim),
         "EXTEND_LEASES": (sm.EXTEND_LEASES, {"ids": ids, "attempts": numbers, "lease_seconds": 30}),
+        "LOCK_LIMIT_KEYS": (sm.LOCK_LIMIT_KEYS, {"ids": ids}),
+        "LOCK_LIMIT_AND_RATE_KEYS": (sm.LOCK_LIMIT_AND_RATE_KEYS, {"ids": ids, "rate_keys": texts}),
+        "PARKED_KEYS": (sm.PARKED_KEYS, {"ids": ids}),
+    }
+    # these also look up the keys of the batch's limited jobs, through the key index
+    by_key = {
+        "COMPLETE": (sm.COMPLETE, done),
+        "CLAIM_AND_COMPLETE": (sm.CLAIM_AND_COMPLETE, {**claim, **done}),
+        "CLAIM_LIMITED": (sm.CLAIM_LIMITED, claim),
+        "CLAIM_AND_COMPLETE_LIMITED": (sm.CLAIM_AND_COMPLETE_LIMITED, {**claim, **done}),
+    }
+    rates = {"rate_ids": ids, "rate_keys": texts, "rate_ns": numbers, "rate_pers": numbers}
+    # and, with rates, the keys' windows and their lines of waiting jobs
+    by_rate = {
+        "CLAIM_RATED": (sm.CLAIM_RATED, {**claim, **rates}),
+        "CLAIM_AND_COMPLETE_RATED": (sm.CLAIM_AND_COMPLETE_RATED, {**claim, **done, **rates}),
     }
     with autocommit() as conn:
         for name, (statement, params) in statements.items():
             used = _generic_plan_indexes(conn, statement, params) - {"pk_tenants"}
             assert used == {"pk_content_jobs"}, f"{name} uses {sorted(used)}"
+        for name, (statement, params) in by_key.items():
+            used = _generic_plan_indexes(conn, statement, params) - {"pk_tenants"}
+            assert used == {"pk_content_jobs", "ix_content_jobs_concurrency_key"}, name
+        for name, (statement, params) in by_rate.items():
+            used = _generic_plan_indexes(conn, statement, params) - {"pk_tenants"}
+            keys = {"ix_content_jobs_concurrency_key", "ix_content_jobs_rate_key"}
+            assert used == {"pk_content_jobs", "pk_rate_windows"} | keys, name
 
 
 @BACKLOGS

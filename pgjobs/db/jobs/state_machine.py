@@ -865,7 +865,8 @@ LOCK_LIMIT_KEYS = text(
     -- hash's), so two claim rounds never wait for each other's keys in a cycle
     SELECT count(pg_advisory_xact_lock(h)) FROM (
         SELECT DISTINCT hashtextextended(concurrency_key, 0) AS h FROM content_jobs
-        WHERE id = ANY(CAST(:ids AS bigint[])) AND concurrency_key IS NOT NULL
+        -- primary-key lookups: `IS TRUE` keeps the plan off the (partial) key index
+        WHERE id = ANY(CAST(:ids AS bigint[])) AND (concurrency_key IS NOT NULL) IS TRUE
         ORDER BY 1
     ) k
     """
@@ -876,8 +877,10 @@ PARKED_KEYS = text(
     """
     SELECT DISTINCT concurrency_key AS key FROM content_jobs
     -- parked for a slot by this transaction: its rows are locked, and now() is its own start
-    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'waiting' AND rate_key IS NULL
-      AND concurrency_key IS NOT NULL AND updated_at = now()
+    -- (primary-key lookups only: `IS TRUE` hides the rest from the status and key indexes)
+    WHERE id = ANY(CAST(:ids AS bigint[]))
+      AND (status = 'waiting' AND rate_key IS NULL AND concurrency_key IS NOT NULL
+           AND updated_at = now()) IS TRUE
     """
 )
 
@@ -928,7 +931,7 @@ LOCK_LIMIT_AND_RATE_KEYS = text(
     SELECT count(pg_advisory_xact_lock(h)) FROM (
         SELECT DISTINCT h FROM (
             SELECT hashtextextended(concurrency_key, 0) AS h FROM content_jobs
-            WHERE id = ANY(CAST(:ids AS bigint[])) AND concurrency_key IS NOT NULL
+            WHERE id = ANY(CAST(:ids AS bigint[])) AND (concurrency_key IS NOT NULL) IS TRUE
             UNION ALL
             SELECT hashtextextended('rate:' || k, 0) FROM unnest(CAST(:rate_keys AS text[])) u(k)
         ) x
@@ -1379,10 +1382,12 @@ _FREES_WAITING = f""", done_keys AS (
         FROM done WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key
     ), freeing AS (
         SELECT k.key FROM done_keys k
-        -- CASE: the count only for a key that has a waiting job (most have none)
-        WHERE CASE WHEN EXISTS (SELECT 1 FROM content_jobs w
-                                WHERE w.concurrency_key = k.key AND w.status = 'waiting'
-                                  AND w.rate_key IS NULL)
+        -- CASE: the count only for a key that has a waiting job (most have none); a scalar
+        -- subquery per key, not EXISTS, which the planner may turn into a hash of every
+        -- waiting job of every key
+        WHERE CASE WHEN (SELECT true FROM content_jobs w
+                         WHERE w.concurrency_key = k.key AND w.status = 'waiting'
+                           AND w.rate_key IS NULL LIMIT 1)
                    THEN (SELECT count(*) FROM (
                            SELECT 1 FROM content_jobs a
                            WHERE a.concurrency_key = k.key AND {_IN_FLIGHT}
