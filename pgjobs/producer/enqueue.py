@@ -49,7 +49,7 @@ log = get_logger(__name__)
 _SMALLINT = 32767
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class JobRequest:
     """One job for :func:`enqueue_many` (same options as :func:`enqueue`)."""
 
@@ -164,17 +164,19 @@ def prepare_requests(requests: object, actor: object = None) -> Prepared:
         checked = as_text(actor, "actor", min_length=1, max_length=200, error=InvalidOption)
     settings = get_settings()
     message_ids = broker.new_message_ids(len(given))
-    rows = []
+    tenant_ids = []
     queues = []
+    rows = []
     for index, request in enumerate(given):
         try:
-            row, queue = _prepare(request, settings, message_ids[index])
+            tenant_id, queue, row = _prepare(request, settings, message_ids[index])
         except ProducerError as exc:
             exc.index = index
             raise
-        rows.append(row)
+        tenant_ids.append(tenant_id)
         queues.append(queue)
-    jobs = sm.NewJobs.of_rows(rows, checked, settings.fair_share_in_flight)
+        rows.append(row)
+    jobs = sm.NewJobs.of_rows(tenant_ids, rows, checked, settings.fair_share_in_flight)
     return Prepared(jobs, queues)
 
 
@@ -224,30 +226,35 @@ def outgoing_messages(prepared: Prepared, inserted: sm.Inserted) -> list[broker.
     return out
 
 
-def _prepare(request: object, settings: Settings, message_id: str) -> tuple[sm.NewJobRow, str]:
+def _prepare(
+    request: object, settings: Settings, message_id: str
+) -> tuple[uuid.UUID, str, sm.NewJobRow]:
     """Validate one request completely before anything touches the database: this is the
-    boundary of enqueue and enqueue_many, every argument checked here. Its row (the columns of
-    ``sm.NewJobs``) and its queue."""
+    boundary of enqueue and enqueue_many, every argument checked here. Its tenant, its queue
+    and the rest of its row (the other columns of ``sm.NewJobs``)."""
     if not isinstance(request, JobRequest):
         raise InvalidOption.for_field("requests", "must hold JobRequest items")
     job_type = request.type if isinstance(request.type, JobType) else get_job_type(request.type)
     tenant_id = as_uuid(request.tenant_id, "tenant_id", InvalidOption)
     payload_json = validated_payload(job_type, request.payload, settings.max_payload_bytes)
     run_at, delay_seconds = _due(request.delay, request.run_at)
+    # as_int's checks, skipped for a plain int in range (the common case, checked in a line)
     priority = job_type.priority if request.priority is None else request.priority
-    priority = as_int(priority, "priority", -_SMALLINT, _SMALLINT, InvalidOption)
+    if type(priority) is not int or not -_SMALLINT <= priority <= _SMALLINT:
+        priority = as_int(priority, "priority", -_SMALLINT, _SMALLINT, InvalidOption)
     max_attempts = job_type.max_attempts if request.max_attempts is None else request.max_attempts
-    max_attempts = as_int(max_attempts, "max_attempts", 1, 100, InvalidOption)
+    if type(max_attempts) is not int or not 1 <= max_attempts <= 100:
+        max_attempts = as_int(max_attempts, "max_attempts", 1, 100, InvalidOption)
     key = request.idempotency_key
     if key is not None:
         key = as_text(key, "idempotency_key", min_length=1, max_length=200, error=InvalidOption)
     row = (
-        tenant_id, job_type.name, payload_json, message_id, max_attempts, priority, run_at,
-        delay_seconds, key, _concurrency_key(job_type, tenant_id, payload_json),
+        job_type.name, payload_json, message_id, max_attempts, priority, run_at, delay_seconds,
+        key, _concurrency_key(job_type, tenant_id, payload_json),
         job_type.concurrency.max if job_type.concurrency else None,
         share_key(job_type.queue, tenant_id, settings.fair_queues),
     )  # fmt: skip
-    return row, job_type.queue
+    return tenant_id, job_type.queue, row
 
 
 def _concurrency_key(job_type: JobType[Any], tenant_id: uuid.UUID, payload: str) -> str | None:

@@ -22,10 +22,12 @@ The legal moves (docs/architecture.md)::
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import Connection, TextClause, text
@@ -108,10 +110,12 @@ class InsertedJob:
 
 
 NewJobRow = tuple[
-    uuid.UUID, str, str, str, int, int, datetime | None, float | None,
+    str, str, str, int, int, datetime | None, float | None,
     str | None, str | None, int | None, str | None,
 ]  # fmt: skip
-"""One job of :class:`NewJobs`: its values in the order of the columns."""
+"""One job of :class:`NewJobs` but its tenant: its values in the order of the columns. Without
+the tenant (a ``UUID``) it holds only values the garbage collector stops tracking at its first
+pass, so a batch's rows are not promoted to its older generations while they wait."""
 
 
 @dataclass(slots=True)
@@ -139,24 +143,27 @@ class NewJobs:
 
     @classmethod
     def of_rows(
-        cls, rows: Sequence[NewJobRow], actor: str | None, share_in_flight: int | None
+        cls,
+        tenant_ids: list[uuid.UUID],
+        rows: Sequence[NewJobRow],
+        actor: str | None,
+        share_in_flight: int | None,
     ) -> NewJobs:
         c: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-        c = c or [[] for _ in range(12)]
-        return cls(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11],
+        c = c or [[] for _ in range(11)]
+        return cls(tenant_ids, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
                    actor, share_in_flight)  # fmt: skip
 
     @classmethod
     def of(cls, jobs: Sequence[NewJob]) -> NewJobs:
         rows = [
-            (j.tenant_id, j.type, j.payload_json, j.message_id, j.max_attempts, j.priority,
-             j.run_at, j.delay_seconds, j.idempotency_key, j.concurrency_key, j.concurrency_max,
-             j.share_key)
+            (j.type, j.payload_json, j.message_id, j.max_attempts, j.priority, j.run_at,
+             j.delay_seconds, j.idempotency_key, j.concurrency_key, j.concurrency_max, j.share_key)
             for j in jobs
         ]  # fmt: skip
         actor = jobs[0].actor if jobs else None
         share_in_flight = next((j.share_in_flight for j in jobs if j.share_key), None)
-        return cls.of_rows(rows, actor, share_in_flight)
+        return cls.of_rows([j.tenant_id for j in jobs], rows, actor, share_in_flight)
 
     def __len__(self) -> int:
         return len(self.message_ids)
@@ -177,7 +184,7 @@ class NewJobs:
             "limit_maxes": self.limit_maxes,
             "share_keys": self.share_keys,
             "share_in_flight": self.share_in_flight,
-            "n_tenants": len(set(self.tenant_ids)),
+            "n_tenants": _distinct(self.tenant_ids),
             "actor": self.actor,
         }
 
@@ -199,6 +206,14 @@ class NewJobs:
             "share_key": self.share_keys[0],
             "share_in_flight": self.share_in_flight,
         }
+
+
+def _distinct(values: list[Any]) -> int:
+    """How many distinct values (one, checked in C, when all are the same object: a UUID
+    hashes in Python)."""
+    if values and all(map(operator.is_, values, repeat(values[0]))):
+        return 1
+    return len(set(values))
 
 
 _STATUS = {status.value: status for status in JobStatus}
