@@ -190,7 +190,21 @@ def array_literal(values: list[Any]) -> str:
     first = values[0]
     if all(map(operator.is_, values, repeat(first))):
         return "{" + ",".join([_element(first)] * len(values)) + "}"
+    if all(map(operator.is_, map(type, values), repeat(str))):
+        return _text_array(values)
     return "{" + ",".join(map(_element, values)) + "}"
+
+
+def _text_array(values: list[str]) -> str:
+    """Strings quoted and escaped all at once rather than one by one (a batch's payloads and
+    message ids): joined by NUL, which no PostgreSQL text holds; one that does is written
+    element by element, and PostgreSQL refuses it as before."""
+    joined = "\0".join(values)
+    if joined.count("\0") != len(values) - 1:
+        return "{" + ",".join(map(_element, values)) + "}"
+    if '"' in joined or "\\" in joined:
+        joined = joined.replace("\\", "\\\\").replace('"', '\\"')
+    return '{"' + joined.replace("\0", '","') + '"}'
 
 
 def _element(value: Any) -> str:
