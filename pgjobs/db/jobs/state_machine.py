@@ -426,12 +426,8 @@ def insert_columns_plan(jobs: NewJobs) -> Plan[Inserted]:
     """The outbox INSERT of jobs given as columns (``enqueue_many``'s form), its answer as
     columns too: no object per job on either side."""
     inserted = Inserted.none(len(jobs))
-    ids, statuses, run_ats, dues = (
-        inserted.ids,
-        inserted.statuses,
-        inserted.run_ats,
-        inserted.due_in_ms,
-    )
+    ids, statuses = inserted.ids, inserted.statuses
+    run_ats, dues = inserted.run_ats, inserted.due_in_ms
     if len(jobs) == 1:
         rows = yield Step(INSERT_ONE_PENDING, jobs.one())
         for row in rows:  # none: its key was taken, or its tenant is unknown
