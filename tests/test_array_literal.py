@@ -31,6 +31,21 @@ def test_text_arrays_round_trip(session_db_url: str, values: list[str | None]) -
     assert row is not None and row[0] == values
 
 
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(TEXT, min_size=2, max_size=20))
+def test_string_arrays_written_at_once_round_trip(session_db_url: str, values: list[str]) -> None:
+    """Only strings: quoted and escaped in one pass over the joined text."""
+    with psycopg.connect(_conninfo(session_db_url)) as conn:
+        row = conn.execute("SELECT CAST(%s AS text[])", (array_literal(values),)).fetchone()
+    assert row is not None and row[0] == values
+
+
+def test_a_string_holding_nul_is_written_on_its_own() -> None:
+    """NUL joins the strings written at once; a string holding one is not joined (PostgreSQL
+    refuses it then, as any text holding NUL)."""
+    assert array_literal(["a", "b\x00c", 'd"']) == '{"a","b\x00c","d\\""}'
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     ids=st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=20),

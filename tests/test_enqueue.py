@@ -139,6 +139,30 @@ def test_enqueue_many_one_batch(
     assert _count_events(tenant_id) == 50
 
 
+def test_enqueue_many_results_match_the_rows(tenant_id: uuid.UUID) -> None:
+    """Each result, in order, is its own row: the batch's answer gives run_at only where it
+    changes from one row to the next, and a repeated idempotency key matches the job found."""
+    found = enqueue("scheduled_preview", preview(), tenant_id=tenant_id, idempotency_key="k")
+    at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    options: list[dict[str, object]] = [
+        {}, {}, {"delay": 90}, {"run_at": at}, {"idempotency_key": "k"}, {"run_at": at}, {},
+        {"idempotency_key": "new"}, {"delay": 90},
+    ]  # fmt: skip
+    requests = [
+        JobRequest("scheduled_preview", preview(f"T{i}"), tenant_id, **o)  # type: ignore[arg-type]
+        for i, o in enumerate(options)
+    ]
+    jobs = enqueue_many(requests)
+    assert [j.created for j in jobs] == [True] * 4 + [False] + [True] * 4
+    assert jobs[4].id == found.id and jobs[4].message_id == found.message_id
+    assert jobs[3].run_at == jobs[5].run_at == at
+    assert jobs[0].run_at == jobs[1].run_at == jobs[6].run_at < jobs[2].run_at
+    for job in jobs:
+        row = get_job(tenant_id, job.id)
+        assert (job.tenant_id, job.type, job.run_at) == (row.tenant_id, row.type, row.run_at)
+    assert len({j.id for j in jobs}) == len(jobs)
+
+
 def test_delayed_job_goes_to_the_delay_queue(
     tenant_id: uuid.UUID, jobs_env: str, redis_client: redis_lib.Redis
 ) -> None:

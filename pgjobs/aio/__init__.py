@@ -128,7 +128,7 @@ async def enqueue_many(
     with quota_refusals():
         inserted = await _run(insert_plan(prepared))
     await send_and_mark(outgoing_messages(prepared, inserted))
-    return results(inserted)
+    return results(prepared, inserted)
 
 
 async def get_job(tenant_id: uuid.UUID, job_id: int) -> JobRead:

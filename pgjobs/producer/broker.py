@@ -14,8 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
@@ -212,9 +211,9 @@ def stored_form(queue: str, message_id: str, delay: int | None) -> tuple[str, di
     return dq_name(queue), options
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A message to send after commit."""
+class Outgoing(NamedTuple):
+    """A message to send after commit. A named tuple: a batch builds one per job, in a third
+    of the time a frozen dataclass takes."""
 
     job_id: int
     tenant_id: uuid.UUID
@@ -222,15 +221,16 @@ class Outgoing:
     message_id: str
     delay_ms: int | None = None
 
-    def stored(self, now_ms: int) -> tuple[str, str, bytes]:
+    def stored(self, now_ms: int, tenant: str | None = None) -> tuple[str, str, bytes]:
         """``(queue as stored, message id, encoded message)``: exactly the bytes
         ``to_message().encode()`` gives with Dramatiq's default JSON encoder (tests compare
         them), written from a template, with ``now_ms`` as the message's timestamp (and the
-        base of a delay's eta). About a tenth of building and encoding the message."""
+        base of a delay's eta). About a tenth of building and encoding the message.
+        ``tenant``: the tenant id's text, when the caller has it already."""
         queue, prefix = _stored_prefix(self.queue, self.delay_ms is not None)
         eta = "" if self.delay_ms is None else f',"eta":{now_ms + self.delay_ms}'
         body = (
-            f'{prefix}"args":[{self.job_id},"{self.tenant_id}"],"kwargs":{{}},'
+            f'{prefix}"args":[{self.job_id},"{tenant or self.tenant_id}"],"kwargs":{{}},'
             f'"options":{{"redis_message_id":"{self.message_id}"{eta}}},'
             f'"message_id":"{self.message_id}","message_timestamp":{now_ms}}}'
         )
@@ -313,7 +313,12 @@ class Sending:
         self.encoded: list[tuple[str, str, bytes]]
         if not self.hooked and type(dramatiq.get_encoder()) is JSONEncoder:
             now_ms = int(time.time() * 1000)
-            self.encoded = [item.stored(now_ms) for item in outgoing]
+            self.encoded = []
+            tenant_id, tenant = None, ""
+            for item in outgoing:
+                if item.tenant_id is not tenant_id:  # a batch's are mostly one UUID object
+                    tenant_id, tenant = item.tenant_id, str(item.tenant_id)
+                self.encoded.append(item.stored(now_ms, tenant))
             return
         self.messages = [item.to_message() for item in outgoing]
         if self.hooked:

@@ -78,10 +78,13 @@ class EnqueuedJob:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A validated request: its row, and the queue its message goes to."""
+    """Validated requests: their rows (as columns), and the queue each message goes to."""
 
-    row: sm.NewJob
-    queue: str
+    jobs: sm.NewJobs
+    queues: list[str]
+
+    def __len__(self) -> int:
+        return len(self.queues)
 
 
 class JobOptions(TypedDict, total=False):
@@ -131,14 +134,14 @@ def enqueue_many(
     if session is None:
         inserted = _insert_standalone(prepared)
         sender.send_and_mark(outgoing_messages(prepared, inserted))
-        return results(inserted)
+        return results(prepared, inserted)
     with quota_refusals(), wrap_db_errors():
         inserted = run(session.connection(), insert_plan(prepared))
     defer_until_commit(session, outgoing_messages(prepared, inserted))
-    return results(inserted)
+    return results(prepared, inserted)
 
 
-def _insert_standalone(prepared: list[Prepared]) -> list[sm.InsertedJob]:
+def _insert_standalone(prepared: Prepared) -> sm.Inserted:
     """The outbox INSERT committed by itself (autocommit: the statement is the transaction),
     on the thread's held connection (``db.held``), else on one from the pool."""
     with quota_refusals(), held_connection() as held:
@@ -148,7 +151,7 @@ def _insert_standalone(prepared: list[Prepared]) -> list[sm.InsertedJob]:
         return run(conn, insert_plan(prepared))
 
 
-def prepare_requests(requests: object, actor: object = None) -> list[Prepared]:
+def prepare_requests(requests: object, actor: object = None) -> Prepared:
     """Every request validated before anything touches the database (the boundary of
     ``enqueue_many`` here and in ``pgjobs.aio``). An error names the failing request's
     position in ``index``."""
@@ -156,88 +159,102 @@ def prepare_requests(requests: object, actor: object = None) -> list[Prepared]:
         given = list(requests)  # type: ignore[call-overload]
     except TypeError:  # not iterable
         raise InvalidOption.for_field("requests", "must be a sequence of JobRequest") from None
+    checked = None
     if actor is not None:
-        actor = as_text(actor, "actor", min_length=1, max_length=200, error=InvalidOption)
+        checked = as_text(actor, "actor", min_length=1, max_length=200, error=InvalidOption)
     settings = get_settings()
     message_ids = broker.new_message_ids(len(given))
-    prepared = []
+    tenant_ids = []
+    queues = []
+    rows = []
     for index, request in enumerate(given):
         try:
-            prepared.append(_prepare(request, actor, settings, message_ids[index]))
+            tenant_id, queue, row = _prepare(request, settings, message_ids[index])
         except ProducerError as exc:
             exc.index = index
             raise
-    return prepared
+        tenant_ids.append(tenant_id)
+        queues.append(queue)
+        rows.append(row)
+    jobs = sm.NewJobs.of_rows(tenant_ids, rows, checked, settings.fair_share_in_flight)
+    return Prepared(jobs, queues)
 
 
-def insert_plan(prepared: list[Prepared]) -> Plan[list[sm.InsertedJob]]:
+def insert_plan(prepared: Prepared) -> Plan[sm.Inserted]:
     """The outbox INSERT of prepared jobs, for either shell; UnknownTenant when any tenant
     is missing (then nothing was written)."""
-    inserted = yield from sm.insert_pending_plan([p.row for p in prepared])
-    if any(job is None for job in inserted):
+    inserted = yield from sm.insert_columns_plan(prepared.jobs)
+    if not inserted.complete:
         raise UnknownTenant("unknown tenant")
-    return [job for job in inserted if job is not None]
+    return inserted
 
 
-def results(inserted: list[sm.InsertedJob]) -> list[EnqueuedJob]:
+def results(prepared: Prepared, inserted: sm.Inserted) -> list[EnqueuedJob]:
     """What ``enqueue_many`` returns for the rows written (or found by idempotency key)."""
-    return [
-        EnqueuedJob(j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, j.created)
-        for j in inserted
-    ]
+    jobs = prepared.jobs
+    out = []
+    columns = (inserted.ids, jobs.tenant_ids, jobs.types, inserted.statuses, jobs.message_ids)
+    for i, (job_id, tenant_id, type_name, status, message_id, run_at) in enumerate(
+        zip(*columns, inserted.run_ats, strict=True)
+    ):
+        if job_id is None:
+            j = inserted.found[i]
+            out.append(
+                EnqueuedJob(j.id, j.tenant_id, j.type, j.status, j.queue_job_id, j.run_at, False)
+            )
+        else:
+            out.append(EnqueuedJob(job_id, tenant_id, type_name, status, message_id, run_at, True))
+    return out
 
 
-def outgoing_messages(
-    prepared: list[Prepared], inserted: list[sm.InsertedJob]
-) -> list[broker.Outgoing]:
+def outgoing_messages(prepared: Prepared, inserted: sm.Inserted) -> list[broker.Outgoing]:
     """Messages for the rows this call created (an idempotent repeat sends nothing). A job due
     beyond the scheduling horizon gets none now: the relay sends it when it comes near; a held
     one neither: its tenant's fair share sends it."""
     horizon_ms = get_settings().schedule_horizon_seconds * 1000
+    jobs = prepared.jobs
     out = []
-    for p, job in zip(prepared, inserted, strict=True):
-        # a held job is sent when its tenant's fair share frees (pgjobs/producer/shares.py)
-        if job.status is JobStatus.HELD:
+    columns = (inserted.ids, inserted.statuses, inserted.due_in_ms, jobs.tenant_ids)
+    for job_id, status, due_in_ms, tenant_id, queue, message_id in zip(
+        *columns, prepared.queues, jobs.message_ids, strict=True
+    ):
+        if job_id is None:  # found by its idempotency key: not created here
             continue
-        if job.created and job.queue_job_id is not None and job.due_in_ms <= horizon_ms:
-            delay = job.due_in_ms or None
-            out.append(broker.Outgoing(job.id, job.tenant_id, p.queue, job.queue_job_id, delay))
+        # a held job is sent when its tenant's fair share frees (pgjobs/producer/shares.py)
+        if status is not JobStatus.HELD and due_in_ms <= horizon_ms:
+            out.append(broker.Outgoing(job_id, tenant_id, queue, message_id, due_in_ms or None))
     return out
 
 
-def _prepare(request: object, actor: str | None, settings: Settings, message_id: str) -> Prepared:
+def _prepare(
+    request: object, settings: Settings, message_id: str
+) -> tuple[uuid.UUID, str, sm.NewJobRow]:
     """Validate one request completely before anything touches the database: this is the
-    boundary of enqueue and enqueue_many, every argument checked here."""
+    boundary of enqueue and enqueue_many, every argument checked here. Its tenant, its queue
+    and the rest of its row (the other columns of ``sm.NewJobs``)."""
     if not isinstance(request, JobRequest):
         raise InvalidOption.for_field("requests", "must hold JobRequest items")
     job_type = request.type if isinstance(request.type, JobType) else get_job_type(request.type)
     tenant_id = as_uuid(request.tenant_id, "tenant_id", InvalidOption)
     payload_json = validated_payload(job_type, request.payload, settings.max_payload_bytes)
     run_at, delay_seconds = _due(request.delay, request.run_at)
+    # as_int's checks, skipped for a plain int in range (the common case, checked in a line)
     priority = job_type.priority if request.priority is None else request.priority
-    priority = as_int(priority, "priority", -_SMALLINT, _SMALLINT, InvalidOption)
+    if type(priority) is not int or not -_SMALLINT <= priority <= _SMALLINT:
+        priority = as_int(priority, "priority", -_SMALLINT, _SMALLINT, InvalidOption)
     max_attempts = job_type.max_attempts if request.max_attempts is None else request.max_attempts
-    max_attempts = as_int(max_attempts, "max_attempts", 1, 100, InvalidOption)
+    if type(max_attempts) is not int or not 1 <= max_attempts <= 100:
+        max_attempts = as_int(max_attempts, "max_attempts", 1, 100, InvalidOption)
     key = request.idempotency_key
     if key is not None:
         key = as_text(key, "idempotency_key", min_length=1, max_length=200, error=InvalidOption)
-    row = sm.NewJob(
-        tenant_id=tenant_id,
-        type=job_type.name,
-        payload_json=payload_json,
-        message_id=message_id,
-        max_attempts=max_attempts,
-        priority=priority,
-        run_at=run_at,
-        delay_seconds=delay_seconds,
-        idempotency_key=key,
-        actor=actor,
-        concurrency_key=_concurrency_key(job_type, tenant_id, payload_json),
-        concurrency_max=job_type.concurrency.max if job_type.concurrency else None,
-        share_key=share_key(job_type.queue, tenant_id, settings.fair_queues),
-        share_in_flight=settings.fair_share_in_flight,
-    )
-    return Prepared(row, job_type.queue)
+    row = (
+        job_type.name, payload_json, message_id, max_attempts, priority, run_at, delay_seconds,
+        key, _concurrency_key(job_type, tenant_id, payload_json),
+        job_type.concurrency.max if job_type.concurrency else None,
+        share_key(job_type.queue, tenant_id, settings.fair_queues),
+    )  # fmt: skip
+    return tenant_id, job_type.queue, row
 
 
 def _concurrency_key(job_type: JobType[Any], tenant_id: uuid.UUID, payload: str) -> str | None:

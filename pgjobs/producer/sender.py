@@ -36,7 +36,10 @@ MARK_MAX = 5_000
 """Jobs marked by one statement at most; that many waiting are marked at once."""
 EXIT_FLUSH_SECONDS = 10.0
 
-_Marks = list[tuple[Engine, int]]
+_Marks = tuple[list[Engine], list[int]]
+"""Jobs to mark: each one's engine and id, in two lists (no tuple per job: a batch's ids
+waited here long enough to be promoted by the garbage collector, which then ran its full
+collections more often)."""
 
 
 class Marker:
@@ -50,7 +53,7 @@ class Marker:
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._unmarked: _Marks = []
+        self._unmarked: _Marks = ([], [])
         self._unmarked_since = 0.0
         self._flushing = 0  # callers of flush() waiting
         self._added = 0  # jobs ever added
@@ -64,15 +67,16 @@ class Marker:
             return
         engine = engine or get_autocommit_engine()
         with self._changed:
-            first = not self._unmarked
+            first = not self._unmarked[1]
             if first:
                 self._unmarked_since = time.monotonic()
-            self._unmarked.extend((engine, job_id) for job_id in job_ids)
+            self._unmarked[0].extend([engine] * len(job_ids))
+            self._unmarked[1].extend(job_ids)
             self._added += len(job_ids)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pgjobs-marker", daemon=True)
                 self._thread.start()
-            if first or len(self._unmarked) >= MARK_MAX:
+            if first or len(self._unmarked[1]) >= MARK_MAX:
                 self._changed.notify_all()  # the thread sleeps until told there is work
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -98,20 +102,22 @@ class Marker:
             with self._changed:
                 while (wait := self._due_in()) != 0:
                     self._changed.wait(wait)
-                marks, self._unmarked = self._unmarked[:MARK_MAX], self._unmarked[MARK_MAX:]
+                engines, ids = self._unmarked
+                marks = (engines[:MARK_MAX], ids[:MARK_MAX])
+                self._unmarked = (engines[MARK_MAX:], ids[MARK_MAX:])
                 self._unmarked_since = time.monotonic()
             try:
                 self._mark(marks)
             finally:
                 with self._changed:
-                    self._finished += len(marks)
+                    self._finished += len(marks[1])
                     self._changed.notify_all()
 
     def _due_in(self) -> float | None:
         """Seconds until the next round: 0 now, None while no job waits."""
-        if not self._unmarked:
+        if not self._unmarked[1]:
             return None
-        if self._flushing or len(self._unmarked) >= MARK_MAX:
+        if self._flushing or len(self._unmarked[1]) >= MARK_MAX:
             return 0
         return max(0.0, self._unmarked_since + MARK_AFTER_SECONDS - time.monotonic())
 
@@ -119,7 +125,7 @@ class Marker:
     def _mark(marks: _Marks) -> None:
         """pending -> queued, per engine (almost always one). A failed mark only leaves the
         jobs pending with their message sent, which the relay recognises and marks."""
-        for engine, items in groupby(marks, key=lambda item: item[0]):
+        for engine, items in groupby(zip(*marks, strict=True), key=lambda item: item[0]):
             job_ids = [job_id for _, job_id in items]
             try:
                 with autocommit(engine) as conn:

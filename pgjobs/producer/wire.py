@@ -53,8 +53,11 @@ def stored_layout(
     threaded and the asyncio senders write exactly this."""
     by_queue: dict[str, dict[str, bytes]] = {}
     for queue, message_id, body in messages:
-        by_queue.setdefault(f"{namespace}:{queue}", {})[message_id] = body
-    return list(by_queue.items())
+        bodies = by_queue.get(queue)
+        if bodies is None:
+            bodies = by_queue[queue] = {}
+        bodies[message_id] = body
+    return [(f"{namespace}:{queue}", bodies) for queue, bodies in by_queue.items()]
 
 
 def send_arguments(namespace: str, messages: Sequence[tuple[str, str, bytes]]) -> list[bytes]:

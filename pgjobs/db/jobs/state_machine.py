@@ -22,10 +22,12 @@ The legal moves (docs/architecture.md)::
 
 from __future__ import annotations
 
+import operator
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, TextClause, text
@@ -107,6 +109,153 @@ class InsertedJob:
     """Milliseconds from now until ``run_at`` by the database clock (0: due)."""
 
 
+NewJobRow = tuple[
+    str, str, str, int, int, datetime | None, float | None,
+    str | None, str | None, int | None, str | None,
+]  # fmt: skip
+"""One job of :class:`NewJobs` but its tenant: its values in the order of the columns. Without
+the tenant (a ``UUID``) it holds only values the garbage collector stops tracking at its first
+pass, so a batch's rows are not promoted to its older generations while they wait."""
+
+
+@dataclass(slots=True)
+class NewJobs:
+    """Jobs to insert, as the columns ``INSERT_PENDING`` takes (one list per column, one entry
+    per job). ``enqueue_many`` writes a plain tuple per job and transposes them: a
+    :class:`NewJob` per job, with its fourteen fields, cost as much as validating the payload.
+    The fields mean what :class:`NewJob`'s do."""
+
+    tenant_ids: list[uuid.UUID]
+    types: list[str]
+    payloads: list[str]
+    message_ids: list[str]
+    max_attempts: list[int]
+    priorities: list[int]
+    run_ats: list[datetime | None]
+    delays: list[float | None]
+    keys: list[str | None]
+    limit_keys: list[str | None]
+    limit_maxes: list[int | None]
+    share_keys: list[str | None]
+    actor: str | None = None
+    share_in_flight: int | None = None
+    """One size per call (``enqueue_many`` reads the setting once)."""
+
+    @classmethod
+    def of_rows(
+        cls,
+        tenant_ids: list[uuid.UUID],
+        rows: Sequence[NewJobRow],
+        actor: str | None,
+        share_in_flight: int | None,
+    ) -> NewJobs:
+        c: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+        c = c or [[] for _ in range(11)]
+        return cls(tenant_ids, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
+                   actor, share_in_flight)  # fmt: skip
+
+    @classmethod
+    def of(cls, jobs: Sequence[NewJob]) -> NewJobs:
+        rows = [
+            (j.type, j.payload_json, j.message_id, j.max_attempts, j.priority, j.run_at,
+             j.delay_seconds, j.idempotency_key, j.concurrency_key, j.concurrency_max, j.share_key)
+            for j in jobs
+        ]  # fmt: skip
+        actor = jobs[0].actor if jobs else None
+        share_in_flight = next((j.share_in_flight for j in jobs if j.share_key), None)
+        return cls.of_rows([j.tenant_id for j in jobs], rows, actor, share_in_flight)
+
+    def __len__(self) -> int:
+        return len(self.message_ids)
+
+    def params(self) -> dict[str, Any]:
+        """``INSERT_PENDING``'s parameters."""
+        return {
+            "tenant_ids": self.tenant_ids,
+            "types": self.types,
+            "payloads": self.payloads,
+            "message_ids": self.message_ids,
+            "max_attempts": self.max_attempts,
+            "priorities": self.priorities,
+            "run_ats": self.run_ats,
+            "delays": self.delays,
+            "keys": self.keys,
+            "limit_keys": self.limit_keys,
+            "limit_maxes": self.limit_maxes,
+            "share_keys": self.share_keys,
+            "share_in_flight": self.share_in_flight,
+            "n_tenants": _distinct(self.tenant_ids),
+            "actor": self.actor,
+        }
+
+    def one(self) -> dict[str, Any]:
+        """``INSERT_ONE_PENDING``'s parameters, for the first job."""
+        return {
+            "tenant_id": self.tenant_ids[0],
+            "type": self.types[0],
+            "payload": self.payloads[0],
+            "message_id": self.message_ids[0],
+            "max_attempts": self.max_attempts[0],
+            "priority": self.priorities[0],
+            "run_at": self.run_ats[0],
+            "delay": self.delays[0],
+            "idempotency_key": self.keys[0],
+            "actor": self.actor,
+            "limit_key": self.limit_keys[0],
+            "limit_max": self.limit_maxes[0],
+            "share_key": self.share_keys[0],
+            "share_in_flight": self.share_in_flight,
+        }
+
+
+def _distinct(values: list[Any]) -> int:
+    """How many distinct values (one, checked in C, when all are the same object: a UUID
+    hashes in Python)."""
+    if values and all(map(operator.is_, values, repeat(values[0]))):
+        return 1
+    return len(set(values))
+
+
+_STATUS = {status.value: status for status in JobStatus}
+_UNWRITTEN = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class Inserted:
+    """What the outbox INSERT did, by each job's position in its input, as columns again (no
+    object per job: a batch's objects alive across a collection are what makes the garbage
+    collector's full passes come often). ``ids[i]`` None: job ``i`` was not written: its
+    idempotency key matched ``found[i]`` (``created=False``), or some tenant is unknown and
+    nothing was written; its status, run_at and due_in_ms are then placeholders."""
+
+    ids: list[int | None]
+    statuses: list[JobStatus]
+    run_ats: list[datetime]
+    due_in_ms: list[int]
+    found: dict[int, InsertedJob]
+
+    @classmethod
+    def none(cls, count: int) -> Inserted:
+        """``count`` jobs, none written yet."""
+        return cls([None] * count, [JobStatus.PENDING] * count, [_UNWRITTEN] * count,
+                   [0] * count, {})  # fmt: skip
+
+    @property
+    def complete(self) -> bool:
+        """Every job written or found (False: an unknown tenant, nothing written)."""
+        return all(job_id is not None or i in self.found for i, job_id in enumerate(self.ids))
+
+    def job(self, jobs: NewJobs, i: int) -> InsertedJob | None:
+        """Job ``i`` as one object (what :func:`insert_pending` returns)."""
+        job_id = self.ids[i]
+        if job_id is None:
+            return self.found.get(i)
+        return InsertedJob(
+            job_id, jobs.tenant_ids[i], jobs.types[i], self.statuses[i], jobs.message_ids[i],
+            self.run_ats[i], jobs.keys[i], True, self.due_in_ms[i],
+        )  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedJob:
     id: int
@@ -153,8 +302,10 @@ _SHARE_MAX = f"CASE WHEN {{key}} IS NULL THEN NULL ELSE {_SHARE_CAP} END"
 # than as ``run_at - now()``: a row written by hand may hold 'infinity', which no interval holds.
 _DUE_IN_MS = """least(greatest(0, ceil((extract(epoch FROM run_at) - extract(epoch FROM now()))
                                 * 1000)), 9223372036854775807)::bigint AS due_in_ms"""
-# after the rows to insert: skip a taken idempotency key, write the events, say when each is due
-_INSERT_REST = f"""
+# after the rows to insert: skip a taken idempotency key, write the events, count the quotas;
+# then each statement's own SELECT says what was written and when each job is due (due_in_ms:
+# the delay its message gets, by the database clock, never a client's)
+_INSERT_REST = """
     ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, tenant_id, type, status, queue_job_id, run_at, idempotency_key
 ), events AS (
@@ -175,11 +326,7 @@ _INSERT_REST = f"""
     GROUP BY q.tenant_id, q.job_type, q.per_day
     ON CONFLICT (tenant_id, day, job_type)
     DO UPDATE SET used = u.used + EXCLUDED.used, per_day = EXCLUDED.per_day
-)
--- due_in_ms: the delay the message gets, by the database clock (never a client's)
-SELECT *, {_DUE_IN_MS}
-FROM inserted ORDER BY id
-"""  # noqa: S608
+)"""
 
 INSERT_PENDING = text(
     f"""
@@ -217,7 +364,14 @@ INSERT_PENDING = text(
         WHERE (SELECT count(*) FROM tenants WHERE id = ANY(CAST(:tenant_ids AS uuid[])))
               = CAST(:n_tenants AS int)
         ORDER BY i.ord
-    {_INSERT_REST}"""  # noqa: S608
+    {_INSERT_REST}
+    -- only what the caller does not know: the tenant, type and key are its own, and run_at
+    -- is given only where it differs from the row before (a batch's rows mostly share it:
+    -- one timestamp to read instead of one per row)
+    SELECT id, queue_job_id, status,
+           CASE WHEN run_at IS DISTINCT FROM lag(run_at) OVER (ORDER BY id) THEN run_at END,
+           {_DUE_IN_MS}
+    FROM inserted ORDER BY id"""  # noqa: S608
 )
 
 INSERT_ONE_PENDING = text(
@@ -236,7 +390,8 @@ INSERT_ONE_PENDING = text(
         CROSS JOIN LATERAL (SELECT coalesce(CAST(:run_at AS timestamptz), now() + make_interval(
             secs => coalesce(CAST(:delay AS float8), 0))) AS run_at) d
         WHERE t.id = CAST(:tenant_id AS uuid)  -- none for an unknown tenant
-    {_INSERT_REST}"""  # noqa: S608
+    {_INSERT_REST}
+    SELECT *, {_DUE_IN_MS} FROM inserted"""  # noqa: S608
 )
 """The same for one job: no arrays to build, unnest and join (a single ``enqueue`` is the
 commonest call; this form costs the server and the client less per call)."""
@@ -265,63 +420,43 @@ def insert_pending(conn: Connection, jobs: Sequence[NewJob]) -> list[InsertedJob
 def insert_pending_plan(jobs: Sequence[NewJob]) -> Plan[list[InsertedJob | None]]:
     """:func:`insert_pending` for either shell (pgjobs/db/statements.py). One actor per call:
     the first job's."""
-    actor = jobs[0].actor if jobs else None
+    columns = NewJobs.of(jobs)
+    inserted = yield from insert_columns_plan(columns)
+    return [inserted.job(columns, i) for i in range(len(columns))]
+
+
+def insert_columns_plan(jobs: NewJobs) -> Plan[Inserted]:
+    """The outbox INSERT of jobs given as columns (``enqueue_many``'s form), its answer as
+    columns too: no object per job on either side."""
+    inserted = Inserted.none(len(jobs))
+    ids, statuses = inserted.ids, inserted.statuses
+    run_ats, dues = inserted.run_ats, inserted.due_in_ms
     if len(jobs) == 1:
-        (job,) = jobs
-        one = {
-            "tenant_id": job.tenant_id,
-            "type": job.type,
-            "payload": job.payload_json,
-            "message_id": job.message_id,
-            "max_attempts": job.max_attempts,
-            "priority": job.priority,
-            "run_at": job.run_at,
-            "delay": job.delay_seconds,
-            "idempotency_key": job.idempotency_key,
-            "actor": actor,
-            "limit_key": job.concurrency_key,
-            "limit_max": job.concurrency_max,
-            "share_key": job.share_key,
-            "share_in_flight": job.share_in_flight,
-        }
-        rows = yield Step(INSERT_ONE_PENDING, one)
-    else:
-        rows = yield Step(INSERT_PENDING, _many_params(jobs) | {"actor": actor})
-    by_message = {r.queue_job_id: _inserted(r, created=True) for r in rows}
-    results: list[InsertedJob | None] = [by_message.get(j.message_id) for j in jobs]
-    missing = [(i, j) for i, j in enumerate(jobs) if results[i] is None and j.idempotency_key]
+        rows = yield Step(INSERT_ONE_PENDING, jobs.one())
+        for row in rows:  # none: its key was taken, or its tenant is unknown
+            ids[0], statuses[0], run_ats[0], dues[0] = (
+                row.id, _STATUS[row.status], row.run_at, row.due_in_ms
+            )  # fmt: skip
+    elif jobs:
+        rows = yield Step(INSERT_PENDING, jobs.params(), tuples=True)
+        position = {message_id: i for i, message_id in enumerate(jobs.message_ids)}
+        run_at: Any = None  # the first row gives it
+        for job_id, message_id, status, changed_run_at, due_in_ms in rows:
+            if changed_run_at is not None:  # given only where it differs from the row before
+                run_at = changed_run_at
+            i = position[message_id]
+            ids[i], statuses[i], run_ats[i], dues[i] = job_id, _STATUS[status], run_at, due_in_ms
+    missing = [i for i, job_id in enumerate(ids) if job_id is None and jobs.keys[i]]
     if missing:
-        existing = yield Step(
-            SELECT_BY_IDEMPOTENCY_KEYS,
-            {
-                "tenant_ids": [j.tenant_id for _, j in missing],
-                "keys": [j.idempotency_key for _, j in missing],
-            },
-        )
+        tenant_ids = [jobs.tenant_ids[i] for i in missing]
+        keys = [jobs.keys[i] for i in missing]
+        existing = yield Step(SELECT_BY_IDEMPOTENCY_KEYS, {"tenant_ids": tenant_ids, "keys": keys})
         by_key = {(r.tenant_id, r.idempotency_key): _inserted(r, created=False) for r in existing}
-        for i, j in missing:
-            results[i] = by_key.get((j.tenant_id, j.idempotency_key))
-    return results
-
-
-def _many_params(jobs: Sequence[NewJob]) -> dict[str, Any]:
-    return {
-        "tenant_ids": [j.tenant_id for j in jobs],
-        "types": [j.type for j in jobs],
-        "payloads": [j.payload_json for j in jobs],
-        "message_ids": [j.message_id for j in jobs],
-        "max_attempts": [j.max_attempts for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "run_ats": [j.run_at for j in jobs],
-        "delays": [j.delay_seconds for j in jobs],
-        "keys": [j.idempotency_key for j in jobs],
-        "limit_keys": [j.concurrency_key for j in jobs],
-        "limit_maxes": [j.concurrency_max for j in jobs],
-        "share_keys": [j.share_key for j in jobs],
-        # one size per call: enqueue_many reads the setting once
-        "share_in_flight": next((j.share_in_flight for j in jobs if j.share_key), None),
-        "n_tenants": len({j.tenant_id for j in jobs}),
-    }
+        for i, tenant_id, key in zip(missing, tenant_ids, keys, strict=True):
+            found = by_key.get((tenant_id, key))
+            if found is not None:
+                inserted.found[i] = found
+    return inserted
 
 
 def _inserted(row: Any, *, created: bool) -> InsertedJob:
