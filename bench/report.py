@@ -326,10 +326,10 @@ def _gaps(suite: Suite) -> list[str]:
         lines.append(
             f"- **enqueue_many.** Per job: {_m(m, 'producer_cpu_us_per_job'):,.0f} µs of producer "
             f"CPU and {_m(m, 'pg_cpu_us_per_job'):,.0f} µs of PostgreSQL CPU (one INSERT of "
-            f"{suite.meta['batch']:,} rows with their events, one MULTI/EXEC Redis round trip, "
-            "one UPDATE by the background marker); the producer's Python (validation, message "
-            "encoding) and PostgreSQL's row, index and foreign-key work bound it, not round trips."
-            + _floor_text(suite, suite.meta["batch"], 5)
+            f"{suite.meta['batch']:,} rows with their events, one Redis script call for the "
+            "batch's messages, one UPDATE by the background marker); PostgreSQL's row, index and "
+            "foreign-key work and the producer's Python (validation, message encoding) bound it, "
+            "not round trips." + _floor_text(suite, suite.meta["batch"], 5)
         )
     half = [r for label, r in suite.latency if label == HALF_LOAD and r.side == "ours"]
     if half:

@@ -16,7 +16,7 @@ thread when the thread takes its message (a thread waits for a round that holds 
 claim). So a slot is never held by a job claimed ahead that could not have started, and a job
 parks only if its key is still full when a thread is free for it (with 3 messages per thread
 in hand, claiming ahead parked 7% of a drain's jobs over 20 keys of 3 slots; leaving them to
-their threads, under 2%).
+their threads and later rounds, 1.3%).
 
 Only messages the consumer has checked (pgjobs/worker/messages.py) are claimed here: a junk message
 carrying a real job's ids must not claim it.
