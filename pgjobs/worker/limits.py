@@ -5,8 +5,9 @@ it is sent again. So whoever frees a slot sends the next waiting job of the key:
 round that completes a limited job (when its statement says a job of the key waits and the key
 has room), a round that parked jobs (a completion racing the park could not see them), a
 handler thread that fails, retries, cancels or releases one, and, as the safety net for a worker
-killed while holding slots, the maintenance sweep (every key with waiting jobs, each tick). The rows move to ``queued`` and commit before their
-messages leave; a send that fails leaves them queued, for the relay.
+killed while holding slots, the maintenance sweep (every key with waiting jobs, each tick). The
+rows move to ``queued`` and commit before their messages leave; a send that fails leaves them
+queued, for the relay.
 """
 
 from __future__ import annotations
