@@ -188,11 +188,17 @@ def array_literal(values: list[Any]) -> str:
     if not values:
         return "{}"
     first = values[0]
-    if all(map(operator.is_, values, repeat(first))):
+    if all_same_object(values):
         return "{" + ",".join([_element(first)] * len(values)) + "}"
     if all(map(operator.is_, map(type, values), repeat(str))):
         return _text_array(values)
     return "{" + ",".join(map(_element, values)) + "}"
+
+
+def all_same_object(values: list[Any]) -> bool:
+    """Whether every value is the first one (``is``, checked in C): a batch's repeated type,
+    options, tenant or None."""
+    return all(map(operator.is_, values, repeat(values[0]))) if values else True
 
 
 def _text_array(values: list[str]) -> str:

@@ -93,6 +93,7 @@ class ClaimAhead:
             results = self._writer().claim(distinct)
         except Exception as exc:  # noqa: BLE001 - the threads claim these themselves
             log.warning("claim_ahead.failed", error_type=type(exc).__name__, jobs=len(distinct))
+        claimed: dict[str, sm.ClaimedJob] = {}
         with self._cond:
             for request, job in zip(distinct, results, strict=True):
                 mid = request.message_id
@@ -100,18 +101,18 @@ class ClaimAhead:
                 self._in_round.discard(mid)
                 left = retries.get(mid, RETRIES)
                 if job is not None:
-                    self._claimed[mid] = job
+                    claimed[mid] = job
                 elif left > 0:
                     self._unclaimed[mid] = (request, left)
+            self._claimed.update(claimed)
             self._cond.notify_all()
-        claimed = {r.message_id: job for r, job in zip(distinct, results, strict=True) if job}
         if not claimed:
             return
         try:
             self._keeper().hold([(job.id, job.attempt) for job in claimed.values()])
         except Exception as exc:  # noqa: BLE001 - a claim must not wait unheld: give it back
             log.warning("claim_ahead.hold_failed", error_type=type(exc).__name__)
-            self._give_back({m for m in claimed if m is not None}, requeued=False)
+            self._give_back(set(claimed), requeued=False)
 
     def take(self, message_id: str | None) -> sm.ClaimedJob | NotClaimed:
         """The claim made for this message, or NOT_CLAIMED (its thread claims it itself); waits

@@ -22,18 +22,16 @@ The legal moves (docs/architecture.md)::
 
 from __future__ import annotations
 
-import operator
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, TextClause, text
 
 from pgjobs.db.models.job import JobStatus
-from pgjobs.db.statements import Plan, Step, execute_step, run
+from pgjobs.db.statements import Plan, Step, all_same_object, execute_step, run
 from pgjobs.db.statements import execute as _run
 
 # Legal (from, to) pairs of content_jobs.status. The tests replay every recorded event
@@ -209,11 +207,9 @@ class NewJobs:
 
 
 def _distinct(values: list[Any]) -> int:
-    """How many distinct values (one, checked in C, when all are the same object: a UUID
+    """How many distinct values (one, without hashing, when all are the same object: a UUID
     hashes in Python)."""
-    if values and all(map(operator.is_, values, repeat(values[0]))):
-        return 1
-    return len(set(values))
+    return 1 if values and all_same_object(values) else len(set(values))
 
 
 _STATUS = {status.value: status for status in JobStatus}
@@ -1328,14 +1324,15 @@ def claim_round_result(
     if not completions:
         return RoundResult(_claimed_in_order(rows, len(requests)), [], [])
     claimed = _claimed_in_order([row for row in rows if row.is_claim], len(requests))
-    return RoundResult(claimed, *_completed_in_order(rows, completions))
+    done = [row for row in rows if not row.is_claim]
+    return RoundResult(claimed, *_completed_in_order(done, completions))
 
 
 def _completed_in_order(
     rows: Sequence[Any], completions: Sequence[Completion]
 ) -> tuple[list[bool], list[bool]]:
-    """(held, frees) per completion from a round's rows (claim rows, if any, ignored)."""
-    frees = {row.id: bool(row.frees) for row in rows if not getattr(row, "is_claim", False)}
+    """(held, frees) per completion from the rows of the jobs a statement completed."""
+    frees = {row.id: bool(row.frees) for row in rows}
     return [c.job_id in frees for c in completions], [
         frees.get(c.job_id, False) for c in completions
     ]
