@@ -169,6 +169,17 @@ def environment(srv: Servers, shape: WorkerShape, args: argparse.Namespace) -> d
     }
 
 
+def compile_package() -> None:
+    """Bytecode for every module of the package, as ``pip install`` writes it for a wheel: an
+    editable checkout under ``PYTHONDONTWRITEBYTECODE`` would otherwise compile the package
+    from source in every process the bench starts (about 70 ms of each worker's start-up)."""
+    import compileall
+
+    import pgjobs
+
+    compileall.compile_dir(Path(pgjobs.__file__).parent, quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.from_json:
@@ -176,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"wrote {args.out} and {png} from {args.from_json}")
         return 0
     started = time.monotonic()
+    compile_package()
     srv = servers()
     from pgjobs.settings import get_settings
 

@@ -291,3 +291,33 @@ def test_a_worker_without_the_module_says_so_and_health_reports_the_job(
     assert [j.type for j in list_jobs(tenant_id).items] == ["thumbnail"]
     health = jobctl(app_dir, cli_env, "health")
     assert "WARNING" not in health.stdout, health.stdout
+
+
+@pytest.mark.slow
+def test_the_worker_command_is_dramatiqs_main_process_and_restarts_on_sighup(
+    app_dir: Path, cli_env: dict[str, str], tenant_id: uuid.UUID, background: object
+) -> None:
+    """`jobctl worker` runs Dramatiq's main process itself (its worker processes are forked
+    from it and log through Dramatiq's pipe), and Dramatiq's restart on SIGHUP execs a command
+    that works: the same one, by the interpreter's full path."""
+    import psutil
+
+    env = {**cli_env, "JOBS_IMPORTS": "myapp.jobs"}
+    proc, log = background(env, "worker", "-p", "1", "-t", "1")  # type: ignore[operator]
+    wait_for_line(log, "worker.serving", proc)
+    main = psutil.Process(proc.pid)
+    assert [c.cmdline()[-1] for c in main.children()] != []  # the forked worker process
+    assert all(c.ppid() == proc.pid for c in main.children())
+
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while log.read_text().count("worker.serving") < 2:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
+    job_id = enqueue_thumbnail(app_dir, cli_env, str(tenant_id), 11)
+    assert wait_for(tenant_id, job_id, timeout=60).status is JobStatus.SUCCEEDED
+    for line in log.read_text().splitlines():  # every line whole: one JSON event each
+        json.loads(line)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]

@@ -65,3 +65,26 @@ def test_the_check_sees_a_module_that_is_loaded(servers_env: dict[str, str]) -> 
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) is True
+
+
+def test_the_collector_runs_again_after_the_worker_application_loads(
+    servers_env: dict[str, str],
+) -> None:
+    """Loading pauses the garbage collector and freezes what the import made; the collector
+    must be back on after it, in a process where it was on (and stay off where it was off)."""
+    code = (
+        "import gc, json, sys\n"
+        "if sys.argv[1] == 'off': gc.disable()\n"
+        "import pgjobs.worker.app\n"
+        "print(json.dumps([gc.isenabled(), gc.get_freeze_count() > 10_000]))\n"
+    )
+    for state, enabled in (("on", True), ("off", False)):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, state],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=servers_env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.splitlines()[-1]) == [enabled, True]

@@ -60,7 +60,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "worker": LazyCommand(
         "pgjobs.cli.worker_commands",
         "worker",
-        "Run worker processes (replaces this process with `dramatiq worker.app ...`).",
+        "Run worker processes (`dramatiq pgjobs.worker.app ...`, run in this process).",
     ),
     "maintenance": LazyCommand(
         "pgjobs.cli.worker_commands",
