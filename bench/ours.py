@@ -17,7 +17,16 @@ import redis
 
 from bench.latency import open_loop
 from bench.noop_jobs import nap, noop
-from bench.procs import ServerCpu, WorkerGroup, WorkerShape, ours_argv, poll_env, self_cpu
+from bench.procs import (
+    ServerCpu,
+    WorkerGroup,
+    WorkerShape,
+    busy_share,
+    machine_ticks,
+    ours_argv,
+    poll_env,
+    self_cpu,
+)
 from bench.results import DrainResult, LatencyResult, RateResult, insert_alone_side
 from bench.services import QUEUE, Env, Servers, scratch, wait_until
 from bench.stats import p50_p99
@@ -169,13 +178,13 @@ def _rate(srv: Servers, count: int, batch: int, work: Work, side: str) -> RateRe
         time.sleep(0.5)
         commits, commands = _commits(env), _redis_commands(client)
         cpu.mark()
-        cpu0 = self_cpu()
+        cpu0, ticks0 = self_cpu(), machine_ticks()
         started = time.perf_counter()
         for offset in range(0, count, batch):
             work(tenant, offset, min(batch, count - offset))
         flush()
         seconds = time.perf_counter() - started
-        producer = self_cpu() - cpu0
+        producer, busy = self_cpu() - cpu0, busy_share(ticks0, machine_ticks())
         pg_cpu, redis_cpu = cpu.since()
         commands = _redis_commands(client) - commands - 1
         client.close()
@@ -191,6 +200,7 @@ def _rate(srv: Servers, count: int, batch: int, work: Work, side: str) -> RateRe
             redis_cpu_us_per_job=redis_cpu * 1e6 / count,
             commits_per_job=commits / count,
             redis_commands_per_job=commands / count,
+            machine_busy_pct=busy,
         )
 
 

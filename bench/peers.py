@@ -57,6 +57,8 @@ class PeerResult:
     batch_cpu_us_per_job: float = float("nan")
     threaded_per_s: float = float("nan")
     threaded_cpu_us_per_call: float = float("nan")
+    single_busy_pct: float = float("nan")
+    threaded_busy_pct: float = float("nan")
 
     @property
     def drain_per_s(self) -> float:
@@ -299,6 +301,10 @@ def ours_or_raw_run(
         threaded = threaded_enqueue.threaded_rate(srv, 2, 8, args.enqueue_calls * 2)
         result.threaded_per_s = threaded.rate
         result.threaded_cpu_us_per_call = threaded.producer_cpu_us_per_call
+        result.single_busy_pct, result.threaded_busy_pct = (
+            single.machine_busy_pct,
+            threaded.machine_busy_pct,
+        )
         idled = idle.ours_idle(srv, shape.processes, shape.threads, args.idle_seconds, log_dir)
     else:
         result = PeerResult("raw Dramatiq")
@@ -362,6 +368,8 @@ COLUMNS = (
     ("producer CPU µs/job (batch)", "batch_cpu_us_per_job", "{:.1f}", False),
     ("enqueue/s, 2 processes x 8 threads", "threaded_per_s", "{:,.0f}", True),
     ("producer CPU µs/call (2 x 8)", "threaded_cpu_us_per_call", "{:.0f}", False),
+    ("cores busy, single enqueue", "single_busy_pct", "{:.0f}%", False),
+    ("cores busy, 2 x 8", "threaded_busy_pct", "{:.0f}%", False),
 )
 
 
@@ -420,6 +428,15 @@ def render(suite: PeersSuite) -> str:
             f"This system's `enqueue` from 16 threads in 2 processes: {threaded:,.0f} calls/s, "
             f"{threaded / single:.2f}x its single-thread rate (goal: at least 2x).",
         ]
+        alone = _median(suite.results, "this system", "single_busy_pct")
+        together = _median(suite.results, "this system", "threaded_busy_pct")
+        if alone == alone and together == together:
+            lines[-1] += (
+                f" The machine's cores were {alone:.0f}% busy during the single-thread calls "
+                f"and {together:.0f}% during the 16 threads' (every process: producers, "
+                "PostgreSQL, Redis): twice the single-thread rate needs twice its share of the "
+                "machine."
+            )
     lines += ["", "| run | system | " + " | ".join(c[0] for c in COLUMNS) + " |"]
     lines.append("|---|---|" + "---:|" * len(COLUMNS))
     per_run = len(systems)

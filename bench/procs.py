@@ -181,6 +181,20 @@ def self_cpu() -> float:
     return t.user + t.system
 
 
+def machine_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far in clock ticks, all cores: (busy, all). Busy is every
+    state but idle and I/O wait."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Percent of the machine's cores busy between two ``machine_ticks()`` readings."""
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return 100.0 * busy / total if total else float("nan")
+
+
 def wait_ready(check: Callable[[], bool], timeout: float = 60.0) -> None:
     """Poll ``check()`` until it is true; raise if the workers never came up."""
     deadline = time.monotonic() + timeout

@@ -44,6 +44,8 @@ class RateResult:
     redis_cpu_us_per_job: float = float("nan")
     commits_per_job: float = float("nan")
     redis_commands_per_job: float = float("nan")
+    machine_busy_pct: float = float("nan")
+    """Percent of the machine's cores busy during the timed calls (every process)."""
 
     @property
     def rate(self) -> float:

@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from bench.procs import REPO
+from bench.procs import REPO, busy_share, machine_ticks
 from bench.services import Servers, scratch
 
 WARM_CALLS = 20
@@ -30,6 +30,8 @@ class ThreadedResult:
     calls: int
     seconds: float
     producer_cpu_us_per_call: float
+    machine_busy_pct: float
+    """Percent of the machine's cores busy while the threads called (every process)."""
 
     @property
     def rate(self) -> float:
@@ -59,7 +61,8 @@ def threaded_rate(srv: Servers, processes: int, threads: int, calls: int) -> Thr
             reports.append(json.loads(said.strip().splitlines()[-1]))
     done = sum(r["calls"] for r in reports)
     cpu = sum(r["cpu"] for r in reports)
-    return ThreadedResult(done, max(r["wall"] for r in reports), cpu * 1e6 / done)
+    busy = sum(r["busy"] for r in reports) / len(reports)  # the processes' loops overlap
+    return ThreadedResult(done, max(r["wall"] for r in reports), cpu * 1e6 / done, busy)
 
 
 def _produce(tenant: uuid.UUID, threads: int, calls: int) -> None:
@@ -79,12 +82,13 @@ def _produce(tenant: uuid.UUID, threads: int, calls: int) -> None:
     for worker in workers:
         worker.start()
     ready.wait()
-    cpu0, started = time.process_time(), time.perf_counter()
+    cpu0, ticks0, started = time.process_time(), machine_ticks(), time.perf_counter()
     for worker in workers:
         worker.join()
     flush()  # every row marked: the whole cost of the calls
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu0
-    print(json.dumps({"calls": threads * calls, "wall": wall, "cpu": cpu}))
+    busy = busy_share(ticks0, machine_ticks())
+    print(json.dumps({"calls": threads * calls, "wall": wall, "cpu": cpu, "busy": busy}))
 
 
 if __name__ == "__main__":
