@@ -91,6 +91,26 @@ def test_foreign_keys() -> None:
         _insert(JobEvent.__table__, job_id=-1, tenant_id=t, event_type="enqueued")
 
 
+def test_deleting_a_tenant_deletes_its_jobs_and_their_events() -> None:
+    """job_events.tenant_id has no foreign key of its own (migration 0011): a tenant's events
+    go with its jobs, and another tenant's stay."""
+    gone, kept = _tenant(), _tenant()
+    jobs = {t: _job(t) for t in (gone, kept)}
+    for t, job in jobs.items():
+        _insert(JobEvent.__table__, job_id=job, tenant_id=t, event_type="enqueued")
+    with transaction() as conn:
+        conn.exec_driver_sql("delete from tenants where id = %s", (gone,))
+        counts = conn.exec_driver_sql(
+            "select tenant_id, count(*) from job_events where tenant_id = any(%s) group by 1",
+            ([gone, kept],),
+        ).all()
+        assert counts == [(kept, 1)]
+        left = conn.exec_driver_sql(
+            "select count(*) from content_jobs where tenant_id = %s", (gone,)
+        )
+        assert left.scalar() == 0
+
+
 def test_mcp_server_cannot_reference_another_tenants_credential() -> None:
     a, b = _tenant(), _tenant()
     cred_b = _credential(b)
