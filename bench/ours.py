@@ -31,7 +31,9 @@ from bench.results import DrainResult, LatencyResult, RateResult, insert_alone_s
 from bench.services import QUEUE, Env, Servers, scratch, wait_until
 from bench.stats import p50_p99
 from pgjobs.db.engine import autocommit, reset_engine
+from pgjobs.db.held import held_connection
 from pgjobs.db.jobs import state_machine as sm
+from pgjobs.db.statements import run_driver
 from pgjobs.db.tenants import create_tenant
 from pgjobs.producer import JobRequest, enqueue, enqueue_many, flush
 
@@ -226,13 +228,17 @@ def insert_alone_rate(srv: Servers, count: int, batch: int) -> RateResult:
     """The outbox INSERT alone (``insert_pending``, the statement both enqueues run), with
     the rows built before the clock starts: no validation, no message, no Redis, no mark.
     What PostgreSQL's durable write of a row and its event costs: the floor under the
-    enqueues' time."""
+    enqueues' time. On the thread's held connection, as ``enqueue`` writes."""
     rows: list[sm.NewJob] = []
 
     def work(tenant: uuid.UUID, first: int, size: int) -> None:
         if not rows:  # all of them, before the warm-up call
             rows.extend(_row(tenant, n) for n in range(count + 200))
         chunk = [rows.pop() for _ in range(size)]
+        with held_connection() as held:  # the connection enqueue writes on
+            if held is not None:
+                run_driver(held, sm.insert_pending_plan(chunk))
+                return
         with autocommit() as conn:
             sm.insert_pending(conn, chunk)
 

@@ -58,6 +58,9 @@ class PeerResult:
     threaded_per_s: float = float("nan")
     threaded_cpu_us_per_call: float = float("nan")
     single_busy_pct: float = float("nan")
+    insert_alone_per_s: float = float("nan")
+    """This system's outbox INSERT alone, one job a call (no validation, message or mark)."""
+    insert_alone_batch_per_s: float = float("nan")
     threaded_busy_pct: float = float("nan")
 
     @property
@@ -301,6 +304,10 @@ def ours_or_raw_run(
         threaded = threaded_enqueue.threaded_rate(srv, 2, 8, args.enqueue_calls * 2)
         result.threaded_per_s = threaded.rate
         result.threaded_cpu_us_per_call = threaded.producer_cpu_us_per_call
+        result.insert_alone_per_s = ours.insert_alone_rate(srv, args.enqueue_calls, 1).rate
+        result.insert_alone_batch_per_s = ours.insert_alone_rate(
+            srv, args.many_jobs, args.batch
+        ).rate
         result.single_busy_pct, result.threaded_busy_pct = (
             single.machine_busy_pct,
             threaded.machine_busy_pct,
@@ -370,6 +377,8 @@ COLUMNS = (
     ("producer CPU µs/call (2 x 8)", "threaded_cpu_us_per_call", "{:.0f}", False),
     ("cores busy, single enqueue", "single_busy_pct", "{:.0f}%", False),
     ("cores busy, 2 x 8", "threaded_busy_pct", "{:.0f}%", False),
+    ("the INSERT alone/s", "insert_alone_per_s", "{:,.0f}", True),
+    ("the INSERT alone, batch jobs/s", "insert_alone_batch_per_s", "{:,.0f}", True),
 )
 
 
@@ -379,6 +388,29 @@ def _median(results: list[PeerResult], system: str, name: str) -> float:
 
 def _cell(shape: str, value: float) -> str:
     return "-" if value != value else shape.format(value)  # NaN: not measured
+
+
+def _floor(suite: PeersSuite) -> list[str]:
+    """This system's INSERT alone beside pgqueuer's whole enqueue: the floor under the
+    enqueue goals, measured in the same run."""
+    cells = []
+    for alone, whole, what in (
+        ("insert_alone_per_s", "single_per_s", "one job a call"),
+        ("insert_alone_batch_per_s", "batch_jobs_per_s", "in batches"),
+    ):
+        mine = _median(suite.results, "this system", alone)
+        theirs = _median(suite.results, "pgqueuer", whole)
+        if mine == mine and theirs == theirs:
+            cells.append(f"{what} {mine:,.0f} jobs/s, {mine / theirs:.2f}x pgqueuer's `enqueue`")
+    if not cells:
+        return []
+    return [
+        "",
+        "This system's outbox INSERT alone (the row and its event, committed; no validation, "
+        "no message, no Redis, no mark), on the connection `enqueue` writes on: "
+        + "; ".join(cells)
+        + ". No enqueue of this system can be faster than its INSERT.",
+    ]
 
 
 def render(suite: PeersSuite) -> str:
@@ -437,6 +469,7 @@ def render(suite: PeersSuite) -> str:
                 "PostgreSQL, Redis): twice the single-thread rate needs twice its share of the "
                 "machine."
             )
+    lines += _floor(suite)
     lines += ["", "| run | system | " + " | ".join(c[0] for c in COLUMNS) + " |"]
     lines.append("|---|---|" + "---:|" * len(COLUMNS))
     per_run = len(systems)

@@ -36,3 +36,17 @@ def test_a_figure_not_measured_is_a_dash_not_nan() -> None:
     page = render(suite)
     assert "nan" not in page.lower()
     assert "| raw Dramatiq | 1.25x | 0.25x | - |" in page
+
+
+def test_the_insert_alone_and_the_machines_busy_share_are_set_beside_the_goals() -> None:
+    """The floor under the enqueue goals (this system's INSERT alone against pgqueuer's whole
+    enqueue) and the evidence for the 16-thread goal (the cores' busy share), same run."""
+    ours = _result("this system", 4.0, 1_000, 20_000)
+    ours.insert_alone_per_s, ours.insert_alone_batch_per_s = 1_500.0, 30_000.0
+    ours.threaded_per_s, ours.single_busy_pct, ours.threaded_busy_pct = 1_900.0, 45.0, 92.0
+    suite = PeersSuite({}, [ours, _result("pgqueuer", 2.0, 2_000, 40_000)])
+    page = render(suite)
+    assert "one job a call 1,500 jobs/s, 0.75x pgqueuer's `enqueue`" in page
+    assert "in batches 30,000 jobs/s, 0.75x pgqueuer's `enqueue`" in page
+    assert "1.90x its single-thread rate" in page
+    assert "cores were 45% busy during the single-thread calls and 92% during" in page
