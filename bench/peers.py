@@ -356,6 +356,7 @@ def run_all(
             )
     suite.meta["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     suite.meta["shape"] = f"{shape.processes} processes x {shape.threads} threads"
+    suite.meta["cores"] = os.cpu_count() or 1
     suite.meta["sizes"] = (
         f"drain {args.jobs:,} jobs; single enqueue {args.enqueue_calls:,} calls; batches "
         f"{args.many_jobs:,} jobs in calls of {args.batch:,}; idle over {args.idle_seconds:g} s"
@@ -391,8 +392,20 @@ def _cell(shape: str, value: float) -> str:
 
 
 def _floor(suite: PeersSuite) -> list[str]:
-    """This system's INSERT alone beside pgqueuer's whole enqueue: the floor under the
-    enqueue goals, measured in the same run."""
+    """The floors under the goals against pgqueuer, measured in the same run: a Dramatiq
+    worker's own CPU per job under the drain, this system's INSERT alone under the
+    enqueues."""
+    lines = []
+    per_job = _median(suite.results, "raw Dramatiq", "drain_worker_cpu_ms_per_job")
+    drained = _median(suite.results, "pgqueuer", "drain_per_s")
+    cores = suite.meta.get("cores")
+    if per_job == per_job and drained == drained and cores:
+        lines += [
+            "",
+            f"Raw Dramatiq's workers spent {per_job:.2f} ms of CPU per job: on {cores} cores no "
+            f"Dramatiq worker drains faster than {cores * 1000 / per_job:,.0f} jobs/s, even if "
+            f"Redis and PostgreSQL cost nothing; pgqueuer drained {drained:,.0f} jobs/s.",
+        ]
     cells = []
     for alone, whole, what in (
         ("insert_alone_per_s", "single_per_s", "one job a call"),
@@ -403,8 +416,9 @@ def _floor(suite: PeersSuite) -> list[str]:
         if mine == mine and theirs == theirs:
             cells.append(f"{what} {mine:,.0f} jobs/s, {mine / theirs:.2f}x pgqueuer's `enqueue`")
     if not cells:
-        return []
+        return lines
     return [
+        *lines,
         "",
         "This system's outbox INSERT alone (the row and its event, committed; no validation, "
         "no message, no Redis, no mark), on the connection `enqueue` writes on: "

@@ -50,3 +50,11 @@ def test_the_insert_alone_and_the_machines_busy_share_are_set_beside_the_goals()
     assert "in batches 30,000 jobs/s, 0.75x pgqueuer's `enqueue`" in page
     assert "1.90x its single-thread rate" in page
     assert "cores were 45% busy during the single-thread calls and 92% during" in page
+
+
+def test_the_drain_floor_is_raw_dramatiqs_worker_cpu_on_the_machines_cores() -> None:
+    raw = PeerResult("raw Dramatiq", 10_000, 5.0, 0.25, 0.3, 0.3, 0.1, 4_000, 60.0)
+    suite = PeersSuite({"cores": 2}, [_result("pgqueuer", 2.0, 2_000, 40_000), raw])
+    page = render(suite)
+    assert "spent 0.25 ms of CPU per job: on 2 cores no Dramatiq worker drains faster " in page
+    assert "than 8,000 jobs/s" in page and "pgqueuer drained 5,000 jobs/s" in page
