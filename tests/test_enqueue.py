@@ -228,6 +228,37 @@ def test_unknown_tenant_writes_nothing_even_in_a_batch(tenant_id: uuid.UUID) -> 
     assert _count_jobs(tenant_id) == 0
 
 
+@pytest.mark.parametrize(
+    "item",
+    [
+        ("scheduled_preview", {"title": "T", "scene": "x"}),  # a plain tuple of the fields
+        {"type": "scheduled_preview"},
+        None,
+    ],
+)
+def test_an_item_that_is_not_a_job_request_is_refused_by_position(
+    tenant_id: uuid.UUID, item: object
+) -> None:
+    """JobRequest is a named tuple: a plain tuple of the same fields is still not one."""
+    good = JobRequest("scheduled_preview", preview(), tenant_id)
+    if isinstance(item, tuple):
+        item = (*item, tenant_id)
+    with pytest.raises(InvalidOption, match="must hold JobRequest items") as raised:
+        enqueue_many([good, item])  # type: ignore[list-item]
+    assert raised.value.index == 1
+    with pytest.raises(InvalidOption):  # one request, not in a list: its fields are not jobs
+        enqueue_many(good)  # type: ignore[arg-type]
+    assert _count_jobs(tenant_id) == 0
+
+
+def test_enqueued_jobs_are_named_tuples_with_the_rows_fields(tenant_id: uuid.UUID) -> None:
+    job = enqueue("scheduled_preview", preview(), tenant_id=tenant_id)
+    row = get_job(tenant_id, job.id)
+    written = (row.id, tenant_id, "scheduled_preview", JobStatus.PENDING, row.queue_job_id)
+    assert job == (*written, row.run_at, True)
+    assert job._replace(created=False).created is False and job.created is True
+
+
 def test_send_failure_leaves_job_pending_and_durable(
     tenant_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
 ) -> None:
