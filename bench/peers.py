@@ -61,6 +61,8 @@ class PeerResult:
     insert_alone_per_s: float = float("nan")
     """This system's outbox INSERT alone, one job a call (no validation, message or mark)."""
     insert_alone_batch_per_s: float = float("nan")
+    drain_pg_cpu_ms_per_job: float = float("nan")
+    """Ours only: the PostgreSQL backends' CPU per job of the drain (claims, completions)."""
     threaded_busy_pct: float = float("nan")
 
     @property
@@ -320,6 +322,8 @@ def ours_or_raw_run(
         idled = idle.raw_idle(srv, shape.processes, shape.threads, args.idle_seconds, log_dir)
     result.drain_jobs, result.drain_s = drained.jobs, drained.seconds
     result.drain_worker_cpu_ms_per_job = drained.worker_cpu_ms_per_job
+    if side == "ours":
+        result.drain_pg_cpu_ms_per_job = drained.pg_cpu_ms_per_job
     result.single_per_s, result.single_cpu_us_per_call = single.rate, single.producer_cpu_us_per_job
     result.launch_to_first_s = idled.launch_to_first_s
     result.startup_cpu_s_per_process = idled.startup_cpu_s_per_process
@@ -406,6 +410,15 @@ def _floor(suite: PeersSuite) -> list[str]:
             f"Dramatiq worker drains faster than {cores * 1000 / per_job:,.0f} jobs/s, even if "
             f"Redis and PostgreSQL cost nothing; pgqueuer drained {drained:,.0f} jobs/s.",
         ]
+        pg = _median(suite.results, "this system", "drain_pg_cpu_ms_per_job")
+        if pg == pg:
+            most = cores * 1000 / (per_job + pg)
+            lines[-1] += (
+                f" This system's drain also cost PostgreSQL {pg:.2f} ms of CPU per job (each "
+                "job's claim and completion with their events, the contract's exactly-once "
+                f"state changes): with Dramatiq's cost, at most {most:,.0f} jobs/s on these "
+                "cores."
+            )
     cells = []
     for alone, whole, what in (
         ("insert_alone_per_s", "single_per_s", "one job a call"),

@@ -58,3 +58,8 @@ def test_the_drain_floor_is_raw_dramatiqs_worker_cpu_on_the_machines_cores() -> 
     page = render(suite)
     assert "spent 0.25 ms of CPU per job: on 2 cores no Dramatiq worker drains faster " in page
     assert "than 8,000 jobs/s" in page and "pgqueuer drained 5,000 jobs/s" in page
+    assert "cost PostgreSQL" not in page  # this system's drain not measured here
+    ours = _result("this system", 4.0, 1_000, 20_000)
+    ours.drain_pg_cpu_ms_per_job = 0.15
+    page = render(PeersSuite({"cores": 2}, [ours, *suite.results]))
+    assert "cost PostgreSQL 0.15 ms of CPU per job" in page and "at most 5,000 jobs/s" in page
