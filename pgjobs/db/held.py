@@ -46,6 +46,12 @@ class _Held:
     thread: threading.Thread
 
 
+PLAN_CACHE_MODE = "force_generic_plan"
+"""How PostgreSQL plans the prepared enqueue statements on a held connection: once, for any
+parameters. Left to choose, it kept planning the multi-row INSERT for every call (0.9 ms of a
+4-row statement's 2 ms; docs/performance.md), and the generic plan runs as fast at 1 to 1,000
+rows: each of them is primary-key and unique-index lookups whatever the arrays hold."""
+
 _lock = threading.Lock()
 _held: dict[int, _Held] = {}  # by thread ident
 
@@ -109,7 +115,9 @@ def _open(ident: int, engine: Engine) -> _Held | None:
     with _lock:
         if len(_held) >= settings.db_pool_size + settings.db_max_overflow:
             return None
-    conn = psycopg.connect(database_url(settings), autocommit=True, **connection_options(settings))
+    options = connection_options(settings)
+    options["options"] += f" -c plan_cache_mode={PLAN_CACHE_MODE}"
+    conn = psycopg.connect(database_url(settings), autocommit=True, **options)
     use_bounded_loader(conn)
     held = _Held(conn, engine, os.getpid(), threading.current_thread())
     with _lock:
