@@ -395,6 +395,11 @@ def _cell(shape: str, value: float) -> str:
     return "-" if value != value else shape.format(value)  # NaN: not measured
 
 
+def _machine_us(busy_pct: float, per_s: float) -> float:
+    """The machine's CPU per call (µs, every core) from its busy share at a rate."""
+    return busy_pct / 100 * (os.cpu_count() or 1) * 1e6 / per_s
+
+
 def _floor(suite: PeersSuite) -> list[str]:
     """The floors under the goals against pgqueuer, measured in the same run: a Dramatiq
     worker's own CPU per job under the drain, this system's INSERT alone under the
@@ -493,8 +498,10 @@ def render(suite: PeersSuite) -> str:
             lines[-1] += (
                 f" The machine's cores were {alone:.0f}% busy during the single-thread calls "
                 f"and {together:.0f}% during the 16 threads' (every process: producers, "
-                "PostgreSQL, Redis): twice the single-thread rate needs twice its share of the "
-                "machine."
+                f"PostgreSQL, Redis): {_machine_us(alone, single):,.0f} µs of the machine's CPU "
+                f"per call from one thread, {_machine_us(together, threaded):,.0f} µs from 16 "
+                "(the calls a process makes together share a statement, a commit and a Redis "
+                "round trip)."
             )
     lines += _floor(suite)
     lines += ["", "| run | system | " + " | ".join(c[0] for c in COLUMNS) + " |"]

@@ -38,7 +38,14 @@ from pgjobs.db.timestamps import LATEST
 from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
 from pgjobs.logs import get_logger
 from pgjobs.producer import broker, sender
-from pgjobs.producer.errors import InvalidOption, InvalidPayload, ProducerError, UnknownTenant
+from pgjobs.producer.combine import Combiner
+from pgjobs.producer.errors import (
+    InvalidOption,
+    InvalidPayload,
+    ProducerError,
+    QuotaExceeded,
+    UnknownTenant,
+)
 from pgjobs.producer.job_types import JobType, get_job_type
 from pgjobs.producer.outbox import defer_until_commit
 from pgjobs.producer.payloads import validated_payload
@@ -135,13 +142,47 @@ def enqueue_many(
     if not prepared:
         return []
     if session is None:
-        inserted = _insert_standalone(prepared)
-        sender.send_and_mark(outgoing_messages(prepared, inserted))
+        if len(prepared) <= COMBINE_UP_TO:
+            inserted = _combined(prepared)
+        else:
+            inserted = _finish([prepared], _write([prepared]))[0]
         return results(prepared, inserted)
     with quota_refusals(), wrap_db_errors():
         inserted = run(session.connection(), insert_plan(prepared))
     defer_until_commit(session, outgoing_messages(prepared, inserted))
     return results(prepared, inserted)
+
+
+def _write(calls: Sequence[Prepared]) -> sm.Inserted:
+    """The outbox INSERT of standalone calls, one statement for all of them."""
+    if len(calls) == 1:
+        return _insert_standalone(calls[0])
+    jobs = sm.NewJobs.joined([call.jobs for call in calls])
+    return _insert_standalone(Prepared(jobs, [queue for call in calls for queue in call.queues]))
+
+
+def _finish(calls: Sequence[Prepared], inserted: sm.Inserted) -> list[sm.Inserted]:
+    """After :func:`_write` committed: every call's messages in one send (then marked queued
+    soon), and each call's part of what was written."""
+    parts = [inserted] if len(calls) == 1 else inserted.parts([len(call) for call in calls])
+    outgoing = [
+        m for call, part in zip(calls, parts, strict=True) for m in outgoing_messages(call, part)
+    ]
+    sender.send_and_mark(outgoing)
+    return parts
+
+
+COMBINE_UP_TO = 100
+"""Standalone calls of at most this many jobs share a write with the process's concurrent
+calls (pgjobs/producer/combine.py); larger ones write by themselves."""
+
+_combined: Combiner[Prepared, sm.Inserted, sm.Inserted] = Combiner(
+    _write,
+    _finish,
+    key=lambda call: (call.jobs.actor, call.jobs.share_in_flight),
+    size=len,
+    refusals=(UnknownTenant, QuotaExceeded),
+)
 
 
 def _insert_standalone(prepared: Prepared) -> sm.Inserted:

@@ -116,6 +116,13 @@ the tenant (a ``UUID``) it holds only values the garbage collector stops trackin
 pass, so a batch's rows are not promoted to its older generations while they wait."""
 
 
+_COLUMNS = (
+    "tenant_ids", "types", "payloads", "message_ids", "max_attempts", "priorities", "run_ats",
+    "delays", "keys", "limit_keys", "limit_maxes", "share_keys",
+)  # fmt: skip
+"""The per-job fields of :class:`NewJobs`, in order."""
+
+
 @dataclass(slots=True)
 class NewJobs:
     """Jobs to insert, as the columns ``INSERT_PENDING`` takes (one list per column, one entry
@@ -151,6 +158,16 @@ class NewJobs:
         c = c or [[] for _ in range(11)]
         return cls(tenant_ids, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10],
                    actor, share_in_flight)  # fmt: skip
+
+    @classmethod
+    def joined(cls, parts: Sequence[NewJobs]) -> NewJobs:
+        """One statement's jobs made of several calls' (equal actor and share size: the
+        first's are taken), in order."""
+        c: list[list[Any]] = [
+            [v for part in parts for v in getattr(part, name)] for name in _COLUMNS
+        ]
+        return cls(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11],
+                   parts[0].actor, parts[0].share_in_flight)  # fmt: skip
 
     @classmethod
     def of(cls, jobs: Sequence[NewJob]) -> NewJobs:
@@ -235,6 +252,18 @@ class Inserted:
         """``count`` jobs, none written yet."""
         return cls([None] * count, [JobStatus.PENDING] * count, [_UNWRITTEN] * count,
                    [0] * count, {})  # fmt: skip
+
+    def parts(self, sizes: Sequence[int]) -> list[Inserted]:
+        """Split by the calls that :meth:`NewJobs.joined` made one (``sizes``: theirs)."""
+        out, start = [], 0
+        for size in sizes:
+            end = start + size
+            found = {i - start: job for i, job in self.found.items() if start <= i < end}
+            part = slice(start, end)
+            out.append(Inserted(self.ids[part], self.statuses[part], self.run_ats[part],
+                                self.due_in_ms[part], found))  # fmt: skip
+            start = end
+        return out
 
     @property
     def complete(self) -> bool:

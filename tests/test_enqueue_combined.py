@@ -1,0 +1,229 @@
+"""Concurrent standalone enqueues of one process share one write (pgjobs/producer/combine.py).
+
+A tenant row locked by another transaction holds the first call's INSERT (its foreign-key
+check waits for the lock), so the calls made meanwhile queue behind it for certain. When the
+lock goes, they are written together: one transaction, seen in their rows' ``xmin``. Each
+call still gets its own job, event and message; a refusal that one call brings (an unknown
+tenant, a quota) is that call's alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+from helpers import job_ids_in_redis, make_tenant
+
+from pgjobs.producer import EnqueuedJob, UnknownTenant, enqueue, flush, get_job, get_job_events
+from pgjobs.producer.combine import Combiner
+from pgjobs.producer.errors import QuotaExceeded
+from pgjobs.producer.quotas import set_quota
+
+pytestmark = pytest.mark.usefixtures("jobs_env")
+
+_combined: Combiner[Any, Any, Any] = __import__(
+    "pgjobs.producer.enqueue", fromlist=["_combined"]
+)._combined
+
+
+def _payload(n: int) -> dict[str, object]:
+    return {"credential_id": str(uuid.uuid4()), "season": 2026, "team": f"team-{n}"}
+
+
+def _wait_for(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@contextmanager
+def _tenant_locked(db_url: str, tenant_id: uuid.UUID) -> Iterator[psycopg.Connection[Any]]:
+    """The tenant's row locked until the block ends: an INSERT of its jobs waits."""
+    with psycopg.connect(db_url.replace("+psycopg", "")) as conn:
+        conn.execute("SELECT 1 FROM tenants WHERE id = %s FOR UPDATE", (tenant_id,))
+        yield conn
+
+
+class _Calls:
+    """Enqueues made from their own threads; each outcome kept (a job or an exception)."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.outcomes: dict[str, EnqueuedJob | BaseException] = {}
+
+    def start(self, name: str, tenant_id: uuid.UUID, n: int, **options: Any) -> None:
+        def call() -> None:
+            try:
+                job = enqueue("scheduled_preview", _payload(n), tenant_id=tenant_id, **options)
+                self.outcomes[name] = job
+            except BaseException as exc:  # kept for the test to look at
+                self.outcomes[name] = exc
+
+        thread = threading.Thread(target=call, name=name)
+        self.threads.append(thread)
+        thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=30)
+            assert not thread.is_alive()
+
+    def job(self, name: str) -> EnqueuedJob:
+        outcome = self.outcomes[name]
+        assert isinstance(outcome, EnqueuedJob), outcome
+        return outcome
+
+
+def _held_behind_lock(
+    db_url: str, tenant_id: uuid.UUID, waiting: int, start_waiting: Callable[[_Calls], None]
+) -> _Calls:
+    """A first call held by the tenant's lock, then ``start_waiting`` starts ``waiting`` calls
+    that queue behind it; the lock goes once they all wait. Returns every call, finished."""
+    calls = _Calls()
+    with _tenant_locked(db_url, tenant_id):
+        calls.start("first", tenant_id, 0)
+        _wait_for(lambda: _combined._busy, "the first call's write")
+        start_waiting(calls)
+        _wait_for(lambda: len(_combined._waiting) == waiting, "the calls to queue")
+    calls.join()
+    return calls
+
+
+def _xmins(db_url: str, job_ids: list[int]) -> dict[int, str]:
+    with psycopg.connect(db_url.replace("+psycopg", "")) as conn:
+        rows = conn.execute(
+            "SELECT id, xmin::text FROM content_jobs WHERE id = ANY(%s)", (job_ids,)
+        ).fetchall()
+    return dict(rows)
+
+
+def test_calls_made_during_a_write_are_written_together(
+    db_env: str, tenant_id: uuid.UUID, jobs_env: str, redis_client: redis_lib.Redis
+) -> None:
+    names = [f"waiting-{n}" for n in range(5)]
+
+    def start_waiting(calls: _Calls) -> None:
+        for n, name in enumerate(names, start=1):
+            calls.start(name, tenant_id, n, idempotency_key=f"key-{n}" if n == 3 else None)
+
+    calls = _held_behind_lock(db_env, tenant_id, len(names), start_waiting)
+    jobs = {name: calls.job(name) for name in ["first", *names]}
+    ids = [job.id for job in jobs.values()]
+    assert len(set(ids)) == 6 and all(job.created for job in jobs.values())
+
+    xmins = _xmins(db_env, ids)
+    assert len({xmins[jobs[name].id] for name in names}) == 1  # one transaction for the five
+    assert xmins[jobs["first"].id] != xmins[jobs[names[0]].id]
+
+    # each its own job: its own row, event and message; the key kept by the job it named
+    assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted(ids)
+    assert flush(timeout=10)
+    for n, name in enumerate(names, start=1):
+        job = jobs[name]
+        stored = get_job(tenant_id, job.id)
+        assert stored.status.value == "queued" and stored.payload["team"] == f"team-{n}"
+        events = get_job_events(tenant_id, job.id).items
+        assert [e.event_type.value for e in events] == ["enqueued"]
+    keyed = enqueue("scheduled_preview", _payload(9), tenant_id=tenant_id, idempotency_key="key-3")
+    assert not keyed.created and keyed.id == jobs[names[2]].id  # the call made with n = 3
+
+
+def test_a_refusal_one_call_brings_is_that_calls_alone(
+    db_env: str, tenant_id: uuid.UUID, jobs_env: str
+) -> None:
+    unknown = uuid.uuid4()
+
+    def start_waiting(calls: _Calls) -> None:
+        calls.start("a", tenant_id, 1)
+        calls.start("unknown", unknown, 2)
+        calls.start("b", tenant_id, 3)
+
+    calls = _held_behind_lock(db_env, tenant_id, 3, start_waiting)
+    assert isinstance(calls.outcomes["unknown"], UnknownTenant)
+    jobs = [calls.job(name) for name in ("first", "a", "b")]
+    assert len({job.id for job in jobs}) == 3
+    for job, team in zip(jobs, ["team-0", "team-1", "team-3"], strict=True):
+        assert get_job(tenant_id, job.id).payload["team"] == team
+        assert len(get_job_events(tenant_id, job.id).items) == 1
+
+
+def test_a_quota_is_never_passed_by_calls_written_together(db_env: str, jobs_env: str) -> None:
+    tenant_id = make_tenant()
+    set_quota(tenant_id, 3)
+
+    def start_waiting(calls: _Calls) -> None:
+        for n in range(1, 5):
+            calls.start(f"waiting-{n}", tenant_id, n)
+
+    # the first takes one of three; the four together would pass it, so each tries alone
+    calls = _held_behind_lock(db_env, tenant_id, 4, start_waiting)
+    outcomes = [calls.outcomes[f"waiting-{n}"] for n in range(1, 5)]
+    created = [o for o in outcomes if isinstance(o, EnqueuedJob)]
+    refused = [o for o in outcomes if isinstance(o, QuotaExceeded)]
+    assert calls.job("first").created
+    assert len(created) == 2 and len(refused) == 2
+
+
+def test_calls_of_different_actors_are_not_written_together(
+    db_env: str, tenant_id: uuid.UUID, jobs_env: str
+) -> None:
+    def start_waiting(calls: _Calls) -> None:
+        for n, actor in enumerate(["alice", "bob", "alice", "bob"], start=1):
+            calls.start(f"{actor}-{n}", tenant_id, n, actor=actor)
+
+    calls = _held_behind_lock(db_env, tenant_id, 4, start_waiting)
+    names = ["alice-1", "bob-2", "alice-3", "bob-4"]
+    jobs = {name: calls.job(name) for name in names}
+    xmins = _xmins(db_env, [job.id for job in jobs.values()])
+    assert xmins[jobs["alice-1"].id] == xmins[jobs["alice-3"].id]
+    assert xmins[jobs["bob-2"].id] == xmins[jobs["bob-4"].id]
+    assert xmins[jobs["alice-1"].id] != xmins[jobs["bob-2"].id]
+    for name, job in jobs.items():
+        (event,) = get_job_events(tenant_id, job.id).items
+        assert event.data["actor"] == name.split("-")[0]
+
+
+def test_an_error_of_a_combined_write_is_every_members() -> None:
+    """The combiner alone, on plain functions: a failed write fails each call it held."""
+    release = threading.Event()
+    writes: list[list[int]] = []
+
+    def write(items: Any) -> list[int]:
+        writes.append(list(items))
+        if len(writes) == 1:
+            release.wait(10)
+            return list(items)
+        raise RuntimeError("the server went away")
+
+    combiner: Combiner[int, list[int], int] = Combiner(
+        write, lambda items, written: written, key=lambda _: None, size=lambda _: 1, refusals=()
+    )
+    outcomes: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            outcomes[n] = combiner(n)
+        except RuntimeError as exc:
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
+    threads[0].start()
+    _wait_for(lambda: combiner._busy, "the first write")
+    for thread in threads[1:]:
+        thread.start()
+    _wait_for(lambda: len(combiner._waiting) == 3, "the calls to queue")
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert outcomes[0] == 0
+    assert sorted(writes[1]) == [1, 2, 3]  # the three waiting calls, in one write
+    assert all(isinstance(outcomes[n], RuntimeError) for n in (1, 2, 3))
+    assert not combiner._busy and not combiner._waiting
