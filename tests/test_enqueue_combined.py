@@ -23,14 +23,18 @@ from helpers import job_ids_in_redis, make_tenant
 
 from pgjobs.producer import EnqueuedJob, UnknownTenant, enqueue, flush, get_job, get_job_events
 from pgjobs.producer.combine import Combiner
+from pgjobs.producer.enqueue import ALONE_UP_TO, _combined
 from pgjobs.producer.errors import QuotaExceeded
 from pgjobs.producer.quotas import set_quota
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
-_combined: Combiner[Any, Any, Any] = __import__(
-    "pgjobs.producer.enqueue", fromlist=["_combined"]
-)._combined
+
+@pytest.fixture
+def combining(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call beyond the writes in flight waits, however few calls there are (the
+    process's rule waits only beyond ``ALONE_UP_TO`` calls under way: tested last)."""
+    monkeypatch.setattr(_combined, "crowd", 0)
 
 
 def _payload(n: int) -> dict[str, object]:
@@ -85,12 +89,14 @@ class _Calls:
 def _held_behind_lock(
     db_url: str, tenant_id: uuid.UUID, waiting: int, start_waiting: Callable[[_Calls], None]
 ) -> _Calls:
-    """A first call held by the tenant's lock, then ``start_waiting`` starts ``waiting`` calls
-    that queue behind it; the lock goes once they all wait. Returns every call, finished."""
+    """First calls held by the tenant's lock (as many as the process writes at once: ``first-0``
+    and on), then ``start_waiting`` starts ``waiting`` calls that queue behind them; the lock
+    goes once they all wait. Returns every call, finished."""
     calls = _Calls()
     with _tenant_locked(db_url, tenant_id):
-        calls.start("first", tenant_id, 0)
-        _wait_for(lambda: _combined._busy, "the first call's write")
+        for n in range(_combined.writers):
+            calls.start(f"first-{n}", tenant_id, -1 - n)
+        _wait_for(lambda: _combined._writing == _combined.writers, "the first calls' writes")
         start_waiting(calls)
         _wait_for(lambda: len(_combined._waiting) == waiting, "the calls to queue")
     calls.join()
@@ -105,6 +111,7 @@ def _xmins(db_url: str, job_ids: list[int]) -> dict[int, str]:
     return dict(rows)
 
 
+@pytest.mark.usefixtures("combining")
 def test_calls_made_during_a_write_are_written_together(
     db_env: str, tenant_id: uuid.UUID, jobs_env: str, redis_client: redis_lib.Redis
 ) -> None:
@@ -115,13 +122,14 @@ def test_calls_made_during_a_write_are_written_together(
             calls.start(name, tenant_id, n, idempotency_key=f"key-{n}" if n == 3 else None)
 
     calls = _held_behind_lock(db_env, tenant_id, len(names), start_waiting)
-    jobs = {name: calls.job(name) for name in ["first", *names]}
+    firsts = [f"first-{n}" for n in range(_combined.writers)]
+    jobs = {name: calls.job(name) for name in [*firsts, *names]}
     ids = [job.id for job in jobs.values()]
-    assert len(set(ids)) == 6 and all(job.created for job in jobs.values())
+    assert len(set(ids)) == len(jobs) and all(job.created for job in jobs.values())
 
     xmins = _xmins(db_env, ids)
     assert len({xmins[jobs[name].id] for name in names}) == 1  # one transaction for the five
-    assert xmins[jobs["first"].id] != xmins[jobs[names[0]].id]
+    assert all(xmins[jobs[first].id] != xmins[jobs[names[0]].id] for first in firsts)
 
     # each its own job: its own row, event and message; the key kept by the job it named
     assert sorted(job_ids_in_redis(redis_client, jobs_env, "content")) == sorted(ids)
@@ -136,6 +144,7 @@ def test_calls_made_during_a_write_are_written_together(
     assert not keyed.created and keyed.id == jobs[names[2]].id  # the call made with n = 3
 
 
+@pytest.mark.usefixtures("combining")
 def test_a_refusal_one_call_brings_is_that_calls_alone(
     db_env: str, tenant_id: uuid.UUID, jobs_env: str
 ) -> None:
@@ -148,30 +157,32 @@ def test_a_refusal_one_call_brings_is_that_calls_alone(
 
     calls = _held_behind_lock(db_env, tenant_id, 3, start_waiting)
     assert isinstance(calls.outcomes["unknown"], UnknownTenant)
-    jobs = [calls.job(name) for name in ("first", "a", "b")]
+    jobs = [calls.job(name) for name in ("first-0", "a", "b")]
     assert len({job.id for job in jobs}) == 3
-    for job, team in zip(jobs, ["team-0", "team-1", "team-3"], strict=True):
+    for job, team in zip(jobs, ["team--1", "team-1", "team-3"], strict=True):
         assert get_job(tenant_id, job.id).payload["team"] == team
         assert len(get_job_events(tenant_id, job.id).items) == 1
 
 
+@pytest.mark.usefixtures("combining")
 def test_a_quota_is_never_passed_by_calls_written_together(db_env: str, jobs_env: str) -> None:
     tenant_id = make_tenant()
-    set_quota(tenant_id, 3)
+    set_quota(tenant_id, _combined.writers + 2)  # two left after the first calls
 
     def start_waiting(calls: _Calls) -> None:
         for n in range(1, 5):
             calls.start(f"waiting-{n}", tenant_id, n)
 
-    # the first takes one of three; the four together would pass it, so each tries alone
+    # the four together would pass it, so each tries alone: two fit
     calls = _held_behind_lock(db_env, tenant_id, 4, start_waiting)
     outcomes = [calls.outcomes[f"waiting-{n}"] for n in range(1, 5)]
     created = [o for o in outcomes if isinstance(o, EnqueuedJob)]
     refused = [o for o in outcomes if isinstance(o, QuotaExceeded)]
-    assert calls.job("first").created
+    assert all(calls.job(f"first-{n}").created for n in range(_combined.writers))
     assert len(created) == 2 and len(refused) == 2
 
 
+@pytest.mark.usefixtures("combining")
 def test_calls_of_different_actors_are_not_written_together(
     db_env: str, tenant_id: uuid.UUID, jobs_env: str
 ) -> None:
@@ -216,7 +227,7 @@ def test_an_error_of_a_combined_write_is_every_members() -> None:
 
     threads = [threading.Thread(target=call, args=(n,)) for n in range(4)]
     threads[0].start()
-    _wait_for(lambda: combiner._busy, "the first write")
+    _wait_for(lambda: combiner._writing == 1, "the first write")
     for thread in threads[1:]:
         thread.start()
     _wait_for(lambda: len(combiner._waiting) == 3, "the calls to queue")
@@ -226,4 +237,20 @@ def test_an_error_of_a_combined_write_is_every_members() -> None:
     assert outcomes[0] == 0
     assert sorted(writes[1]) == [1, 2, 3]  # the three waiting calls, in one write
     assert all(isinstance(outcomes[n], RuntimeError) for n in (1, 2, 3))
-    assert not combiner._busy and not combiner._waiting
+    assert combiner._writing == 0 and not combiner._waiting
+
+
+def test_a_few_calls_each_write_at_once(db_env: str, tenant_id: uuid.UUID) -> None:
+    """Up to ``ALONE_UP_TO`` calls under way, each writes at once (in its own transaction);
+    the next one waits for them and is written after."""
+    calls = _Calls()
+    with _tenant_locked(db_env, tenant_id):
+        for n in range(ALONE_UP_TO):
+            calls.start(f"alone-{n}", tenant_id, n)
+        _wait_for(lambda: _combined._writing == ALONE_UP_TO, "the calls' own writes")
+        calls.start("crowded", tenant_id, ALONE_UP_TO)
+        _wait_for(lambda: len(_combined._waiting) == 1, "the next call to wait")
+    calls.join()
+    jobs = [calls.job(f"alone-{n}") for n in range(ALONE_UP_TO)] + [calls.job("crowded")]
+    xmins = _xmins(db_env, [job.id for job in jobs])
+    assert len(set(xmins.values())) == len(jobs)  # each its own transaction

@@ -1,18 +1,18 @@
 """Concurrent calls of one process that share one write: group commit on the client.
 
 A web server's threads each ``enqueue`` one job. Alone, each call is one INSERT with its own
-commit, and 16 threads pay 16 statements, 16 commits and 16 Redis round trips. Here a call that
-finds another call's write in flight waits for it, and the waiting calls are then written
-together by one of them (the leader): one statement for all their rows, one commit, one
-message round trip. A call that finds nothing in flight writes at once, so one thread alone
-pays only a lock.
+commit, and 16 threads pay 16 statements, 16 commits and 16 Redis round trips. Here, once more
+than ``crowd`` calls of the process are under way, a call that finds ``writers`` writes in
+flight waits, and the waiting calls are then written together by one of them (the leader): one
+statement for all their rows, one commit, one message round trip. A call that finds room writes
+at once, so a few threads pay only a lock.
 
 Each call still returns only after its own row is committed and its message sent: nothing is
 acknowledged earlier, and nothing is sent before its row is durable. Calls are combined only
 when their key is equal (one statement takes one actor, one share size). When a combined write
 is refused as a whole for something one call brought (an unknown tenant, a quota), nothing was
 written, and each call then writes alone and gets its own answer. Any other error of a combined
-write is every member's error, as it would have been each one's alone.
+write is every member's, as it would have been each one's alone.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ class _Call(Generic[Item, Result]):
 
 
 class Combiner(Generic[Item, Written, Result]):
-    """Runs ``write`` for calls that arrive while another's is in flight, all at once.
+    """Runs ``write`` for calls that arrive while ``writers`` writes are in flight and more
+    than ``crowd`` calls are under way, all at once.
 
     ``write(items)`` makes the durable write of all the items (it raises, having written
     nothing, one of ``refusals`` when it refuses them as a whole); ``finish(items, written)``
@@ -64,34 +65,49 @@ class Combiner(Generic[Item, Written, Result]):
         key: Callable[[Item], Hashable],
         size: Callable[[Item], int],
         refusals: tuple[type[BaseException], ...],
+        writers: int = 1,
+        crowd: int = 0,
     ) -> None:
         self._write, self._finish = write, finish
         self._key, self._size, self._refusals = key, size, refusals
+        self.writers, self.crowd = writers, crowd
         self._lock = threading.Lock()
-        self._busy = False
+        self._writing = 0
+        self._calls = 0
         self._waiting: list[_Call[Item, Result]] = []
         os.register_at_fork(after_in_child=self._reset)
 
     def __call__(self, item: Item) -> Result:
         """``item``'s result, written with whatever calls wait beside it."""
+        call = None
         with self._lock:
-            alone = not self._busy
-            if alone:
-                self._busy = True
+            self._calls += 1
+            if self._writing < self.writers or self._calls <= self.crowd:
+                self._writing += 1
             else:
-                call: _Call[Item, Result] = _Call(item, self._key(item), self._size(item))
+                call = _Call[Item, Result](item, self._key(item), self._size(item))
                 self._waiting.append(call)
-        if alone:  # nothing in flight: write now, as if there were no combiner
-            try:
-                written = self._write([item])
-            finally:
-                self._hand_over()
-            return self._finish([item], written)[0]
+        try:
+            return self._now(item) if call is None else self._when_written(call)
+        finally:
+            with self._lock:
+                self._calls -= 1
+
+    def _now(self, item: Item) -> Result:
+        """Room for another write: now, as if there were no combiner."""
+        try:
+            written = self._write([item])
+        finally:
+            self._hand_over()
+        return self._finish([item], written)[0]
+
+    def _when_written(self, call: _Call[Item, Result]) -> Result:
+        """A waiting call's result: written by its leader, or by itself as the leader."""
         call.done.wait()  # set when its leader finished it, or made it the leader
         if call.batch is not None:
             self._lead(call.batch)
         if call.alone:
-            return self._finish([item], self._write([item]))[0]
+            return self._finish([call.item], self._write([call.item]))[0]
         if call.error is not None:
             raise call.error
         return call.result  # type: ignore[return-value] # set with done
@@ -129,10 +145,10 @@ class Combiner(Generic[Item, Written, Result]):
 
     def _hand_over(self) -> None:
         """Make the first waiting call the next leader, with the waiting calls of its key
-        (up to ``MAX_COMBINED`` rows); none waiting: nothing is in flight any more."""
+        (up to ``MAX_COMBINED`` rows); none waiting: one write fewer is in flight."""
         with self._lock:
             if not self._waiting:
-                self._busy = False
+                self._writing -= 1
                 return
             first = self._waiting[0]
             batch: list[_Call[Item, Result]] = []
@@ -151,5 +167,5 @@ class Combiner(Generic[Item, Written, Result]):
     def _reset(self) -> None:
         """A forked child starts with nothing in flight (the parent's calls are not its own)."""
         self._lock = threading.Lock()
-        self._busy = False
+        self._writing = self._calls = 0
         self._waiting = []
