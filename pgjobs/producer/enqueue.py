@@ -179,7 +179,7 @@ ALONE_UP_TO = 4
 """While at most this many standalone calls of a process are under way, each writes at once;
 beyond, a call waits for the write in flight and is written with the others. Measured with 1
 and 2 processes of 2 to 8 threads (docs/performance.md): up to 4 callers, writing each at once
-was as fast as combining or faster; at 8 callers per process combining ran 1.4-1.6x faster."""
+was as fast as combining or faster; at 8 callers per process combining ran 1.36-1.59x faster."""
 
 _combined: Combiner[Prepared, sm.Inserted, sm.Inserted] = Combiner(
     _write,
