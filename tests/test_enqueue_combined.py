@@ -9,6 +9,7 @@ tenant, a quota) is that call's alone.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -21,8 +22,9 @@ import pytest
 import redis as redis_lib
 from helpers import job_ids_in_redis, make_tenant
 
+from pgjobs import aio
 from pgjobs.producer import EnqueuedJob, UnknownTenant, enqueue, flush, get_job, get_job_events
-from pgjobs.producer.combine import Combiner
+from pgjobs.producer.combine import Combiner, Rules
 from pgjobs.producer.enqueue import ALONE_UP_TO, _combined
 from pgjobs.producer.errors import QuotaExceeded
 from pgjobs.producer.quotas import set_quota
@@ -34,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("jobs_env")
 def combining(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every call beyond the writes in flight waits, however few calls there are (the
     process's rule waits only beyond ``ALONE_UP_TO`` calls under way: tested last)."""
-    monkeypatch.setattr(_combined, "crowd", 0)
+    monkeypatch.setattr(_combined.rules, "crowd", 0)
 
 
 def _payload(n: int) -> dict[str, object]:
@@ -94,9 +96,9 @@ def _held_behind_lock(
     goes once they all wait. Returns every call, finished."""
     calls = _Calls()
     with _tenant_locked(db_url, tenant_id):
-        for n in range(_combined.writers):
+        for n in range(_combined.rules.writers):
             calls.start(f"first-{n}", tenant_id, -1 - n)
-        _wait_for(lambda: _combined._writing == _combined.writers, "the first calls' writes")
+        _wait_for(lambda: _combined._writing == _combined.rules.writers, "the first calls' writes")
         start_waiting(calls)
         _wait_for(lambda: len(_combined._waiting) == waiting, "the calls to queue")
     calls.join()
@@ -122,7 +124,7 @@ def test_calls_made_during_a_write_are_written_together(
             calls.start(name, tenant_id, n, idempotency_key=f"key-{n}" if n == 3 else None)
 
     calls = _held_behind_lock(db_env, tenant_id, len(names), start_waiting)
-    firsts = [f"first-{n}" for n in range(_combined.writers)]
+    firsts = [f"first-{n}" for n in range(_combined.rules.writers)]
     jobs = {name: calls.job(name) for name in [*firsts, *names]}
     ids = [job.id for job in jobs.values()]
     assert len(set(ids)) == len(jobs) and all(job.created for job in jobs.values())
@@ -167,7 +169,7 @@ def test_a_refusal_one_call_brings_is_that_calls_alone(
 @pytest.mark.usefixtures("combining")
 def test_a_quota_is_never_passed_by_calls_written_together(db_env: str, jobs_env: str) -> None:
     tenant_id = make_tenant()
-    set_quota(tenant_id, _combined.writers + 2)  # two left after the first calls
+    set_quota(tenant_id, _combined.rules.writers + 2)  # two left after the first calls
 
     def start_waiting(calls: _Calls) -> None:
         for n in range(1, 5):
@@ -178,7 +180,7 @@ def test_a_quota_is_never_passed_by_calls_written_together(db_env: str, jobs_env
     outcomes = [calls.outcomes[f"waiting-{n}"] for n in range(1, 5)]
     created = [o for o in outcomes if isinstance(o, EnqueuedJob)]
     refused = [o for o in outcomes if isinstance(o, QuotaExceeded)]
-    assert all(calls.job(f"first-{n}").created for n in range(_combined.writers))
+    assert all(calls.job(f"first-{n}").created for n in range(_combined.rules.writers))
     assert len(created) == 2 and len(refused) == 2
 
 
@@ -214,9 +216,8 @@ def test_an_error_of_a_combined_write_is_every_members() -> None:
             return list(items)
         raise RuntimeError("the server went away")
 
-    combiner: Combiner[int, list[int], int] = Combiner(
-        write, lambda items, written: written, key=lambda _: None, size=lambda _: 1, refusals=()
-    )
+    rules: Rules[int] = Rules(key=lambda _: None, size=lambda _: 1, refusals=())
+    combiner: Combiner[int, list[int], int] = Combiner(write, lambda _, written: written, rules)
     outcomes: dict[int, object] = {}
 
     def call(n: int) -> None:
@@ -254,3 +255,56 @@ def test_a_few_calls_each_write_at_once(db_env: str, tenant_id: uuid.UUID) -> No
     jobs = [calls.job(f"alone-{n}") for n in range(ALONE_UP_TO)] + [calls.job("crowded")]
     xmins = _xmins(db_env, [job.id for job in jobs])
     assert len(set(xmins.values())) == len(jobs)  # each its own transaction
+
+
+def _loop_calls(db_url: str, tenant_id: uuid.UUID, later: list[uuid.UUID]) -> list[Any]:
+    """``ALONE_UP_TO`` calls of one loop held by the tenant's lock (each writing), then one
+    call for each of ``later`` (tenants), which wait; the lock goes once they all wait. Every
+    call's outcome, in order (payload ``team-<n>``)."""
+    crowd = ALONE_UP_TO
+
+    def call(n: int, tenant: uuid.UUID) -> asyncio.Task[EnqueuedJob]:
+        made = aio.enqueue("scheduled_preview", _payload(n), tenant_id=tenant)
+        return asyncio.create_task(made)
+
+    async def until(predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> list[Any]:
+        queue = aio._combined.queue()
+        with _tenant_locked(db_url, tenant_id):
+            tasks = [call(n, tenant_id) for n in range(crowd)]
+            await until(lambda: queue.writing == crowd)  # each writing, held by the lock
+            tasks += [call(n, tenant) for n, tenant in enumerate(later, start=crowd)]
+            await until(lambda: len(queue.waiting) == len(later))
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    async def whole() -> list[Any]:
+        try:
+            return await asyncio.wait_for(scenario(), 30)
+        finally:
+            await aio.aclose()
+
+    return asyncio.run(whole())
+
+
+def test_coroutines_waiting_together_are_one_transaction(db_env: str, tenant_id: uuid.UUID) -> None:
+    """``pgjobs.aio``: beyond ``ALONE_UP_TO`` calls under way in a loop, the calls that wait
+    for the loop's writes are written together, each still its own job."""
+    jobs = _loop_calls(db_env, tenant_id, [tenant_id] * 3)
+    assert all(isinstance(job, EnqueuedJob) for job in jobs)
+    xmins = _xmins(db_env, [job.id for job in jobs])
+    assert len({xmins[job.id] for job in jobs[ALONE_UP_TO:]}) == 1  # the three waiting
+    assert len({xmins[job.id] for job in jobs[:ALONE_UP_TO]}) == ALONE_UP_TO  # each its own
+    teams = [get_job(tenant_id, job.id).payload["team"] for job in jobs]
+    assert teams == [f"team-{n}" for n in range(len(jobs))]
+
+
+def test_a_coroutines_refusal_is_its_own(db_env: str, tenant_id: uuid.UUID) -> None:
+    outcomes = _loop_calls(db_env, tenant_id, [tenant_id, uuid.uuid4(), tenant_id])
+    assert isinstance(outcomes[ALONE_UP_TO + 1], UnknownTenant)
+    jobs = [o for o in outcomes if isinstance(o, EnqueuedJob)]
+    assert len({job.id for job in jobs}) == ALONE_UP_TO + 2
+    for job in jobs:
+        assert len(get_job_events(tenant_id, job.id).items) == 1

@@ -33,10 +33,11 @@ from pgjobs.aio.feed import TERMINAL_EVENTS, get_feed, stop_feed
 from pgjobs.aio.redis_client import close_redis
 from pgjobs.aio.sending import send_and_mark
 from pgjobs.db.async_pool import close_pool, connection
-from pgjobs.db.jobs.state_machine import BulkCount, JobSelection
+from pgjobs.db.jobs.state_machine import BulkCount, Inserted, JobSelection
 from pgjobs.db.models import TERMINAL_STATUSES, JobStatus
 from pgjobs.db.schemas.job import JobEventRead, JobRead
 from pgjobs.db.statements import Plan, arun
+from pgjobs.producer.combine import AsyncCombiner
 from pgjobs.producer.control import (
     BulkAction,
     BulkResult,
@@ -51,13 +52,18 @@ from pgjobs.producer.control import (
     run_job_now_plan,
 )
 from pgjobs.producer.enqueue import (
+    COMBINE_UP_TO,
+    COMBINING,
     EnqueuedJob,
     JobOptions,
     JobRequest,
+    Prepared,
     insert_plan,
-    outgoing_messages,
+    joined,
+    outgoing_of,
     prepare_requests,
     results,
+    split,
 )
 from pgjobs.producer.job_types import JobType
 from pgjobs.producer.quotas import quota_refusals
@@ -125,10 +131,30 @@ async def enqueue_many(
     prepared = prepare_requests(requests, actor)
     if not prepared:
         return []
-    with quota_refusals():
-        inserted = await _run(insert_plan(prepared))
-    await send_and_mark(outgoing_messages(prepared, inserted))
+    if len(prepared) <= COMBINE_UP_TO:
+        inserted = await _combined(prepared)
+    else:
+        inserted = (await _finish([prepared], await _write([prepared])))[0]
     return results(prepared, inserted)
+
+
+async def _write(calls: Sequence[Prepared]) -> Inserted:
+    """The outbox INSERT of calls of this loop, one statement for all of them."""
+    with quota_refusals():
+        return await _run(insert_plan(joined(calls)))
+
+
+async def _finish(calls: Sequence[Prepared], inserted: Inserted) -> list[Inserted]:
+    """After :func:`_write` committed: every call's messages in one send, and each call's
+    part of what was written."""
+    parts = split(calls, inserted)
+    await send_and_mark(outgoing_of(calls, parts))
+    return parts
+
+
+_combined: AsyncCombiner[Prepared, Inserted, Inserted] = AsyncCombiner(_write, _finish, COMBINING)
+"""The calls of one event loop made while its writes are in flight share a write, as the
+threads of a process do (pgjobs/producer/combine.py)."""
 
 
 async def get_job(tenant_id: uuid.UUID, job_id: int) -> JobRead:

@@ -17,11 +17,13 @@ write is every member's, as it would have been each one's alone.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Written = TypeVar("Written")
@@ -33,12 +35,13 @@ MAX_COMBINED = 1000
 
 @dataclass(eq=False, slots=True)
 class _Call(Generic[Item, Result]):
-    """One waiting call: its item, and what its leader made of it."""
+    """One waiting call: its item, and what its leader made of it. ``done`` is a
+    ``threading.Event`` or an ``asyncio.Event``, by the combiner's kind."""
 
     item: Item
     key: Hashable
     size: int
-    done: threading.Event = field(default_factory=threading.Event)
+    done: Any
     batch: list[_Call[Item, Result]] | None = None
     """Set when this call is to lead: the calls it writes (itself first)."""
     result: Result | None = None
@@ -46,21 +49,22 @@ class _Call(Generic[Item, Result]):
     alone: bool = False
     """The combined write was refused as a whole: write alone."""
 
+    def outcome(self) -> Result:
+        """What the call returns once its leader finished it (not when it is to write alone)."""
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value] # set with done
 
-class Combiner(Generic[Item, Written, Result]):
-    """Runs ``write`` for calls that arrive while ``writers`` writes are in flight and more
-    than ``crowd`` calls are under way, all at once.
 
-    ``write(items)`` makes the durable write of all the items (it raises, having written
-    nothing, one of ``refusals`` when it refuses them as a whole); ``finish(items, written)``
-    runs after the next write may start (sending, say) and returns each item's result, in
-    order. ``size(item)``: how many rows an item brings; ``key(item)``: calls combine only
-    with calls of an equal key."""
+class Rules(Generic[Item]):
+    """When calls combine, for both combiners: ``key(item)``: calls combine only with calls of
+    an equal key; ``size(item)``: how many rows an item brings; ``refusals``: the errors with
+    which a write refuses its items as a whole, having written nothing; a call writes at once
+    while fewer than ``writers`` writes are in flight or at most ``crowd`` calls are under
+    way."""
 
     def __init__(
         self,
-        write: Callable[[Sequence[Item]], Written],
-        finish: Callable[[Sequence[Item], Written], list[Result]],
         *,
         key: Callable[[Item], Hashable],
         size: Callable[[Item], int],
@@ -68,30 +72,108 @@ class Combiner(Generic[Item, Written, Result]):
         writers: int = 1,
         crowd: int = 0,
     ) -> None:
-        self._write, self._finish = write, finish
-        self._key, self._size, self._refusals = key, size, refusals
+        self.key, self.size, self.refusals = key, size, refusals
         self.writers, self.crowd = writers, crowd
-        self._lock = threading.Lock()
-        self._writing = 0
-        self._calls = 0
-        self._waiting: list[_Call[Item, Result]] = []
+
+
+class _Queue(Generic[Item, Result]):
+    """One combiner's bookkeeping (a process's, or an event loop's): calls under way, writes
+    in flight, calls waiting. Not thread-safe: the threaded combiner holds its lock around it.
+    A write may start at once while fewer than ``writers`` are in flight, or while at most
+    ``crowd`` calls are under way."""
+
+    def __init__(self, rules: Rules[Item]) -> None:
+        self.rules = rules
+        self.writing = self.calls = 0
+        self.waiting: list[_Call[Item, Result]] = []
+
+    def arrive(self) -> bool:
+        """A call starts: True when it writes now; False: it waits (the caller queues it)."""
+        self.calls += 1
+        if self.writing < self.rules.writers or self.calls <= self.rules.crowd:
+            self.writing += 1
+            return True
+        return False
+
+    def next_leader(self) -> _Call[Item, Result] | None:
+        """A write ended: the first waiting call, made the next leader with the waiting calls
+        of its key (up to ``MAX_COMBINED`` rows); None: none waits, one write fewer is in
+        flight."""
+        if not self.waiting:
+            self.writing -= 1
+            return None
+        first = self.waiting[0]
+        batch: list[_Call[Item, Result]] = []
+        rest: list[_Call[Item, Result]] = []
+        rows = 0
+        for call in self.waiting:
+            if call.key == first.key and (not batch or rows + call.size <= MAX_COMBINED):
+                batch.append(call)
+                rows += call.size
+            else:
+                rest.append(call)
+        self.waiting = rest
+        first.batch = batch
+        return first
+
+
+def _settle(batch: list[_Call[Item, Result]], results: list[Result]) -> None:
+    for call, result in zip(batch, results, strict=True):
+        call.result = result
+
+
+def _fail(batch: list[_Call[Item, Result]], exc: BaseException) -> None:
+    """Every member's error, as it would have been each one's alone."""
+    for call in batch:
+        call.error = exc
+
+
+def _write_failed(
+    batch: list[_Call[Item, Result]],
+    exc: BaseException,
+    refusals: tuple[type[BaseException], ...],
+) -> None:
+    """The batch's write raised. A refusal of several calls: nothing was written, and each
+    call writes alone and learns what it brought. Anything else (or one call's refusal) is
+    every member's error, as it would have been each one's alone."""
+    if isinstance(exc, refusals) and len(batch) > 1:
+        for call in batch:
+            call.alone = True
+    else:
+        _fail(batch, exc)
+
+
+class Combiner(Generic[Item, Written, Result]):
+    """Runs ``write`` for the calls of a process's threads that ``rules`` make wait, all at
+    once.
+
+    ``write(items)`` makes the durable write of all the items (or raises, having written
+    nothing, one of the rules' ``refusals``); ``finish(items, written)`` runs after the next
+    write may start (sending, say) and returns each item's result, in order."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[Item]], Written],
+        finish: Callable[[Sequence[Item], Written], list[Result]],
+        rules: Rules[Item],
+    ) -> None:
+        self._write, self._finish, self.rules = write, finish, rules
+        self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
     def __call__(self, item: Item) -> Result:
         """``item``'s result, written with whatever calls wait beside it."""
-        call = None
+        rules = self.rules
+        call: _Call[Item, Result] | None = None
         with self._lock:
-            self._calls += 1
-            if self._writing < self.writers or self._calls <= self.crowd:
-                self._writing += 1
-            else:
-                call = _Call[Item, Result](item, self._key(item), self._size(item))
-                self._waiting.append(call)
+            if not self._queue.arrive():
+                call = _Call(item, rules.key(item), rules.size(item), threading.Event())
+                self._queue.waiting.append(call)
         try:
             return self._now(item) if call is None else self._when_written(call)
         finally:
             with self._lock:
-                self._calls -= 1
+                self._queue.calls -= 1
 
     def _now(self, item: Item) -> Result:
         """Room for another write: now, as if there were no combiner."""
@@ -108,64 +190,118 @@ class Combiner(Generic[Item, Written, Result]):
             self._lead(call.batch)
         if call.alone:
             return self._finish([call.item], self._write([call.item]))[0]
-        if call.error is not None:
-            raise call.error
-        return call.result  # type: ignore[return-value] # set with done
+        return call.outcome()
 
     def _lead(self, batch: list[_Call[Item, Result]]) -> None:
         """Write ``batch`` (the leader is its first call), let the next leader start, finish
         the batch and wake its other calls."""
-        try:
-            results = self._write_and_finish(batch)
-            for call, result in zip(batch, results or (), strict=results is not None):
-                call.result = result
-        except BaseException as exc:  # noqa: BLE001 - every member's, as it would be alone
-            for call in batch:
-                call.error = exc
-        finally:
-            for call in batch[1:]:
-                call.done.set()
-
-    def _write_and_finish(self, batch: list[_Call[Item, Result]]) -> list[Result] | None:
-        """The batch's results; None when its write was refused as a whole (nothing was
-        written: each call then writes alone and learns what it brought)."""
         items = [call.item for call in batch]
         try:
+            written = self._write(items)
+        except BaseException as exc:  # noqa: BLE001 - the batch's: refused, or failed
+            self._hand_over()
+            _write_failed(batch, exc, self.rules.refusals)
+        else:
+            self._hand_over()
             try:
-                written = self._write(items)
-            finally:
-                self._hand_over()
-        except self._refusals:
-            if len(batch) == 1:
-                raise
-            for call in batch:
-                call.alone = True
-            return None
-        return self._finish(items, written)
+                _settle(batch, self._finish(items, written))
+            except BaseException as exc:  # noqa: BLE001 - written, not finished: every member's
+                _fail(batch, exc)
+        _wake_members(batch)
 
     def _hand_over(self) -> None:
-        """Make the first waiting call the next leader, with the waiting calls of its key
-        (up to ``MAX_COMBINED`` rows); none waiting: one write fewer is in flight."""
         with self._lock:
-            if not self._waiting:
-                self._writing -= 1
-                return
-            first = self._waiting[0]
-            batch: list[_Call[Item, Result]] = []
-            rest: list[_Call[Item, Result]] = []
-            rows = 0
-            for call in self._waiting:
-                if call.key == first.key and (not batch or rows + call.size <= MAX_COMBINED):
-                    batch.append(call)
-                    rows += call.size
-                else:
-                    rest.append(call)
-            self._waiting = rest
-        first.batch = batch
-        first.done.set()
+            leader = self._queue.next_leader()
+        _wake(leader)
+
+    @property
+    def _writing(self) -> int:
+        return self._queue.writing
+
+    @property
+    def _waiting(self) -> list[_Call[Item, Result]]:
+        return self._queue.waiting
 
     def _reset(self) -> None:
-        """A forked child starts with nothing in flight (the parent's calls are not its own)."""
+        """A new process (or a forked child) starts with nothing in flight: the parent's calls
+        are not its own."""
         self._lock = threading.Lock()
-        self._writing = self._calls = 0
-        self._waiting = []
+        self._queue: _Queue[Item, Result] = _Queue(self.rules)
+
+
+class AsyncCombiner(Generic[Item, Written, Result]):
+    """:class:`Combiner` for coroutines: the calls of one event loop combine (each loop keeps
+    its own queue, as it keeps its own connection pool)."""
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[Item]], Awaitable[Written]],
+        finish: Callable[[Sequence[Item], Written], Awaitable[list[Result]]],
+        rules: Rules[Item],
+    ) -> None:
+        self._write, self._finish, self.rules = write, finish, rules
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue[Item, Result]]
+        self._queues = weakref.WeakKeyDictionary()
+
+    def queue(self) -> _Queue[Item, Result]:
+        """This loop's queue."""
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = _Queue(self.rules)
+        return queue
+
+    async def __call__(self, item: Item) -> Result:
+        """``item``'s result, written with whatever calls of this loop wait beside it."""
+        rules, queue = self.rules, self.queue()
+        call: _Call[Item, Result] | None = None
+        if not queue.arrive():
+            call = _Call(item, rules.key(item), rules.size(item), asyncio.Event())
+            queue.waiting.append(call)
+        try:
+            if call is None:
+                return await self._now(queue, item)
+            return await self._when_written(queue, call)
+        finally:
+            queue.calls -= 1
+
+    async def _now(self, queue: _Queue[Item, Result], item: Item) -> Result:
+        try:
+            written = await self._write([item])
+        finally:
+            _wake(queue.next_leader())
+        return (await self._finish([item], written))[0]
+
+    async def _when_written(self, queue: _Queue[Item, Result], call: _Call[Item, Result]) -> Result:
+        await call.done.wait()
+        if call.batch is not None:
+            await self._lead(queue, call.batch)
+        if call.alone:
+            return (await self._finish([call.item], await self._write([call.item])))[0]
+        return call.outcome()
+
+    async def _lead(self, queue: _Queue[Item, Result], batch: list[_Call[Item, Result]]) -> None:
+        items = [call.item for call in batch]
+        try:
+            written = await self._write(items)
+        except BaseException as exc:  # noqa: BLE001 - the batch's: refused, or failed
+            _wake(queue.next_leader())
+            _write_failed(batch, exc, self.rules.refusals)
+            return _wake_members(batch)
+        _wake(queue.next_leader())
+        try:
+            _settle(batch, await self._finish(items, written))
+        except BaseException as exc:  # noqa: BLE001 - written, not finished: every member's
+            _fail(batch, exc)
+        return _wake_members(batch)
+
+
+def _wake(leader: _Call[Any, Any] | None) -> None:
+    if leader is not None:
+        leader.done.set()
+
+
+def _wake_members(batch: list[_Call[Any, Any]]) -> None:
+    """The leader's batch is done: wake its other calls."""
+    for call in batch[1:]:
+        call.done.set()

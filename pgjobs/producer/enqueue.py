@@ -38,7 +38,7 @@ from pgjobs.db.timestamps import LATEST
 from pgjobs.db.validation import as_int, as_moment, as_text, as_uuid
 from pgjobs.logs import get_logger
 from pgjobs.producer import broker, sender
-from pgjobs.producer.combine import Combiner
+from pgjobs.producer.combine import Combiner, Rules
 from pgjobs.producer.errors import (
     InvalidOption,
     InvalidPayload,
@@ -153,22 +153,35 @@ def enqueue_many(
     return results(prepared, inserted)
 
 
+def joined(calls: Sequence[Prepared]) -> Prepared:
+    """Standalone calls made one, for one statement (``combine.py``); one call as it is."""
+    if len(calls) == 1:
+        return calls[0]
+    jobs = sm.NewJobs.joined([call.jobs for call in calls])
+    return Prepared(jobs, [queue for call in calls for queue in call.queues])
+
+
+def split(calls: Sequence[Prepared], inserted: sm.Inserted) -> list[sm.Inserted]:
+    """Each call's part of what :func:`joined` calls' statement wrote."""
+    return [inserted] if len(calls) == 1 else inserted.parts([len(call) for call in calls])
+
+
+def outgoing_of(calls: Sequence[Prepared], parts: Sequence[sm.Inserted]) -> list[broker.Outgoing]:
+    """Every call's messages, in one list (one send for all)."""
+    pairs = zip(calls, parts, strict=True)
+    return [message for call, part in pairs for message in outgoing_messages(call, part)]
+
+
 def _write(calls: Sequence[Prepared]) -> sm.Inserted:
     """The outbox INSERT of standalone calls, one statement for all of them."""
-    if len(calls) == 1:
-        return _insert_standalone(calls[0])
-    jobs = sm.NewJobs.joined([call.jobs for call in calls])
-    return _insert_standalone(Prepared(jobs, [queue for call in calls for queue in call.queues]))
+    return _insert_standalone(joined(calls))
 
 
 def _finish(calls: Sequence[Prepared], inserted: sm.Inserted) -> list[sm.Inserted]:
     """After :func:`_write` committed: every call's messages in one send (then marked queued
     soon), and each call's part of what was written."""
-    parts = [inserted] if len(calls) == 1 else inserted.parts([len(call) for call in calls])
-    outgoing = [
-        m for call, part in zip(calls, parts, strict=True) for m in outgoing_messages(call, part)
-    ]
-    sender.send_and_mark(outgoing)
+    parts = split(calls, inserted)
+    sender.send_and_mark(outgoing_of(calls, parts))
     return parts
 
 
@@ -181,14 +194,19 @@ beyond, a call waits for the write in flight and is written with the others. Mea
 and 2 processes of 2 to 8 threads (docs/performance.md): up to 4 callers, writing each at once
 was as fast as combining or faster; at 8 callers per process combining ran 1.36-1.59x faster."""
 
-_combined: Combiner[Prepared, sm.Inserted, sm.Inserted] = Combiner(
-    _write,
-    _finish,
-    key=lambda call: (call.jobs.actor, call.jobs.share_in_flight),
-    size=len,
-    refusals=(UnknownTenant, QuotaExceeded),
-    crowd=ALONE_UP_TO,
+
+def _combine_key(call: Prepared) -> tuple[str | None, int | None]:
+    """Calls combine with calls of the same actor and share size (one statement, one each)."""
+    return call.jobs.actor, call.jobs.share_in_flight
+
+
+COMBINING: Rules[Prepared] = Rules(
+    key=_combine_key, size=len, refusals=(UnknownTenant, QuotaExceeded), crowd=ALONE_UP_TO
 )
+"""When standalone calls share a write, here and in ``pgjobs.aio``: an unknown tenant or a
+quota refuses a combined INSERT as a whole (nothing written), for one call's sake."""
+
+_combined: Combiner[Prepared, sm.Inserted, sm.Inserted] = Combiner(_write, _finish, COMBINING)
 
 
 def _insert_standalone(prepared: Prepared) -> sm.Inserted:
