@@ -257,10 +257,13 @@ def test_a_few_calls_each_write_at_once(db_env: str, tenant_id: uuid.UUID) -> No
     assert len(set(xmins.values())) == len(jobs)  # each its own transaction
 
 
-def _loop_calls(db_url: str, tenant_id: uuid.UUID, later: list[uuid.UUID]) -> list[Any]:
+def _loop_calls(
+    db_url: str, tenant_id: uuid.UUID, later: list[uuid.UUID], cancel: int | None = None
+) -> list[Any]:
     """``ALONE_UP_TO`` calls of one loop held by the tenant's lock (each writing), then one
-    call for each of ``later`` (tenants), which wait; the lock goes once they all wait. Every
-    call's outcome, in order (payload ``team-<n>``)."""
+    call for each of ``later`` (tenants), which wait; the later call ``cancel`` (an index) is
+    cancelled as it waits; the lock goes once they all wait. Every call's outcome, in order
+    (payload ``team-<n>``), once the loop's queue is empty again."""
     crowd = ALONE_UP_TO
 
     def call(n: int, tenant: uuid.UUID) -> asyncio.Task[EnqueuedJob]:
@@ -278,7 +281,12 @@ def _loop_calls(db_url: str, tenant_id: uuid.UUID, later: list[uuid.UUID]) -> li
             await until(lambda: queue.writing == crowd)  # each writing, held by the lock
             tasks += [call(n, tenant) for n, tenant in enumerate(later, start=crowd)]
             await until(lambda: len(queue.waiting) == len(later))
-        return list(await asyncio.gather(*tasks, return_exceptions=True))
+            if cancel is not None:
+                tasks[crowd + cancel].cancel()
+                await until(lambda: len(queue.waiting) == len(later) - 1)
+        outcomes = list(await asyncio.gather(*tasks, return_exceptions=True))
+        await until(lambda: queue.writing == 0 and not queue.waiting and queue.calls == 0)
+        return outcomes
 
     async def whole() -> list[Any]:
         try:
@@ -308,3 +316,18 @@ def test_a_coroutines_refusal_is_its_own(db_env: str, tenant_id: uuid.UUID) -> N
     assert len({job.id for job in jobs}) == ALONE_UP_TO + 2
     for job in jobs:
         assert len(get_job_events(tenant_id, job.id).items) == 1
+
+
+def test_a_coroutine_cancelled_as_it_waits_leaves_the_rest_to_be_written(
+    db_env: str, tenant_id: uuid.UUID
+) -> None:
+    """The first waiting call would lead the others: cancelled, it leaves the queue, nothing of
+    it is written, and the calls behind it are written without it (not stranded)."""
+    outcomes = _loop_calls(db_env, tenant_id, [tenant_id] * 3, cancel=0)
+    assert isinstance(outcomes[ALONE_UP_TO], asyncio.CancelledError)
+    rest = outcomes[ALONE_UP_TO + 1 :]
+    assert all(isinstance(job, EnqueuedJob) for job in rest)
+    xmins = _xmins(db_env, [job.id for job in rest])
+    assert len(set(xmins.values())) == 1  # the two left, written together
+    teams = [get_job(tenant_id, job.id).payload["team"] for job in outcomes[:ALONE_UP_TO] + rest]
+    assert f"team-{ALONE_UP_TO}" not in teams and len(teams) == ALONE_UP_TO + 2

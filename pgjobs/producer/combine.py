@@ -1,4 +1,5 @@
-"""Concurrent calls of one process that share one write: group commit on the client.
+"""Concurrent calls that share one write, a process's threads or an event loop's coroutines:
+group commit on the client.
 
 A web server's threads each ``enqueue`` one job. Alone, each call is one INSERT with its own
 commit, and 16 threads pay 16 statements, 16 commits and 16 Redis round trips. Here, once more
@@ -185,7 +186,14 @@ class Combiner(Generic[Item, Written, Result]):
 
     def _when_written(self, call: _Call[Item, Result]) -> Result:
         """A waiting call's result: written by its leader, or by itself as the leader."""
-        call.done.wait()  # set when its leader finished it, or made it the leader
+        try:
+            call.done.wait()  # set when its leader finished it, or made it the leader
+        except BaseException:  # interrupted: leave, but never strand the calls behind it
+            with self._lock:
+                waiting = _leave(self._queue, call)
+            if not waiting and call.batch is not None:
+                self._lead(call.batch)
+            raise
         if call.batch is not None:
             self._lead(call.batch)
         if call.alone:
@@ -242,6 +250,8 @@ class AsyncCombiner(Generic[Item, Written, Result]):
         self._write, self._finish, self.rules = write, finish, rules
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue[Item, Result]]
         self._queues = weakref.WeakKeyDictionary()
+        self._leading: set[asyncio.Task[None]] = set()
+        """Batches whose leader was cancelled as it was made the leader, written anyway."""
 
     def queue(self) -> _Queue[Item, Result]:
         """This loop's queue."""
@@ -273,7 +283,14 @@ class AsyncCombiner(Generic[Item, Written, Result]):
         return (await self._finish([item], written))[0]
 
     async def _when_written(self, queue: _Queue[Item, Result], call: _Call[Item, Result]) -> Result:
-        await call.done.wait()
+        try:
+            await call.done.wait()
+        except asyncio.CancelledError:  # leave, but never strand the calls behind it
+            if not _leave(queue, call) and call.batch is not None:
+                task = asyncio.get_running_loop().create_task(self._lead(queue, call.batch))
+                self._leading.add(task)  # the loop keeps only a weak reference
+                task.add_done_callback(self._leading.discard)
+            raise
         if call.batch is not None:
             await self._lead(queue, call.batch)
         if call.alone:
@@ -294,6 +311,16 @@ class AsyncCombiner(Generic[Item, Written, Result]):
         except BaseException as exc:  # noqa: BLE001 - written, not finished: every member's
             _fail(batch, exc)
         return _wake_members(batch)
+
+
+def _leave(queue: _Queue[Any, Any], call: _Call[Any, Any]) -> bool:
+    """An interrupted call leaves the queue: True if it was still waiting (nothing of it will
+    be written). False: a leader took it, or made it the leader (then ``call.batch`` is set,
+    and that batch must still be written: its other calls wait for it)."""
+    if call in queue.waiting:
+        queue.waiting.remove(call)
+        return True
+    return False
 
 
 def _wake(leader: _Call[Any, Any] | None) -> None:
