@@ -24,7 +24,7 @@ from helpers import job_ids_in_redis, make_tenant
 
 from pgjobs import aio
 from pgjobs.producer import EnqueuedJob, UnknownTenant, enqueue, flush, get_job, get_job_events
-from pgjobs.producer.combine import Combiner, Rules
+from pgjobs.producer.combine import WAIT_SECONDS, Combiner, Rules
 from pgjobs.producer.enqueue import ALONE_UP_TO, _combined
 from pgjobs.producer.errors import QuotaExceeded
 from pgjobs.producer.quotas import set_quota
@@ -331,3 +331,51 @@ def test_a_coroutine_cancelled_as_it_waits_leaves_the_rest_to_be_written(
     assert len(set(xmins.values())) == 1  # the two left, written together
     teams = [get_job(tenant_id, job.id).payload["team"] for job in outcomes[:ALONE_UP_TO] + rest]
     assert f"team-{ALONE_UP_TO}" not in teams and len(teams) == ALONE_UP_TO + 2
+
+
+@pytest.mark.usefixtures("combining")
+def test_a_call_never_waits_for_a_write_its_own_transaction_holds_up(
+    db_env: str, tenant_id: uuid.UUID
+) -> None:
+    """This thread's transaction locks a tenant's row; another thread's write waits on it. A
+    standalone call this thread makes meanwhile (for another tenant) writes alone once it has
+    waited ``WAIT_SECONDS``, instead of waiting for that write (which would never end)."""
+    other = make_tenant()
+    calls = _Calls()
+    with _tenant_locked(db_env, tenant_id):
+        calls.start("held up", tenant_id, 0)
+        _wait_for(lambda: _combined._writing == 1, "the other thread's write")
+        started = time.monotonic()
+        job = enqueue("scheduled_preview", _payload(1), tenant_id=other)
+        waited = time.monotonic() - started
+    calls.join()
+    assert job.created and WAIT_SECONDS <= waited < 10
+    assert calls.job("held up").created
+
+
+@pytest.mark.usefixtures("combining")
+def test_a_coroutine_never_waits_for_a_write_its_own_transaction_holds_up(
+    db_env: str, tenant_id: uuid.UUID
+) -> None:
+    other = make_tenant()
+
+    async def scenario() -> tuple[EnqueuedJob, EnqueuedJob, float]:
+        queue = aio._combined.queue()
+        with _tenant_locked(db_env, tenant_id):
+            made = aio.enqueue("scheduled_preview", _payload(0), tenant_id=tenant_id)
+            held_up = asyncio.create_task(made)
+            while queue.writing < 1:
+                await asyncio.sleep(0.01)
+            started = time.monotonic()
+            job = await aio.enqueue("scheduled_preview", _payload(1), tenant_id=other)
+            waited = time.monotonic() - started
+        return job, await held_up, waited
+
+    async def whole() -> tuple[EnqueuedJob, EnqueuedJob, float]:
+        try:
+            return await asyncio.wait_for(scenario(), 30)
+        finally:
+            await aio.aclose()
+
+    job, held_up, waited = asyncio.run(whole())
+    assert job.created and held_up.created and WAIT_SECONDS <= waited < 10

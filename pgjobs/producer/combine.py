@@ -32,6 +32,11 @@ Result = TypeVar("Result")
 
 MAX_COMBINED = 1000
 """Most items one combined write takes (calls beyond it wait for the next)."""
+WAIT_SECONDS = 1.0
+"""How long a call waits before it writes alone if no leader has taken it yet. A write in
+flight can wait on a lock that the waiting call's own thread holds (its transaction locked a
+tenant's or a quota's row, then it enqueues standalone): the call must not wait for that
+write to end, or neither ever would (until the statement timeout fails the write)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -187,7 +192,11 @@ class Combiner(Generic[Item, Written, Result]):
     def _when_written(self, call: _Call[Item, Result]) -> Result:
         """A waiting call's result: written by its leader, or by itself as the leader."""
         try:
-            call.done.wait()  # set when its leader finished it, or made it the leader
+            while not call.done.wait(WAIT_SECONDS):  # set when led, or made the leader
+                with self._lock:
+                    left = _leave(self._queue, call)
+                if left:  # no leader took it in time: write alone instead
+                    return self._finish([call.item], self._write([call.item]))[0]
         except BaseException:  # interrupted: leave, but never strand the calls behind it
             with self._lock:
                 waiting = _leave(self._queue, call)
@@ -284,7 +293,9 @@ class AsyncCombiner(Generic[Item, Written, Result]):
 
     async def _when_written(self, queue: _Queue[Item, Result], call: _Call[Item, Result]) -> Result:
         try:
-            await call.done.wait()
+            while not await _set_within(call.done, WAIT_SECONDS):
+                if _leave(queue, call):  # no leader took it in time: write alone instead
+                    return (await self._finish([call.item], await self._write([call.item])))[0]
         except asyncio.CancelledError:  # leave, but never strand the calls behind it
             if not _leave(queue, call) and call.batch is not None:
                 task = asyncio.get_running_loop().create_task(self._lead(queue, call.batch))
@@ -321,6 +332,15 @@ def _leave(queue: _Queue[Any, Any], call: _Call[Any, Any]) -> bool:
         queue.waiting.remove(call)
         return True
     return False
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """True once ``event`` is set; False if ``seconds`` passed first."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 def _wake(leader: _Call[Any, Any] | None) -> None:
