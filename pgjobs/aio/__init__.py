@@ -52,7 +52,6 @@ from pgjobs.producer.control import (
     run_job_now_plan,
 )
 from pgjobs.producer.enqueue import (
-    COMBINE_UP_TO,
     COMBINING,
     EnqueuedJob,
     JobOptions,
@@ -131,11 +130,7 @@ async def enqueue_many(
     prepared = prepare_requests(requests, actor)
     if not prepared:
         return []
-    if len(prepared) <= COMBINE_UP_TO:
-        inserted = await _combined(prepared)
-    else:
-        inserted = (await _finish([prepared], await _write([prepared])))[0]
-    return results(prepared, inserted)
+    return results(prepared, await _combined(prepared))
 
 
 async def _write(calls: Sequence[Prepared]) -> Inserted:

@@ -53,7 +53,8 @@ class _Call(Generic[Item, Result]):
     result: Result | None = None
     error: BaseException | None = None
     alone: bool = False
-    """The combined write was refused as a whole: write alone."""
+    """Write alone: the combined write was refused as a whole, or no leader took the call in
+    time."""
 
     def outcome(self) -> Result:
         """What the call returns once its leader finished it (not when it is to write alone)."""
@@ -64,10 +65,10 @@ class _Call(Generic[Item, Result]):
 
 class Rules(Generic[Item]):
     """When calls combine, for both combiners: ``key(item)``: calls combine only with calls of
-    an equal key; ``size(item)``: how many rows an item brings; ``refusals``: the errors with
-    which a write refuses its items as a whole, having written nothing; a call writes at once
-    while fewer than ``writers`` writes are in flight or at most ``crowd`` calls are under
-    way."""
+    an equal key; ``size(item)``: how many rows an item brings, and one of more than
+    ``up_to`` rows writes by itself, outside the queue; ``refusals``: the errors with which a
+    write refuses its items as a whole, having written nothing; a call writes at once while
+    fewer than ``writers`` writes are in flight or at most ``crowd`` calls are under way."""
 
     def __init__(
         self,
@@ -75,11 +76,12 @@ class Rules(Generic[Item]):
         key: Callable[[Item], Hashable],
         size: Callable[[Item], int],
         refusals: tuple[type[BaseException], ...],
+        up_to: int = MAX_COMBINED,
         writers: int = 1,
         crowd: int = 0,
     ) -> None:
         self.key, self.size, self.refusals = key, size, refusals
-        self.writers, self.crowd = writers, crowd
+        self.up_to, self.writers, self.crowd = up_to, writers, crowd
 
 
 class _Queue(Generic[Item, Result]):
@@ -170,10 +172,13 @@ class Combiner(Generic[Item, Written, Result]):
     def __call__(self, item: Item) -> Result:
         """``item``'s result, written with whatever calls wait beside it."""
         rules = self.rules
+        size = rules.size(item)
+        if size > rules.up_to:
+            return self._alone(item)
         call: _Call[Item, Result] | None = None
         with self._lock:
             if not self._queue.arrive():
-                call = _Call(item, rules.key(item), rules.size(item), threading.Event())
+                call = _Call(item, rules.key(item), size, threading.Event())
                 self._queue.waiting.append(call)
         try:
             return self._now(item) if call is None else self._when_written(call)
@@ -195,8 +200,9 @@ class Combiner(Generic[Item, Written, Result]):
             while not call.done.wait(WAIT_SECONDS):  # set when led, or made the leader
                 with self._lock:
                     left = _leave(self._queue, call)
-                if left:  # no leader took it in time: write alone instead
-                    return self._finish([call.item], self._write([call.item]))[0]
+                if left:  # no leader took it in time
+                    call.alone = True
+                    break
         except BaseException:  # interrupted: leave, but never strand the calls behind it
             with self._lock:
                 waiting = _leave(self._queue, call)
@@ -205,9 +211,11 @@ class Combiner(Generic[Item, Written, Result]):
             raise
         if call.batch is not None:
             self._lead(call.batch)
-        if call.alone:
-            return self._finish([call.item], self._write([call.item]))[0]
-        return call.outcome()
+        return self._alone(call.item) if call.alone else call.outcome()
+
+    def _alone(self, item: Item) -> Result:
+        """``item`` written by itself, outside the queue."""
+        return self._finish([item], self._write([item]))[0]
 
     def _lead(self, batch: list[_Call[Item, Result]]) -> None:
         """Write ``batch`` (the leader is its first call), let the next leader start, finish
@@ -272,10 +280,13 @@ class AsyncCombiner(Generic[Item, Written, Result]):
 
     async def __call__(self, item: Item) -> Result:
         """``item``'s result, written with whatever calls of this loop wait beside it."""
-        rules, queue = self.rules, self.queue()
+        rules, size = self.rules, self.rules.size(item)
+        if size > rules.up_to:
+            return await self._alone(item)
+        queue = self.queue()
         call: _Call[Item, Result] | None = None
         if not queue.arrive():
-            call = _Call(item, rules.key(item), rules.size(item), asyncio.Event())
+            call = _Call(item, rules.key(item), size, asyncio.Event())
             queue.waiting.append(call)
         try:
             if call is None:
@@ -294,8 +305,9 @@ class AsyncCombiner(Generic[Item, Written, Result]):
     async def _when_written(self, queue: _Queue[Item, Result], call: _Call[Item, Result]) -> Result:
         try:
             while not await _set_within(call.done, WAIT_SECONDS):
-                if _leave(queue, call):  # no leader took it in time: write alone instead
-                    return (await self._finish([call.item], await self._write([call.item])))[0]
+                if _leave(queue, call):  # no leader took it in time
+                    call.alone = True
+                    break
         except asyncio.CancelledError:  # leave, but never strand the calls behind it
             if not _leave(queue, call) and call.batch is not None:
                 task = asyncio.get_running_loop().create_task(self._lead(queue, call.batch))
@@ -304,9 +316,11 @@ class AsyncCombiner(Generic[Item, Written, Result]):
             raise
         if call.batch is not None:
             await self._lead(queue, call.batch)
-        if call.alone:
-            return (await self._finish([call.item], await self._write([call.item])))[0]
-        return call.outcome()
+        return await self._alone(call.item) if call.alone else call.outcome()
+
+    async def _alone(self, item: Item) -> Result:
+        """``item`` written by itself, outside the queue."""
+        return (await self._finish([item], await self._write([item])))[0]
 
     async def _lead(self, queue: _Queue[Item, Result], batch: list[_Call[Item, Result]]) -> None:
         items = [call.item for call in batch]

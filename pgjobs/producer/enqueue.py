@@ -142,11 +142,7 @@ def enqueue_many(
     if not prepared:
         return []
     if session is None:
-        if len(prepared) <= COMBINE_UP_TO:
-            inserted = _combined(prepared)
-        else:
-            inserted = _finish([prepared], _write([prepared]))[0]
-        return results(prepared, inserted)
+        return results(prepared, _combined(prepared))
     with quota_refusals(), wrap_db_errors():
         inserted = run(session.connection(), insert_plan(prepared))
     defer_until_commit(session, outgoing_messages(prepared, inserted))
@@ -201,7 +197,11 @@ def _combine_key(call: Prepared) -> tuple[str | None, int | None]:
 
 
 COMBINING: Rules[Prepared] = Rules(
-    key=_combine_key, size=len, refusals=(UnknownTenant, QuotaExceeded), crowd=ALONE_UP_TO
+    key=_combine_key,
+    size=len,
+    refusals=(UnknownTenant, QuotaExceeded),
+    up_to=COMBINE_UP_TO,
+    crowd=ALONE_UP_TO,
 )
 """When standalone calls share a write, here and in ``pgjobs.aio``: an unknown tenant or a
 quota refuses a combined INSERT as a whole (nothing written), for one call's sake."""
